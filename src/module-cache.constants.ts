@@ -1,0 +1,10 @@
+/** Default LISTEN/NOTIFY channel of invalidation messages. */
+export const MODULE_CACHE_INVALIDATED_CHANNEL = 'module_cache_invalidated';
+/** Default channel on which a finished computation wakes processes waiting for it. */
+export const MODULE_CACHE_COMPUTED_CHANNEL = 'module_cache_computed';
+/** Injection token of the user's DefinitionSource. */
+export const DEFINITION_SOURCE = Symbol('DEFINITION_SOURCE');
+/** Injection token of the validated, defaulted options. */
+export const RESOLVED_MODULE_CACHE_OPTIONS = Symbol('RESOLVED_MODULE_CACHE_OPTIONS');
+/** Default executable extensions, in candidate order. */
+export const DEFAULT_EXTENSIONS = ['.gts', '.ts', '.gjs', '.js'] as const;
