@@ -1,4 +1,12 @@
 export * from './types';
 export * from './errors';
-export { MODULE_CACHE_INVALIDATED_CHANNEL, DEFINITION_SOURCE } from './module-cache.constants';
+export { MODULE_CACHE_INVALIDATED_CHANNEL, MODULE_CACHE_COMPUTED_CHANNEL, DEFINITION_SOURCE } from './module-cache.constants';
 export type { ModuleCacheOptions, ListenerOptions } from './module-cache.options';
+export { ModuleCacheModule } from './module-cache.module';
+export { MODULE_CACHE_OPTIONS } from './module-cache.module-definition';
+export { CachingDefinitionLookup } from './lookup/caching-definition-lookup';
+export { ModuleCacheInvalidationListener, type ListenerState } from './broadcast/invalidation-listener';
+export { encodeInvalidations, parseInvalidation, MAX_PAYLOAD_BYTES } from './broadcast/invalidation-message';
+export type { InvalidationMessage, InvalidationTarget, ParseResult } from './broadcast/invalidation-message';
+export type { ModuleCacheEvent, ModuleCacheStats, CacheTier } from './observability/events';
+export { moduleCacheEntities, moduleCacheMigrations } from './persistence';

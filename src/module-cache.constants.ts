@@ -8,3 +8,11 @@ export const DEFINITION_SOURCE = Symbol('DEFINITION_SOURCE');
 export const RESOLVED_MODULE_CACHE_OPTIONS = Symbol('RESOLVED_MODULE_CACHE_OPTIONS');
 /** Default executable extensions, in candidate order. */
 export const DEFAULT_EXTENSIONS = ['.gts', '.ts', '.gjs', '.js'] as const;
+/** Injection token of this process's origin id (ignored in its own NOTIFY echoes). */
+export const MODULE_CACHE_ORIGIN = Symbol('MODULE_CACHE_ORIGIN');
+/** Injection token of the SQL repository. */
+export const MODULE_CACHE_REPOSITORY = Symbol('MODULE_CACHE_REPOSITORY');
+/** Internal: the DefinitionSource in use (options.source or the user's DEFINITION_SOURCE provider). */
+export const RESOLVED_DEFINITION_SOURCE = Symbol('RESOLVED_DEFINITION_SOURCE');
+/** Internal: the TypeORM DataSource the cache uses (the default one, or `dataSourceName`). */
+export const MODULE_CACHE_DATA_SOURCE = Symbol('MODULE_CACHE_DATA_SOURCE');

@@ -33,6 +33,7 @@ export interface ModuleCacheOptions {
   /** How long a process waits for a peer's computation before giving up. */
   coalesceWaitTimeoutMs?: number;
   signingSecret?: string;
+  /** Name of the TypeORM DataSource to use (a module-definition extra: also top-level in forRootAsync). */
   dataSourceName?: string;
   /** A source call that takes longer is aborted and fails the lookup. */
   sourceTimeoutMs?: number;

@@ -4,6 +4,8 @@ export interface ModuleError {
   status?: number;
   /** The module the error belongs to (absent for errors the source reported without a URL). */
   url?: string;
+  /** True when the module itself is fine and the error only reports failing dependencies. */
+  fromDependency?: boolean;
   /** Errors of this module's dependencies, transitively, de-duplicated by URL. */
   additionalErrors?: ModuleError[];
 }

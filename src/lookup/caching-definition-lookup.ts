@@ -1,0 +1,308 @@
+import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
+import { Subject, type Observable } from 'rxjs';
+import { encodeInvalidations, type InvalidationTarget } from '../broadcast/invalidation-message';
+import { DefinitionNotFoundError, InvalidationBroadcastError, ModuleCacheError } from '../errors';
+import { RESOLVED_DEFINITION_SOURCE, MODULE_CACHE_ORIGIN, MODULE_CACHE_REPOSITORY, RESOLVED_MODULE_CACHE_OPTIONS } from '../module-cache.constants';
+import type { ResolvedModuleCacheOptions } from '../module-cache.options';
+import { emptyStats, type ModuleCacheEvent, type ModuleCacheStats } from '../observability/events';
+import { toEntry, type InvalidatedRow, type ModuleCacheRepository } from '../persistence/module-cache.repository';
+import { PUBLIC_SCOPE, type DefinitionSource, type LookupOptions, type ModuleCacheEntry } from '../types';
+import { ComputationRunner, DEPENDENCY_CYCLE, type LookupContext } from './computation';
+import { Generations } from './generations';
+import { flightKey, InFlight, type Flight } from './in-flight';
+import { MemoryTier } from './memory-tier';
+import { aliasOf, canonicalURL, candidateURLs, RealmRegistry, urlVariants } from './urls';
+
+type EntryFlight = Flight<ModuleCacheEntry | undefined>;
+
+/**
+ * The lookup service: memory tier → table tier → source, with single-flight, generation
+ * fencing (local counters plus the database fence), and invalidation that fans out through
+ * the dependency graph and reaches peers by NOTIFY in the same transaction as the delete.
+ */
+@Injectable()
+export class CachingDefinitionLookup implements OnModuleInit, OnApplicationShutdown {
+  private readonly logger = new Logger('CachingDefinitionLookup');
+  private readonly events = new Subject<ModuleCacheEvent>();
+  /** Every hit, miss, computation, persist, discard, invalidation and listener change. */
+  readonly events$: Observable<ModuleCacheEvent> = this.events.asObservable();
+  private readonly counters: ModuleCacheStats = emptyStats();
+  private readonly generations = new Generations();
+  private readonly memory: MemoryTier;
+  private readonly flights = new InFlight<ModuleCacheEntry | undefined>();
+  private readonly realms: RealmRegistry;
+  private readonly shutdown = new AbortController();
+  private readonly runner: ComputationRunner;
+
+  constructor(
+    @Inject(RESOLVED_MODULE_CACHE_OPTIONS) private readonly options: ResolvedModuleCacheOptions,
+    @Inject(RESOLVED_DEFINITION_SOURCE) source: DefinitionSource,
+    @Inject(MODULE_CACHE_REPOSITORY) private readonly repository: ModuleCacheRepository,
+    @Inject(MODULE_CACHE_ORIGIN) readonly origin: string,
+  ) {
+    this.realms = new RealmRegistry(options.realms);
+    this.memory = new MemoryTier(options.memory === false ? false : options.memory.maxEntries);
+    this.runner = new ComputationRunner({
+      options,
+      source,
+      repository,
+      generations: this.generations,
+      realms: this.realms,
+      shutdown: this.shutdown.signal,
+      stats: this.counters,
+      emit: (event) => this.emit(event),
+      lookupDependency: (url, scope, waiter) => this.resolve(url, scope, waiter),
+      remember: (urls, entry, alias) => urls.forEach((u) => this.memory.set(u, entry.scope, alias, entry.realmURL, entry)),
+    });
+  }
+
+  async onModuleInit(): Promise<void> {
+    await this.repository.assertSchema();
+  }
+
+  onApplicationShutdown(): void {
+    this.shutdown.abort();
+    this.events.complete();
+  }
+
+  /** The entry from memory, else the table, else computed and persisted; undefined when no candidate exists. */
+  async lookup(moduleURL: string, options: LookupOptions = {}): Promise<ModuleCacheEntry | undefined> {
+    return this.resolve(moduleURL, scopeOf(options));
+  }
+
+  /** One definition; throws DefinitionNotFoundError when the module or the definition is missing or errored. */
+  async lookupDefinition(moduleURL: string, name: string, options: LookupOptions = {}): Promise<unknown> {
+    const entry = await this.lookup(moduleURL, options);
+    if (!entry) throw new DefinitionNotFoundError(moduleURL, name, 'module not found');
+    if (entry.error) throw new DefinitionNotFoundError(moduleURL, name, `module has an error: ${entry.error.message}`);
+    if (!Object.prototype.hasOwnProperty.call(entry.definitions, name)) {
+      throw new DefinitionNotFoundError(moduleURL, name, 'no such export');
+    }
+    const definition = entry.definitions[name];
+    if (isErrorDefinition(definition)) throw new DefinitionNotFoundError(moduleURL, name, `definition failed: ${definition.error.message}`);
+    return definition;
+  }
+
+  /** Memory or table only; never computes. */
+  async lookupCached(moduleURL: string, options: LookupOptions = {}): Promise<ModuleCacheEntry | undefined> {
+    const scope = scopeOf(options);
+    const ctx = this.context(moduleURL, scope);
+    const hit = this.memoryHit(ctx, performance.now());
+    if (hit) return hit;
+    const snapshot = this.generations.snapshot(ctx.realm, ctx.alias);
+    try {
+      const { row } = await this.repository.read(ctx.candidates, scope, this.options.errorTtlMs);
+      if (!row) return undefined;
+      const entry = toEntry(row);
+      if (this.generations.isCurrent(snapshot)) this.memory.set(ctx.url, scope, ctx.alias, ctx.realm, entry);
+      return entry;
+    } finally {
+      this.generations.release(snapshot);
+    }
+  }
+
+  /** Cached entries of many URLs: memory first, then one query for the rest. */
+  async lookupMany(moduleURLs: string[], options: LookupOptions = {}): Promise<Map<string, ModuleCacheEntry | undefined>> {
+    const scope = scopeOf(options);
+    const result = new Map<string, ModuleCacheEntry | undefined>();
+    const pending: LookupContext[] = [];
+    for (const input of moduleURLs) {
+      const ctx = this.context(input, scope);
+      const hit = this.memory.get(ctx.url, scope, this.options.errorTtlMs);
+      if (hit) result.set(input, hit);
+      else pending.push({ ...ctx, input });
+    }
+    if (pending.length) {
+      const rows = await this.repository.readMany([...new Set(pending.flatMap((c) => c.candidates))], scope, this.options.errorTtlMs);
+      const byURL = new Map(rows.map((r) => [r.url, r]));
+      for (const ctx of pending) {
+        const row = ctx.candidates.map((c) => byURL.get(c)).find((r) => r !== undefined);
+        result.set(ctx.input!, row ? toEntry(row) : undefined);
+      }
+    }
+    return result;
+  }
+
+  /** Invalidates the module, its URL variants and every transitive consumer (all scopes); returns the URLs invalidated. */
+  async invalidate(moduleURL: string): Promise<string[]> {
+    const started = performance.now();
+    const url = canonicalURL(moduleURL);
+    const realm = this.realms.resolve(url);
+    const alias = aliasOf(url, this.options.extensions);
+    const variants = urlVariants(url, this.options.extensions);
+    this.forgetModules([alias]);
+    let affected: InvalidatedRow[] = [];
+    try {
+      affected = await this.repository.invalidateModules([alias], this.options.fenceRetentionMs, this.options.channel, (rows) => {
+        this.forgetModules(rows.map((r) => r.alias));
+        return moduleTargets(realm, variants, rows).flatMap((target) => this.encode(target));
+      });
+    } catch (error) {
+      throw this.broadcastFailure(`invalidate(${url})`, error);
+    } finally {
+      // Again after commit: a read that raced the transaction must not repopulate memory.
+      this.forgetModules([alias, ...affected.map((r) => r.alias)]);
+    }
+    const urls = [...new Set([...variants, ...affected.map((r) => r.url)])];
+    this.counters.invalidations++;
+    this.emit({ type: 'invalidated', kind: 'module', realm, urls, durationMs: performance.now() - started });
+    return urls;
+  }
+
+  /** Clears every row of one registered realm, here and in every peer. Returns the rows deleted. */
+  async clearRealm(realmURL: string): Promise<number> {
+    const started = performance.now();
+    const realm = this.realms.canonicalRealm(realmURL);
+    this.forgetRealm(realm);
+    try {
+      const count = await this.repository.clearRealm(realm, this.options.channel, this.encode({ kind: 'realm', realm }));
+      this.counters.invalidations++;
+      this.emit({ type: 'invalidated', kind: 'realm', realm, urls: [], durationMs: performance.now() - started });
+      return count;
+    } catch (error) {
+      throw this.broadcastFailure(`clearRealm(${realm})`, error);
+    } finally {
+      this.forgetRealm(realm);
+    }
+  }
+
+  /** Clears everything, here and in every peer. Returns the rows deleted. */
+  async clearAll(): Promise<number> {
+    const started = performance.now();
+    this.forgetAll();
+    try {
+      const count = await this.repository.clearAll(this.options.channel, this.encode({ kind: 'global' }));
+      this.counters.invalidations++;
+      this.emit({ type: 'invalidated', kind: 'global', urls: [], durationMs: performance.now() - started });
+      return count;
+    } catch (error) {
+      throw this.broadcastFailure('clearAll()', error);
+    } finally {
+      this.forgetAll();
+    }
+  }
+
+  stats(): ModuleCacheStats {
+    return structuredClone({
+      ...this.counters,
+      inFlight: this.flights.size,
+      memoryEntries: this.memory.size,
+      trackedGenerations: this.generations.trackedModules,
+    });
+  }
+
+  // ---- internals shared with the listener subscription -------------------------------
+
+  /** Synchronously bumps, drops doomed in-flight computations and evicts memory for these aliases. */
+  protected forgetModules(aliases: Iterable<string>): void {
+    const set = new Set(aliases);
+    for (const alias of set) {
+      this.generations.bumpModule(alias);
+      this.memory.evictAlias(alias);
+    }
+    this.flights.drop((f) => set.has(f.alias));
+  }
+
+  protected forgetRealm(realm: string): void {
+    this.generations.bumpRealm(realm);
+    this.memory.evictRealm(realm);
+    this.flights.drop((f) => f.realm === realm);
+  }
+
+  protected forgetAll(): void {
+    this.generations.bumpGlobal();
+    this.memory.clear();
+    this.flights.drop(() => true);
+  }
+
+  protected emit(event: ModuleCacheEvent): void {
+    this.events.next(event);
+  }
+
+  private async resolve(moduleURL: string, scope: string): Promise<ModuleCacheEntry | undefined>;
+  private async resolve(moduleURL: string, scope: string, waiter: EntryFlight): Promise<ModuleCacheEntry | undefined | typeof DEPENDENCY_CYCLE>;
+  private async resolve(moduleURL: string, scope: string, waiter?: EntryFlight): Promise<ModuleCacheEntry | undefined | typeof DEPENDENCY_CYCLE> {
+    const started = performance.now();
+    const ctx = this.context(moduleURL, scope);
+    const hit = this.memoryHit(ctx, started);
+    if (hit) return hit;
+    const key = flightKey(ctx.realm, ctx.url, scope);
+    // A dependency (stored as an alias) joins a flight for any spelling of the module, so
+    // `x.ts` ↔ `x` cycles are seen and nothing is computed twice.
+    let flight = waiter
+      ? urlVariants(ctx.url, this.options.extensions)
+          .map((variant) => this.flights.get(flightKey(ctx.realm, variant, scope)))
+          .find((f) => f !== undefined)
+      : this.flights.get(key);
+    if (!flight) {
+      flight = this.runner.start(key, ctx, started);
+      this.flights.add(flight);
+      const registered = flight;
+      flight.promise.then(
+        () => this.flights.remove(registered),
+        () => this.flights.remove(registered),
+      );
+    }
+    if (!waiter) return flight.promise;
+    if (flight === waiter || InFlight.reaches(flight, waiter)) return DEPENDENCY_CYCLE;
+    waiter.waitingOn.add(flight);
+    try {
+      return await flight.promise;
+    } finally {
+      waiter.waitingOn.delete(flight);
+    }
+  }
+
+  private context(moduleURL: string, scope: string): LookupContext {
+    const url = canonicalURL(moduleURL);
+    const realm = this.realms.resolve(url);
+    return { url, realm, scope, alias: aliasOf(url, this.options.extensions), candidates: candidateURLs(url, this.options.extensions) };
+  }
+
+  private memoryHit(ctx: LookupContext, started: number): ModuleCacheEntry | undefined {
+    const entry = this.memory.get(ctx.url, ctx.scope, this.options.errorTtlMs);
+    if (entry) {
+      this.counters.hits.memory++;
+      if (this.events.observed) {
+        this.emit({ type: 'hit', tier: 'memory', url: ctx.url, realm: ctx.realm, scope: ctx.scope, durationMs: performance.now() - started });
+      }
+    }
+    return entry;
+  }
+
+  private encode(target: InvalidationTarget): string[] {
+    const payloads = encodeInvalidations(target, { origin: this.origin, signingSecret: this.options.signingSecret });
+    this.counters.notifications.sent += payloads.length;
+    return payloads;
+  }
+
+  private broadcastFailure(what: string, error: unknown): ModuleCacheError {
+    const message = error instanceof Error ? error.message : String(error);
+    this.logger.error(`${what} failed; local caches were cleared but peers were not told: ${message}`);
+    return new InvalidationBroadcastError(`${what} failed (local state was invalidated, peers were not notified): ${message}`, {
+      cause: error,
+    });
+  }
+}
+
+function moduleTargets(realm: string, variants: string[], rows: InvalidatedRow[]): InvalidationTarget[] {
+  const byRealm = new Map<string, Set<string>>([[realm, new Set(variants)]]);
+  for (const row of rows) {
+    if (!byRealm.has(row.realm)) byRealm.set(row.realm, new Set());
+    byRealm.get(row.realm)!.add(row.url);
+  }
+  return [...byRealm].map(([r, urls]) => ({ kind: 'module' as const, realm: r, urls: [...urls] }));
+}
+
+function scopeOf(options: LookupOptions): string {
+  const scope = options.scope ?? PUBLIC_SCOPE;
+  if (typeof scope !== 'string' || scope.length === 0 || scope.length > 512) {
+    throw new ModuleCacheError(`scope must be a non-empty string of at most 512 characters`);
+  }
+  return scope;
+}
+
+function isErrorDefinition(value: unknown): value is { type: 'error'; error: { message: string } } {
+  const v = value as { type?: unknown; error?: { message?: unknown } } | null;
+  return typeof v === 'object' && v !== null && v.type === 'error' && typeof v.error?.message === 'string';
+}

@@ -1,0 +1,184 @@
+import { ComputationDiscardedError, DefinitionSourceError } from '../errors';
+import type { ResolvedModuleCacheOptions } from '../module-cache.options';
+import type { ModuleCacheEvent, ModuleCacheStats } from '../observability/events';
+import { toEntry, type ModuleCacheRepository } from '../persistence/module-cache.repository';
+import type { DefinitionSource, ModuleCacheEntry, ModuleError } from '../types';
+import type { GenerationSnapshot, Generations } from './generations';
+import type { Flight } from './in-flight';
+import { assembleError, callSource } from './source-call';
+import { aliasOf, normaliseDependency, type RealmRegistry } from './urls';
+
+export interface LookupContext {
+  url: string;
+  realm: string;
+  scope: string;
+  alias: string;
+  candidates: string[];
+  /** The caller's spelling, for batch results. */
+  input?: string;
+}
+
+export const DEPENDENCY_CYCLE = Symbol('dependency-cycle');
+
+type EntryFlight = Flight<ModuleCacheEntry | undefined>;
+type Outcome = { done: true; entry: ModuleCacheEntry | undefined } | { done: false; reason: DiscardReason };
+type DiscardReason = Extract<ModuleCacheEvent, { type: 'discarded' }>['reason'];
+
+export interface ComputationDeps {
+  options: ResolvedModuleCacheOptions;
+  source: DefinitionSource;
+  repository: ModuleCacheRepository;
+  generations: Generations;
+  realms: RealmRegistry;
+  shutdown: AbortSignal;
+  stats: ModuleCacheStats;
+  emit(event: ModuleCacheEvent): void;
+  lookupDependency(url: string, scope: string, waiter: EntryFlight): Promise<ModuleCacheEntry | undefined | typeof DEPENDENCY_CYCLE>;
+  remember(urls: string[], entry: ModuleCacheEntry, alias: string): void;
+}
+
+/**
+ * One flight's work: read the table (with the fence watermark), else compute from the source,
+ * attach dependency errors, and persist through the database fence; a discarded attempt is
+ * retried with a new snapshot, at most `maxRetries` times.
+ */
+export class ComputationRunner {
+  constructor(private readonly d: ComputationDeps) {}
+
+  start(key: string, ctx: LookupContext, started: number): EntryFlight {
+    const flight: EntryFlight = {
+      key,
+      realm: ctx.realm,
+      url: ctx.url,
+      alias: ctx.alias,
+      scope: ctx.scope,
+      promise: Promise.resolve(undefined),
+      waitingOn: new Set(),
+    };
+    // Taken before the first await: anything that invalidates from here on is seen.
+    flight.snapshot = this.d.generations.snapshot(ctx.realm, ctx.alias);
+    flight.promise = this.run(flight, ctx, flight.snapshot, started);
+    return flight;
+  }
+
+  private async run(flight: EntryFlight, ctx: LookupContext, first: GenerationSnapshot, started: number): Promise<ModuleCacheEntry | undefined> {
+    let snapshot = first;
+    for (let attempt = 1; ; attempt++) {
+      let outcome: Outcome;
+      try {
+        outcome = await this.attempt(flight, ctx, snapshot, attempt, started);
+      } finally {
+        this.d.generations.release(snapshot);
+      }
+      if (outcome.done) return outcome.entry;
+      this.d.stats.discards++;
+      this.d.emit({ type: 'discarded', reason: outcome.reason, attempt, url: ctx.url, realm: ctx.realm, scope: ctx.scope });
+      if (attempt > this.d.options.maxRetries) {
+        throw new ComputationDiscardedError(
+          `${ctx.url} was invalidated during each of ${attempt} computations; giving up (maxRetries = ${this.d.options.maxRetries})`,
+        );
+      }
+      this.d.stats.retries++;
+      snapshot = flight.snapshot = this.d.generations.snapshot(ctx.realm, ctx.alias);
+    }
+  }
+
+  private async attempt(flight: EntryFlight, ctx: LookupContext, snapshot: GenerationSnapshot, attempt: number, started: number): Promise<Outcome> {
+    const { generations, repository, options, stats } = this.d;
+    const { watermark, row } = await repository.read(ctx.candidates, ctx.scope, options.errorTtlMs);
+    if (row) {
+      // The row may belong to an invalidation that just committed: read again rather than serve it.
+      if (!generations.isCurrent(snapshot)) return { done: false, reason: 'invalidated-locally' };
+      const entry = toEntry(row);
+      stats.hits.table++;
+      this.d.emit({ type: 'hit', tier: 'table', url: ctx.url, realm: ctx.realm, scope: ctx.scope, durationMs: performance.now() - started });
+      this.d.remember([ctx.url], entry, ctx.alias);
+      return { done: true, entry };
+    }
+    if (attempt === 1) {
+      stats.misses++;
+      this.d.emit({ type: 'miss', url: ctx.url, realm: ctx.realm, scope: ctx.scope, durationMs: performance.now() - started });
+    }
+    for (const candidate of ctx.candidates) {
+      const computeStarted = performance.now();
+      let loaded;
+      try {
+        loaded = await callSource(this.d.source, candidate, {
+          realmURL: ctx.realm,
+          scope: ctx.scope,
+          timeoutMs: options.sourceTimeoutMs,
+          shutdown: this.d.shutdown,
+        });
+      } catch (error) {
+        stats.sourceErrors++;
+        throw error;
+      }
+      if (loaded === null) continue;
+      stats.computes++;
+      const alias = aliasOf(candidate, options.extensions);
+      const deps = [
+        ...new Set(loaded.deps.map((dep) => normaliseDependency(dep, candidate, options.extensions)).filter((d) => d !== undefined)),
+      ].filter((dep) => dep !== alias);
+      const error = assembleError(candidate, loaded.error, await this.dependencyErrors(flight, deps, ctx.scope));
+      this.d.emit({
+        type: 'computed',
+        url: candidate,
+        realm: ctx.realm,
+        scope: ctx.scope,
+        attempt,
+        durationMs: performance.now() - computeStarted,
+        ...(error ? { error: error.message } : {}),
+      });
+      if (!generations.isCurrent(snapshot)) return { done: false, reason: 'invalidated-locally' };
+      if (Date.now() - snapshot.takenAt > options.fenceRetentionMs) return { done: false, reason: 'fence-expired' };
+      const persistStarted = performance.now();
+      const createdAt = await repository.fencedUpsert(
+        {
+          url: candidate,
+          scope: ctx.scope,
+          alias,
+          realm: ctx.realm,
+          definitions: loaded.definitions,
+          deps,
+          error,
+          diagnostics: { computeMs: Math.round(performance.now() - computeStarted), attempt, requested: ctx.url },
+        },
+        watermark,
+      );
+      if (!createdAt) return { done: false, reason: 'fenced-by-database' };
+      stats.persisted++;
+      this.d.emit({ type: 'persisted', url: candidate, realm: ctx.realm, scope: ctx.scope, durationMs: performance.now() - persistStarted });
+      const entry: ModuleCacheEntry = {
+        url: candidate,
+        realmURL: ctx.realm,
+        scope: ctx.scope,
+        definitions: loaded.definitions,
+        deps,
+        ...(error ? { error } : {}),
+        createdAt,
+      };
+      if (generations.isCurrent(snapshot)) this.d.remember([...new Set([ctx.url, candidate])], entry, alias);
+      return { done: true, entry };
+    }
+    return { done: true, entry: undefined };
+  }
+
+  /** Errors of the module's dependencies inside registered realms (looked up, so computed if needed). */
+  private async dependencyErrors(flight: EntryFlight, deps: string[], scope: string): Promise<ModuleError[]> {
+    const inRealm = deps.filter((dep) => this.d.realms.find(dep) !== undefined);
+    const errors = await Promise.all(
+      inRealm.map(async (dep): Promise<ModuleError[]> => {
+        try {
+          const entry = await this.d.lookupDependency(dep, scope, flight);
+          if (entry === DEPENDENCY_CYCLE) return [];
+          if (entry === undefined) return [{ message: `module not found: ${dep}`, status: 404, url: dep }];
+          return entry.error ? [{ ...entry.error, url: entry.error.url ?? entry.url }] : [];
+        } catch (error) {
+          const message = error instanceof Error ? error.message : String(error);
+          return [{ message, status: error instanceof DefinitionSourceError ? 502 : 500, url: dep }];
+        }
+      }),
+    );
+    return errors.flat();
+  }
+}

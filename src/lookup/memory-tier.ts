@@ -1,0 +1,86 @@
+import { LRUCache } from 'lru-cache';
+import type { ModuleCacheEntry } from '../types';
+
+interface MemoryRecord {
+  entry: ModuleCacheEntry;
+  alias: string;
+  realm: string;
+  storedAt: number;
+}
+
+/**
+ * Bounded LRU of entries keyed by (scope, requested URL), with a secondary index by alias
+ * (and realm) so an invalidation evicts every spelling and every scope of a module without
+ * scanning the cache.
+ */
+export class MemoryTier {
+  private readonly cache: LRUCache<string, MemoryRecord> | undefined;
+  private readonly byAlias = new Map<string, Set<string>>();
+
+  constructor(maxEntries: number | false) {
+    if (maxEntries === false) return;
+    this.cache = new LRUCache<string, MemoryRecord>({
+      max: maxEntries,
+      dispose: (record, key) => this.unindex(record.alias, key),
+    });
+  }
+
+  get enabled(): boolean {
+    return this.cache !== undefined;
+  }
+
+  get size(): number {
+    return this.cache?.size ?? 0;
+  }
+
+  /** The entry, unless it is an error older than errorTtlMs (then it is dropped). */
+  get(url: string, scope: string, errorTtlMs: number): ModuleCacheEntry | undefined {
+    const key = memoryKey(url, scope);
+    const record = this.cache?.get(key);
+    if (!record) return undefined;
+    if (record.entry.error && Date.now() - record.storedAt >= errorTtlMs) {
+      this.cache!.delete(key);
+      return undefined;
+    }
+    return record.entry;
+  }
+
+  set(url: string, scope: string, alias: string, realm: string, entry: ModuleCacheEntry): void {
+    if (!this.cache) return;
+    const key = memoryKey(url, scope);
+    this.cache.set(key, { entry, alias, realm, storedAt: Date.now() });
+    let keys = this.byAlias.get(alias);
+    if (!keys) this.byAlias.set(alias, (keys = new Set()));
+    keys.add(key);
+  }
+
+  evictAlias(alias: string): number {
+    const keys = this.byAlias.get(alias);
+    if (!keys || !this.cache) return 0;
+    const count = keys.size;
+    for (const key of [...keys]) this.cache.delete(key);
+    return count;
+  }
+
+  evictRealm(realm: string): void {
+    if (!this.cache) return;
+    const doomed = [...this.cache.entries()].filter(([, record]) => record.realm === realm).map(([key]) => key);
+    for (const key of doomed) this.cache.delete(key);
+  }
+
+  clear(): void {
+    this.cache?.clear();
+    this.byAlias.clear();
+  }
+
+  private unindex(alias: string, key: string): void {
+    const keys = this.byAlias.get(alias);
+    if (!keys) return;
+    keys.delete(key);
+    if (keys.size === 0) this.byAlias.delete(alias);
+  }
+}
+
+function memoryKey(url: string, scope: string): string {
+  return `${scope}\u0000${url}`;
+}

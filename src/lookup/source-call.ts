@@ -1,0 +1,98 @@
+import { DefinitionSourceError, DefinitionSourceTimeoutError } from '../errors';
+import type { DefinitionSource, LoadedModule, ModuleError } from '../types';
+
+/**
+ * Calls the source with a timeout. The source gets an AbortSignal; a source that ignores it
+ * is still abandoned at the deadline so a hung source cannot hang its callers.
+ */
+export async function callSource(
+  source: DefinitionSource,
+  url: string,
+  context: { realmURL: string; scope: string; timeoutMs: number; shutdown: AbortSignal },
+): Promise<LoadedModule | null> {
+  const timeout = new AbortController();
+  const signal = AbortSignal.any([timeout.signal, context.shutdown]);
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const error = new DefinitionSourceTimeoutError(`definition source did not answer for ${url} within ${context.timeoutMs} ms`);
+      timeout.abort(error);
+      reject(error);
+    }, context.timeoutMs);
+    context.shutdown.addEventListener('abort', () => reject(new DefinitionSourceError(`shutting down: gave up on ${url}`)), {
+      once: true,
+    });
+  });
+  try {
+    const result = await Promise.race([
+      Promise.resolve().then(() => source.load(url, { realmURL: context.realmURL, scope: context.scope, signal })),
+      deadline,
+    ]);
+    return validateLoaded(result, url);
+  } catch (error) {
+    if (error instanceof DefinitionSourceError) throw error;
+    const message = error instanceof Error ? error.message : String(error);
+    throw new DefinitionSourceError(`definition source failed for ${url}: ${message}`, { cause: error });
+  } finally {
+    clearTimeout(timer);
+    deadline.catch(() => undefined);
+  }
+}
+
+function validateLoaded(result: unknown, url: string): LoadedModule | null {
+  if (result === null) return null;
+  const bad = (why: string) => new DefinitionSourceError(`definition source returned an invalid result for ${url}: ${why}`);
+  if (typeof result !== 'object' || result === undefined) throw bad(`expected an object or null, got ${typeof result}`);
+  const r = result as Partial<LoadedModule>;
+  if (typeof r.definitions !== 'object' || r.definitions === null || Array.isArray(r.definitions)) throw bad('definitions must be an object');
+  if (!Array.isArray(r.deps)) throw bad('deps must be an array of URLs');
+  if (r.error !== undefined && (typeof r.error !== 'object' || r.error === null || typeof r.error.message !== 'string')) {
+    throw bad('error must be { message, status? }');
+  }
+  let definitions: Record<string, unknown>;
+  try {
+    // Entries keep definitions as a JSON round trip, the same in memory as from the table.
+    definitions = JSON.parse(JSON.stringify(r.definitions));
+  } catch (error) {
+    throw bad(`definitions are not JSON-serialisable (${(error as Error).message})`);
+  }
+  return { definitions, deps: r.deps, ...(r.error ? { error: { message: r.error.message, status: r.error.status } } : {}) };
+}
+
+/** The module's own error, with its dependencies' errors attached (transitively, de-duplicated by URL). */
+export function assembleError(url: string, own: LoadedModule['error'], depErrors: ModuleError[]): ModuleError | undefined {
+  const additional = dedupe(
+    depErrors.flatMap((e) => [...(e.fromDependency ? [] : [stripNested(e)]), ...(e.additionalErrors ?? [])]),
+  ).filter((e) => e.url !== url);
+  if (own) {
+    return { message: own.message, ...(own.status !== undefined ? { status: own.status } : {}), url, ...withAdditional(additional) };
+  }
+  if (additional.length === 0) return undefined;
+  const first = additional[0];
+  return {
+    message: `dependency ${first.url ?? '(unknown)'} failed: ${first.message}`,
+    status: first.status ?? 500,
+    url,
+    fromDependency: true,
+    additionalErrors: additional,
+  };
+}
+
+function withAdditional(additional: ModuleError[]) {
+  return additional.length ? { additionalErrors: additional } : {};
+}
+
+function stripNested(e: ModuleError): ModuleError {
+  const { additionalErrors: _ignored, ...rest } = e;
+  return rest;
+}
+
+function dedupe(errors: ModuleError[]): ModuleError[] {
+  const seen = new Set<string>();
+  return errors.filter((e) => {
+    const key = e.url ?? e.message;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}

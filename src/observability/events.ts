@@ -1,0 +1,55 @@
+import type { ListenerState } from '../broadcast/invalidation-listener';
+
+export type CacheTier = 'memory' | 'table';
+
+interface Located {
+  url: string;
+  realm: string;
+  scope: string;
+}
+
+/** Everything the lookup service reports on `events$`. */
+export type ModuleCacheEvent =
+  | ({ type: 'hit'; tier: CacheTier; durationMs: number } & Located)
+  | ({ type: 'miss'; durationMs: number } & Located)
+  | ({ type: 'computed'; durationMs: number; attempt: number; error?: string } & Located)
+  | ({ type: 'persisted'; durationMs: number } & Located)
+  | ({ type: 'discarded'; reason: 'invalidated-locally' | 'fenced-by-database' | 'fence-expired'; attempt: number } & Located)
+  | { type: 'invalidated'; kind: 'module' | 'realm' | 'global'; realm?: string; urls: string[]; durationMs: number }
+  | { type: 'remote-invalidated'; kind: 'module' | 'realm' | 'global'; realm?: string; urls: string[]; origin: string }
+  | { type: 'listener-state'; state: ListenerState }
+  | { type: 'resync' };
+
+export interface ModuleCacheStats {
+  hits: { memory: number; table: number };
+  misses: number;
+  computes: number;
+  persisted: number;
+  discards: number;
+  retries: number;
+  sourceErrors: number;
+  invalidations: number;
+  notifications: { sent: number; received: number; rejected: number };
+  reconnects: number;
+  inFlight: number;
+  memoryEntries: number;
+  trackedGenerations: number;
+}
+
+export function emptyStats(): ModuleCacheStats {
+  return {
+    hits: { memory: 0, table: 0 },
+    misses: 0,
+    computes: 0,
+    persisted: 0,
+    discards: 0,
+    retries: 0,
+    sourceErrors: 0,
+    invalidations: 0,
+    notifications: { sent: 0, received: 0, rejected: 0 },
+    reconnects: 0,
+    inFlight: 0,
+    memoryEntries: 0,
+    trackedGenerations: 0,
+  };
+}

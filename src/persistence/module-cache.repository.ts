@@ -1,0 +1,196 @@
+import type { DataSource, QueryRunner } from 'typeorm';
+import { ModuleCacheSchemaError } from '../errors';
+import type { ModuleCacheEntry, ModuleError } from '../types';
+
+export interface StoredRow {
+  url: string;
+  realm: string;
+  scope: string;
+  alias: string;
+  definitions: Record<string, unknown>;
+  deps: string[];
+  error: ModuleError | null;
+  created_at: Date;
+}
+
+export interface NewRow {
+  url: string;
+  scope: string;
+  alias: string;
+  realm: string;
+  definitions: Record<string, unknown>;
+  deps: string[];
+  error?: ModuleError;
+  diagnostics: Record<string, unknown>;
+}
+
+export interface InvalidatedRow {
+  url: string;
+  realm: string;
+  alias: string;
+}
+
+/** Builds the NOTIFY payloads once the transaction knows what it deleted. */
+export type PayloadBuilder<T> = (result: T) => string[];
+
+const ROW_COLUMNS = `e.url, e.realm, e.scope, e.alias, e.definitions, e.deps, e.error, e.created_at`;
+const FRESH = `(e.error IS NULL OR e.created_at > now() - $3::bigint * interval '1 millisecond')`;
+
+/**
+ * Everything that speaks SQL. Every statement is parameterised; channel names travel as
+ * `pg_notify` arguments, never spliced into SQL.
+ */
+export class ModuleCacheRepository {
+  /** Round trips issued, for the measurements the README reports. */
+  roundTrips = 0;
+
+  constructor(private readonly dataSource: DataSource) {}
+
+  async assertSchema(): Promise<void> {
+    const rows = await this.query<{ ok: boolean }>(
+      `SELECT to_regclass('module_cache_entries') IS NOT NULL
+          AND to_regprocedure('module_cache_fenced_upsert(text,text,text,text,jsonb,text[],jsonb,jsonb,bigint)') IS NOT NULL AS ok`,
+    );
+    if (!rows[0]?.ok) {
+      throw new ModuleCacheSchemaError(
+        'module-cache tables are missing: add `moduleCacheMigrations` to your DataSource `migrations` and run them (e.g. `migrationsRun: true`)',
+      );
+    }
+  }
+
+  /**
+   * The first fresh row among `candidates` (in candidate order), plus the fence watermark a
+   * computation must carry if there is none — in one round trip.
+   */
+  async read(candidates: string[], scope: string, errorTtlMs: number): Promise<{ watermark: string; row?: StoredRow }> {
+    const rows = await this.query<StoredRow & { watermark: string }>(
+      `SELECT w.watermark::text AS watermark, ${ROW_COLUMNS}
+         FROM (SELECT module_cache_fence_watermark() AS watermark) w
+         LEFT JOIN module_cache_entries e
+           ON e.url_hash IN (SELECT md5(u)::uuid FROM unnest($1::text[]) AS u) AND e.scope = $2 AND ${FRESH}`,
+      [candidates, scope, errorTtlMs],
+    );
+    const found = rows.filter((r) => r.url !== null);
+    const row = candidates.map((c) => found.find((r) => r.url === c)).find((r) => r !== undefined);
+    return { watermark: rows[0]?.watermark ?? '0', row };
+  }
+
+  /** Fresh rows for any of `urls` in one query. */
+  async readMany(urls: string[], scope: string, errorTtlMs: number): Promise<StoredRow[]> {
+    if (urls.length === 0) return [];
+    return this.query<StoredRow>(
+      `SELECT ${ROW_COLUMNS} FROM module_cache_entries e
+        WHERE e.url_hash IN (SELECT md5(u)::uuid FROM unnest($1::text[]) AS u) AND e.scope = $2 AND ${FRESH}`,
+      [urls, scope, errorTtlMs],
+    );
+  }
+
+  /** Persists unless the database saw an invalidation of the row, its deps, its realm or everything after `watermark`. */
+  async fencedUpsert(row: NewRow, watermark: string): Promise<Date | undefined> {
+    const result = await this.query<{ created_at: Date | null }>(
+      `SELECT module_cache_fenced_upsert($1, $2, $3, $4, $5::jsonb, $6::text[], $7::jsonb, $8::jsonb, $9::bigint) AS created_at`,
+      [
+        row.url,
+        row.scope,
+        row.alias,
+        row.realm,
+        JSON.stringify(row.definitions),
+        row.deps,
+        row.error ? JSON.stringify(row.error) : null,
+        JSON.stringify(row.diagnostics),
+        watermark,
+      ],
+    );
+    return result[0]?.created_at ?? undefined;
+  }
+
+  /**
+   * Fan-out, fence log, delete and NOTIFY in one transaction: peers hear of it exactly when
+   * it commits, and a failed NOTIFY rolls the delete back. `onAffected` runs synchronously
+   * as soon as the fan-out is known (the caller bumps its generations there).
+   */
+  async invalidateModules(
+    aliases: string[],
+    retentionMs: number,
+    channel: string,
+    onAffected: (rows: InvalidatedRow[]) => string[],
+  ): Promise<InvalidatedRow[]> {
+    return this.transaction(async (runner) => {
+      const rows: InvalidatedRow[] = await this.run(runner, `SELECT * FROM module_cache_invalidate_modules($1::text[], $2::bigint)`, [
+        aliases,
+        retentionMs,
+      ]);
+      await this.notify(runner, channel, onAffected(rows));
+      return rows;
+    });
+  }
+
+  async clearRealm(realm: string, channel: string, payloads: string[]): Promise<number> {
+    return this.transaction(async (runner) => {
+      const [row] = await this.run(runner, `SELECT module_cache_clear_realm($1) AS count`, [realm]);
+      await this.notify(runner, channel, payloads);
+      return Number(row.count);
+    });
+  }
+
+  async clearAll(channel: string, payloads: string[]): Promise<number> {
+    return this.transaction(async (runner) => {
+      const [row] = await this.run(runner, `SELECT module_cache_clear_all() AS count`);
+      await this.notify(runner, channel, payloads);
+      return Number(row.count);
+    });
+  }
+
+  /** Fraction (0..1) of the server's NOTIFY queue in use. */
+  async notifyQueueUsage(): Promise<number> {
+    const [row] = await this.query<{ usage: number }>(`SELECT pg_notification_queue_usage() AS usage`);
+    return Number(row?.usage ?? 0);
+  }
+
+  private async notify(runner: QueryRunner, channel: string, payloads: string[]): Promise<void> {
+    if (payloads.length === 0) return;
+    await this.run(runner, `SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p`, [channel, payloads]);
+  }
+
+  private async transaction<T>(work: (runner: QueryRunner) => Promise<T>): Promise<T> {
+    const runner = this.dataSource.createQueryRunner();
+    await runner.connect();
+    try {
+      this.roundTrips++;
+      await runner.startTransaction();
+      try {
+        const result = await work(runner);
+        this.roundTrips++;
+        await runner.commitTransaction();
+        return result;
+      } catch (error) {
+        if (runner.isTransactionActive) await runner.rollbackTransaction().catch(() => undefined);
+        throw error;
+      }
+    } finally {
+      await runner.release();
+    }
+  }
+
+  private async run<T = Record<string, unknown>>(runner: QueryRunner, sql: string, params: unknown[] = []): Promise<T[]> {
+    this.roundTrips++;
+    return runner.query(sql, params);
+  }
+
+  private async query<T>(sql: string, params: unknown[] = []): Promise<T[]> {
+    this.roundTrips++;
+    return this.dataSource.query(sql, params);
+  }
+}
+
+export function toEntry(row: StoredRow): ModuleCacheEntry {
+  return {
+    url: row.url,
+    realmURL: row.realm,
+    scope: row.scope,
+    definitions: row.definitions,
+    deps: row.deps,
+    ...(row.error ? { error: row.error } : {}),
+    createdAt: row.created_at,
+  };
+}

@@ -1,0 +1,167 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { DefinitionNotFoundError, InvalidModuleURLError, UnknownRealmError, type ModuleCacheOptions } from '../../src';
+import { createCacheApp, migrate, type CacheApp } from '../support/app';
+import { createTestDatabase, type TestDatabase } from '../support/database';
+import { FakeSource } from '../support/fake-source';
+
+const REALM = 'https://example.test/realm/';
+const OTHER = 'https://example.test/other/';
+let db: TestDatabase;
+const apps: CacheApp[] = [];
+
+async function start(source: FakeSource, options: Partial<ModuleCacheOptions> = {}): Promise<CacheApp> {
+  const app = await createCacheApp(db.url, { realms: [REALM, OTHER], source, listener: false, ...options });
+  apps.push(app);
+  return app;
+}
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  await migrate(db.url);
+});
+afterEach(async () => {
+  await Promise.all(apps.splice(0).map((a) => a.close()));
+  await db.query('DELETE FROM module_cache_entries');
+});
+afterAll(async () => {
+  await db.drop();
+});
+
+describe('lookup', () => {
+  it('computes on a miss, persists, then serves from memory and, in a second app, from the table', async () => {
+    const source = new FakeSource().define(`${REALM}a.gts`, ['./b']);
+    source.define(`${REALM}b.gts`);
+    const { lookup } = await start(source);
+    const first = await lookup.lookup(`${REALM}a.gts`);
+    expect(first?.definitions).toEqual({ value: { version: 1, url: `${REALM}a.gts` } });
+    expect(first?.deps).toEqual([`${REALM}b`]);
+    expect(first?.error).toBeUndefined();
+    expect(source.callsFor(`${REALM}a.gts`)).toBe(1);
+
+    const again = await lookup.lookup(`${REALM}a.gts?x=1#frag`);
+    expect(again).toBe(first);
+    expect(lookup.stats().hits.memory).toBe(1);
+
+    const second = await start(new FakeSource());
+    const fromTable = await second.lookup.lookup(`${REALM}a.gts`);
+    expect(fromTable?.definitions).toEqual(first?.definitions);
+    expect(second.lookup.stats().hits.table).toBe(1);
+    expect(second.lookup.stats().computes).toBe(0);
+    const rows = await db.query<{ url: string; alias: string }>(`SELECT url, alias FROM module_cache_entries ORDER BY url`);
+    expect(rows).toEqual([
+      { url: `${REALM}a.gts`, alias: `${REALM}a` },
+      { url: `${REALM}b.gts`, alias: `${REALM}b` },
+    ]);
+  });
+
+  it('tries extensions in order for an extensionless URL and moves on when the source returns null', async () => {
+    const source = new FakeSource().define(`${REALM}c.gjs`);
+    const { lookup } = await start(source);
+    const entry = await lookup.lookup(`${REALM}c`);
+    expect(entry?.url).toBe(`${REALM}c.gjs`);
+    expect(source.calls).toEqual([`${REALM}c.gts`, `${REALM}c.ts`, `${REALM}c.gjs`]);
+    expect(await lookup.lookup(`${REALM}missing`)).toBeUndefined();
+    expect(source.calls.slice(3)).toEqual([`${REALM}missing.gts`, `${REALM}missing.ts`, `${REALM}missing.gjs`, `${REALM}missing.js`, `${REALM}missing`]);
+    expect(await db.query(`SELECT 1 FROM module_cache_entries WHERE url LIKE '%missing%'`)).toEqual([]);
+  });
+
+  it('keeps scopes apart and invalidation clears every scope', async () => {
+    const source = new FakeSource().set(`${REALM}s.ts`, (_url, ctx) => ({ definitions: { who: ctx.scope }, deps: [] }));
+    const { lookup } = await start(source);
+    expect((await lookup.lookup(`${REALM}s.ts`))?.definitions).toEqual({ who: 'public' });
+    expect((await lookup.lookup(`${REALM}s.ts`, { scope: 'user:1' }))?.definitions).toEqual({ who: 'user:1' });
+    expect(source.calls.length).toBe(2);
+    expect(await db.query(`SELECT scope FROM module_cache_entries ORDER BY scope`)).toEqual([{ scope: 'public' }, { scope: 'user:1' }]);
+    const urls = await lookup.invalidate(`${REALM}s.ts`);
+    expect(urls).toContain(`${REALM}s.ts`);
+    expect(await db.query(`SELECT scope FROM module_cache_entries`)).toEqual([]);
+    expect(await lookup.lookupCached(`${REALM}s.ts`, { scope: 'user:1' })).toBeUndefined();
+  });
+
+  it('serves an error row for errorTtlMs, then recomputes', async () => {
+    let broken = true;
+    const source = new FakeSource().set(`${REALM}e.ts`, () =>
+      broken ? { definitions: {}, deps: [], error: { message: 'boom', status: 500 } } : { definitions: { ok: true }, deps: [] },
+    );
+    const { lookup } = await start(source, { errorTtlMs: 300 });
+    expect((await lookup.lookup(`${REALM}e.ts`))?.error).toMatchObject({ message: 'boom', status: 500, url: `${REALM}e.ts` });
+    broken = false;
+    expect((await lookup.lookup(`${REALM}e.ts`))?.error?.message).toBe('boom');
+    expect(source.calls.length).toBe(1);
+    await new Promise((r) => setTimeout(r, 350));
+    const entry = await lookup.lookup(`${REALM}e.ts`);
+    expect(entry?.error).toBeUndefined();
+    expect(entry?.definitions).toEqual({ ok: true });
+    expect(source.calls.length).toBe(2);
+  });
+
+  it('attaches dependency errors transitively and de-duplicated, and recovers once the dependency is fixed', async () => {
+    let broken = true;
+    const source = new FakeSource()
+      .define(`${REALM}top.gts`, ['./mid', './leaf'])
+      .define(`${REALM}mid.gts`, ['./leaf'])
+      .set(`${REALM}leaf.gts`, () =>
+        broken ? { definitions: {}, deps: [], error: { message: 'leaf is broken', status: 422 } } : { definitions: { ok: 1 }, deps: [] },
+      );
+    const { lookup } = await start(source);
+    const top = await lookup.lookup(`${REALM}top.gts`);
+    expect(top?.error?.message).toMatch(/leaf is broken/);
+    const leafErrors = top?.error?.additionalErrors?.filter((e) => e.url === `${REALM}leaf.gts`);
+    expect(leafErrors).toHaveLength(1);
+    // mid itself is fine: only the root cause is attached, once.
+    expect(top?.error?.additionalErrors?.map((e) => e.url)).toEqual([`${REALM}leaf.gts`]);
+    expect(top?.error).toMatchObject({ fromDependency: true, status: 422, url: `${REALM}top.gts` });
+    await expect(lookup.lookupDefinition(`${REALM}top.gts`, 'value')).rejects.toBeInstanceOf(DefinitionNotFoundError);
+
+    broken = false;
+    const invalidated = await lookup.invalidate(`${REALM}leaf.gts`);
+    expect(invalidated).toEqual(expect.arrayContaining([`${REALM}leaf.gts`, `${REALM}mid.gts`, `${REALM}top.gts`]));
+    const fixed = await lookup.lookup(`${REALM}top.gts`);
+    expect(fixed?.error).toBeUndefined();
+    expect(await lookup.lookupDefinition(`${REALM}top.gts`, 'value')).toEqual({ version: 1, url: `${REALM}top.gts` });
+  });
+
+  it('reports a missing dependency and survives dependency cycles', async () => {
+    const source = new FakeSource().define(`${REALM}x.ts`, ['./y.ts', './nope.ts']).define(`${REALM}y.ts`, ['./x.ts']);
+    const { lookup } = await start(source);
+    const x = await lookup.lookup(`${REALM}x.ts`);
+    expect(x?.error?.additionalErrors?.map((e) => [e.url, e.status])).toEqual([[`${REALM}nope`, 404]]);
+    expect((await lookup.lookup(`${REALM}y.ts`))?.deps).toEqual([`${REALM}x`]);
+  });
+
+  it('lookupDefinition, lookupCached and lookupMany', async () => {
+    const source = new FakeSource()
+      .set(`${REALM}d.ts`, { definitions: { Good: { kind: 'class' }, Bad: { type: 'error', error: { message: 'nope' } } }, deps: [] })
+      .define(`${REALM}m1.ts`)
+      .define(`${REALM}m2.ts`);
+    const { lookup } = await start(source);
+    expect(await lookup.lookupCached(`${REALM}d.ts`)).toBeUndefined();
+    expect(source.calls).toEqual([]);
+    expect(await lookup.lookupDefinition(`${REALM}d.ts`, 'Good')).toEqual({ kind: 'class' });
+    await expect(lookup.lookupDefinition(`${REALM}d.ts`, 'Bad')).rejects.toThrow(/definition failed: nope/);
+    await expect(lookup.lookupDefinition(`${REALM}d.ts`, 'Missing')).rejects.toThrow(/no such export/);
+    await expect(lookup.lookupDefinition(`${REALM}none.ts`, 'X')).rejects.toThrow(/module not found/);
+    await lookup.lookup(`${REALM}m1.ts`);
+    await lookup.lookup(`${REALM}m2.ts`);
+    const fresh = await start(new FakeSource());
+    const many = await fresh.lookup.lookupMany([`${REALM}m1.ts`, `${REALM}m2`, `${REALM}m3.ts`]);
+    expect(many.get(`${REALM}m1.ts`)?.url).toBe(`${REALM}m1.ts`);
+    expect(many.get(`${REALM}m2`)?.url).toBe(`${REALM}m2.ts`);
+    expect(many.get(`${REALM}m3.ts`)).toBeUndefined();
+  });
+
+  it('rejects bad URLs and URLs outside every realm, caching nothing', async () => {
+    const source = new FakeSource();
+    const { lookup } = await start(source);
+    await expect(lookup.lookup('not a url')).rejects.toBeInstanceOf(InvalidModuleURLError);
+    await expect(lookup.lookup('')).rejects.toBeInstanceOf(InvalidModuleURLError);
+    await expect(lookup.lookup(42 as unknown as string)).rejects.toBeInstanceOf(InvalidModuleURLError);
+    await expect(lookup.lookup('ftp://example.test/realm/a.ts')).rejects.toThrow(/http/);
+    await expect(lookup.lookup('https://elsewhere.test/a.ts')).rejects.toBeInstanceOf(UnknownRealmError);
+    await expect(lookup.invalidate('https://elsewhere.test/a.ts')).rejects.toBeInstanceOf(UnknownRealmError);
+    await expect(lookup.clearRealm('https://elsewhere.test/')).rejects.toBeInstanceOf(UnknownRealmError);
+    await expect(lookup.lookup(`${REALM}a.ts`, { scope: '' })).rejects.toThrow(/scope/);
+    expect(source.calls).toEqual([]);
+    expect(await db.query(`SELECT 1 FROM module_cache_entries`)).toEqual([]);
+  });
+});
