@@ -17,6 +17,9 @@ export const {
   .setExtras<{ isGlobal?: boolean; dataSourceName?: string }>({ isGlobal: false, dataSourceName: undefined }, (definition, extras) => ({
     ...definition,
     global: extras.isGlobal,
-    providers: [...(definition.providers ?? []), { provide: MODULE_CACHE_DATA_SOURCE, useExisting: getDataSourceToken(extras.dataSourceName) }],
+    providers: [
+      ...(definition.providers ?? []),
+      { provide: MODULE_CACHE_DATA_SOURCE, useExisting: getDataSourceToken(extras.dataSourceName) },
+    ],
   }))
   .build();

@@ -2,7 +2,12 @@ import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleIn
 import { Subject, type Observable } from 'rxjs';
 import { encodeInvalidations, type InvalidationTarget } from '../broadcast/invalidation-message';
 import { DefinitionNotFoundError, InvalidationBroadcastError, ModuleCacheError } from '../errors';
-import { RESOLVED_DEFINITION_SOURCE, MODULE_CACHE_ORIGIN, MODULE_CACHE_REPOSITORY, RESOLVED_MODULE_CACHE_OPTIONS } from '../module-cache.constants';
+import {
+  RESOLVED_DEFINITION_SOURCE,
+  MODULE_CACHE_ORIGIN,
+  MODULE_CACHE_REPOSITORY,
+  RESOLVED_MODULE_CACHE_OPTIONS,
+} from '../module-cache.constants';
 import type { ResolvedModuleCacheOptions } from '../module-cache.options';
 import { emptyStats, type ModuleCacheEvent, type ModuleCacheStats } from '../observability/events';
 import { toEntry, type InvalidatedRow, type ModuleCacheRepository } from '../persistence/module-cache.repository';
@@ -220,8 +225,16 @@ export class CachingDefinitionLookup implements OnModuleInit, OnApplicationShutd
   }
 
   private async resolve(moduleURL: string, scope: string): Promise<ModuleCacheEntry | undefined>;
-  private async resolve(moduleURL: string, scope: string, waiter: EntryFlight): Promise<ModuleCacheEntry | undefined | typeof DEPENDENCY_CYCLE>;
-  private async resolve(moduleURL: string, scope: string, waiter?: EntryFlight): Promise<ModuleCacheEntry | undefined | typeof DEPENDENCY_CYCLE> {
+  private async resolve(
+    moduleURL: string,
+    scope: string,
+    waiter: EntryFlight,
+  ): Promise<ModuleCacheEntry | undefined | typeof DEPENDENCY_CYCLE>;
+  private async resolve(
+    moduleURL: string,
+    scope: string,
+    waiter?: EntryFlight,
+  ): Promise<ModuleCacheEntry | undefined | typeof DEPENDENCY_CYCLE> {
     const started = performance.now();
     const ctx = this.context(moduleURL, scope);
     const hit = this.memoryHit(ctx, started);
@@ -264,7 +277,14 @@ export class CachingDefinitionLookup implements OnModuleInit, OnApplicationShutd
     if (entry) {
       this.counters.hits.memory++;
       if (this.events.observed) {
-        this.emit({ type: 'hit', tier: 'memory', url: ctx.url, realm: ctx.realm, scope: ctx.scope, durationMs: performance.now() - started });
+        this.emit({
+          type: 'hit',
+          tier: 'memory',
+          url: ctx.url,
+          realm: ctx.realm,
+          scope: ctx.scope,
+          durationMs: performance.now() - started,
+        });
       }
     }
     return entry;

@@ -61,7 +61,12 @@ export class ComputationRunner {
     return flight;
   }
 
-  private async run(flight: EntryFlight, ctx: LookupContext, first: GenerationSnapshot, started: number): Promise<ModuleCacheEntry | undefined> {
+  private async run(
+    flight: EntryFlight,
+    ctx: LookupContext,
+    first: GenerationSnapshot,
+    started: number,
+  ): Promise<ModuleCacheEntry | undefined> {
     let snapshot = first;
     for (let attempt = 1; ; attempt++) {
       let outcome: Outcome;
@@ -83,7 +88,13 @@ export class ComputationRunner {
     }
   }
 
-  private async attempt(flight: EntryFlight, ctx: LookupContext, snapshot: GenerationSnapshot, attempt: number, started: number): Promise<Outcome> {
+  private async attempt(
+    flight: EntryFlight,
+    ctx: LookupContext,
+    snapshot: GenerationSnapshot,
+    attempt: number,
+    started: number,
+  ): Promise<Outcome> {
     const { generations, repository, options, stats } = this.d;
     const { watermark, row } = await repository.read(ctx.candidates, ctx.scope, options.errorTtlMs);
     if (row) {
@@ -91,7 +102,14 @@ export class ComputationRunner {
       if (!generations.isCurrent(snapshot)) return { done: false, reason: 'invalidated-locally' };
       const entry = toEntry(row);
       stats.hits.table++;
-      this.d.emit({ type: 'hit', tier: 'table', url: ctx.url, realm: ctx.realm, scope: ctx.scope, durationMs: performance.now() - started });
+      this.d.emit({
+        type: 'hit',
+        tier: 'table',
+        url: ctx.url,
+        realm: ctx.realm,
+        scope: ctx.scope,
+        durationMs: performance.now() - started,
+      });
       this.d.remember([ctx.url], entry, ctx.alias);
       return { done: true, entry };
     }
@@ -147,7 +165,13 @@ export class ComputationRunner {
       );
       if (!createdAt) return { done: false, reason: 'fenced-by-database' };
       stats.persisted++;
-      this.d.emit({ type: 'persisted', url: candidate, realm: ctx.realm, scope: ctx.scope, durationMs: performance.now() - persistStarted });
+      this.d.emit({
+        type: 'persisted',
+        url: candidate,
+        realm: ctx.realm,
+        scope: ctx.scope,
+        durationMs: performance.now() - persistStarted,
+      });
       const entry: ModuleCacheEntry = {
         url: candidate,
         realmURL: ctx.realm,

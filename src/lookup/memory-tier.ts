@@ -38,7 +38,8 @@ export class MemoryTier {
     const key = memoryKey(url, scope);
     const record = this.cache?.get(key);
     if (!record) return undefined;
-    if (record.entry.error && Date.now() - record.storedAt >= errorTtlMs) {
+    // Age counts from the row's creation (as in the table tier), not from when it reached memory.
+    if (record.entry.error && Date.now() - Math.min(record.storedAt, record.entry.createdAt.getTime()) >= errorTtlMs) {
       this.cache!.delete(key);
       return undefined;
     }

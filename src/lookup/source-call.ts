@@ -44,7 +44,8 @@ function validateLoaded(result: unknown, url: string): LoadedModule | null {
   const bad = (why: string) => new DefinitionSourceError(`definition source returned an invalid result for ${url}: ${why}`);
   if (typeof result !== 'object' || result === undefined) throw bad(`expected an object or null, got ${typeof result}`);
   const r = result as Partial<LoadedModule>;
-  if (typeof r.definitions !== 'object' || r.definitions === null || Array.isArray(r.definitions)) throw bad('definitions must be an object');
+  if (typeof r.definitions !== 'object' || r.definitions === null || Array.isArray(r.definitions))
+    throw bad('definitions must be an object');
   if (!Array.isArray(r.deps)) throw bad('deps must be an array of URLs');
   if (r.error !== undefined && (typeof r.error !== 'object' || r.error === null || typeof r.error.message !== 'string')) {
     throw bad('error must be { message, status? }');

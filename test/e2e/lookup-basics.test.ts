@@ -61,7 +61,13 @@ describe('lookup', () => {
     expect(entry?.url).toBe(`${REALM}c.gjs`);
     expect(source.calls).toEqual([`${REALM}c.gts`, `${REALM}c.ts`, `${REALM}c.gjs`]);
     expect(await lookup.lookup(`${REALM}missing`)).toBeUndefined();
-    expect(source.calls.slice(3)).toEqual([`${REALM}missing.gts`, `${REALM}missing.ts`, `${REALM}missing.gjs`, `${REALM}missing.js`, `${REALM}missing`]);
+    expect(source.calls.slice(3)).toEqual([
+      `${REALM}missing.gts`,
+      `${REALM}missing.ts`,
+      `${REALM}missing.gjs`,
+      `${REALM}missing.js`,
+      `${REALM}missing`,
+    ]);
     expect(await db.query(`SELECT 1 FROM module_cache_entries WHERE url LIKE '%missing%'`)).toEqual([]);
   });
 

@@ -42,13 +42,15 @@ export class FakeSource implements DefinitionSource {
 
   async load(url: string, ctx: DefinitionSourceContext): Promise<LoadedModule | null> {
     this.calls.push(url);
+    // The answer is taken when the call starts (reading the module's current version), and
+    // delivered when the gate opens: a held computation returns what it saw before the hold.
+    const answer = this.modules.get(url);
+    const result = answer === undefined || answer === null ? null : typeof answer === 'function' ? answer(url, ctx) : answer;
     if (this.gate) {
       const gate = this.gate;
       gate.waiting++;
       await gate.promise;
     }
-    const answer = this.modules.get(url);
-    if (answer === undefined || answer === null) return null;
-    return typeof answer === 'function' ? answer(url, ctx) : answer;
+    return result;
   }
 }

@@ -1,0 +1,178 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { InvalidModuleURLError } from '../errors';
+
+/**
+ * The wire format of the invalidation channel. Payloads are untrusted hints (any role can
+ * NOTIFY any channel), so parsing is strict, total (never throws) and optionally signed.
+ *
+ *   {"k":"module","r":REALM,"m":[URL,...],"o":ORIGIN[,"s":SIG]}
+ *   {"k":"realm","r":REALM,"o":ORIGIN[,"s":SIG]}
+ *   {"k":"global","o":ORIGIN[,"s":SIG]}
+ *
+ * SIG is the hex HMAC-SHA256 of JSON.stringify([k, r ?? null, m ?? null, o]). Without a
+ * configured secret a well-formed "s" is ignored (a signing peer can roll out first); with
+ * one, a missing or wrong "s" is rejected.
+ */
+export type InvalidationTarget = { kind: 'module'; realm: string; urls: string[] } | { kind: 'realm'; realm: string } | { kind: 'global' };
+export type InvalidationMessage = InvalidationTarget & { origin: string };
+
+/** Our own budget per payload, in UTF-8 bytes; Postgres refuses payloads of 8000 bytes or more. */
+export const MAX_PAYLOAD_BYTES = 7000;
+/** Postgres's hard limit: anything longer cannot have come through NOTIFY. */
+const POSTGRES_PAYLOAD_LIMIT = 7999;
+const MAX_ORIGIN_LENGTH = 255;
+const SIGNATURE = /^[0-9a-f]{64}$/;
+// The URL parser silently strips these, so a string containing them is not the URL it names.
+// eslint-disable-next-line no-control-regex
+const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
+
+export interface EncodeOptions {
+  origin: string;
+  signingSecret?: string;
+  /** Byte budget per payload; defaults to MAX_PAYLOAD_BYTES, at most 7999. */
+  maxBytes?: number;
+}
+
+export type ParseResult = { ok: true; message: InvalidationMessage } | { ok: false; reason: string };
+
+interface Wire {
+  k: InvalidationMessage['kind'];
+  r?: string;
+  m?: string[];
+  o: string;
+  s?: string;
+}
+
+const bytes = (s: string): number => Buffer.byteLength(s, 'utf8');
+
+function sign(wire: Wire, secret: string): string {
+  return createHmac('sha256', secret)
+    .update(JSON.stringify([wire.k, wire.r ?? null, wire.m ?? null, wire.o]))
+    .digest('hex');
+}
+
+function serialise(wire: Wire, secret: string | undefined): string {
+  // Key order k, r, m, o, s is part of the documented shape (and of the size arithmetic below).
+  return JSON.stringify(secret === undefined ? wire : { ...wire, s: sign(wire, secret) });
+}
+
+function isHttpURL(s: string): boolean {
+  if (s.length === 0 || CONTROL_CHARS.test(s) || s.startsWith(' ') || s.endsWith(' ')) return false;
+  try {
+    const { protocol } = new URL(s);
+    return protocol === 'http:' || protocol === 'https:';
+  } catch {
+    return false;
+  }
+}
+
+const isRealmURL = (s: string): boolean => s.endsWith('/') && isHttpURL(s);
+const isOrigin = (s: string): boolean => s.length > 0 && s.length <= MAX_ORIGIN_LENGTH && !CONTROL_CHARS.test(s);
+
+/**
+ * Encodes one invalidation as as few payloads as fit the byte budget (greedy packing of the
+ * URL list). A URL too long for any payload degrades to one realm message (and a realm too
+ * long for one degrades to a global message): coarser, never dropped. An empty URL list
+ * encodes to no payloads. Throws on inputs the parser would reject: that is a caller bug.
+ */
+export function encodeInvalidations(target: InvalidationTarget, options: EncodeOptions): string[] {
+  const { origin, signingSecret } = options;
+  const maxBytes = options.maxBytes ?? MAX_PAYLOAD_BYTES;
+  if (!isOrigin(origin)) throw new TypeError(`invalidation origin must be 1-${MAX_ORIGIN_LENGTH} characters without control characters`);
+  if (!Number.isInteger(maxBytes) || maxBytes > POSTGRES_PAYLOAD_LIMIT) {
+    throw new RangeError(`maxBytes must be an integer of at most ${POSTGRES_PAYLOAD_LIMIT}, got ${maxBytes}`);
+  }
+  const global = serialise({ k: 'global', o: origin }, signingSecret);
+  if (bytes(global) > maxBytes) throw new RangeError(`maxBytes ${maxBytes} cannot hold even a global invalidation message`);
+  if (target.kind === 'global') return [global];
+
+  if (!isRealmURL(target.realm)) throw new InvalidModuleURLError(`invalidation realm must be an absolute http(s) URL ending with "/": ${target.realm}`);
+  const realmMessage = serialise({ k: 'realm', r: target.realm, o: origin }, signingSecret);
+  const realmOrCoarser = bytes(realmMessage) <= maxBytes ? realmMessage : global;
+  if (target.kind === 'realm') return [realmOrCoarser];
+
+  const urls = [...new Set(target.urls)];
+  const bad = urls.find((u) => !isHttpURL(u));
+  if (bad !== undefined) throw new InvalidModuleURLError(`invalidation URL must be an absolute http(s) URL: ${bad}`);
+  if (urls.length === 0) return [];
+
+  // Fixed cost of a module payload: everything but the URLs and their separating commas.
+  const fixed = bytes(serialise({ k: 'module', r: target.realm, m: [], o: origin }, signingSecret));
+  const payloads: string[] = [];
+  let chunk: string[] = [];
+  let chunkBytes = 0;
+  let degraded = false;
+  const flush = () => {
+    if (chunk.length > 0) payloads.push(serialise({ k: 'module', r: target.realm, m: chunk, o: origin }, signingSecret));
+    chunk = [];
+    chunkBytes = 0;
+  };
+  for (const url of urls) {
+    const cost = bytes(JSON.stringify(url));
+    if (fixed + cost > maxBytes) {
+      degraded = true;
+      continue;
+    }
+    const separator = chunk.length > 0 ? 1 : 0;
+    if (fixed + chunkBytes + separator + cost > maxBytes) flush();
+    chunkBytes += (chunk.length > 0 ? 1 : 0) + cost;
+    chunk.push(url);
+  }
+  flush();
+  if (degraded) payloads.push(realmOrCoarser);
+  return payloads;
+}
+
+const reject = (reason: string): ParseResult => ({ ok: false, reason });
+
+/** Strict, total parser: anything but exactly one documented shape is `{ ok: false, reason }`. */
+export function parseInvalidation(payload: unknown, options: { signingSecret?: string } = {}): ParseResult {
+  try {
+    return parseStrict(payload, options.signingSecret);
+  } catch {
+    return reject('unparseable payload');
+  }
+}
+
+function parseStrict(payload: unknown, secret: string | undefined): ParseResult {
+  if (typeof payload !== 'string') return reject('payload is not a string');
+  // UTF-8 never takes fewer bytes than UTF-16 code units, so the cheap check goes first.
+  if (payload.length > POSTGRES_PAYLOAD_LIMIT || bytes(payload) > POSTGRES_PAYLOAD_LIMIT) return reject('payload exceeds 7999 bytes');
+  let value: unknown;
+  try {
+    value = JSON.parse(payload);
+  } catch {
+    return reject('payload is not JSON');
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return reject('payload is not a JSON object');
+  const obj = value as Record<string, unknown>;
+  const { k, r, m, o, s } = obj;
+
+  const allowed = k === 'module' ? ['k', 'r', 'm', 'o', 's'] : k === 'realm' ? ['k', 'r', 'o', 's'] : k === 'global' ? ['k', 'o', 's'] : undefined;
+  if (!allowed) return reject(typeof k === 'string' ? `unknown kind ${JSON.stringify(k.slice(0, 20))}` : 'missing or non-string kind "k"');
+  const extra = Object.keys(obj).find((key) => !allowed.includes(key));
+  if (extra !== undefined) return reject(`unexpected key ${JSON.stringify(extra.slice(0, 20))} in ${k} message`);
+
+  if (typeof o !== 'string' || !isOrigin(o)) return reject('missing or invalid origin "o"');
+  if (k !== 'global' && (typeof r !== 'string' || !isRealmURL(r))) return reject('realm "r" must be an absolute http(s) URL ending with "/"');
+  if (k === 'module') {
+    if (!Array.isArray(m) || m.length === 0) return reject('module message needs a non-empty URL list "m"');
+    if (!m.every((u): u is string => typeof u === 'string' && isHttpURL(u))) return reject('module URL list "m" holds a non-http(s) or invalid URL');
+  }
+  if (s !== undefined && (typeof s !== 'string' || !SIGNATURE.test(s))) return reject('signature "s" is not 64 hex characters');
+
+  const wire = { k, r, m, o } as Wire;
+  if (secret !== undefined) {
+    if (s === undefined) return reject('unsigned payload while a signing secret is configured');
+    const expected = Buffer.from(sign(wire, secret), 'hex');
+    if (!timingSafeEqual(expected, Buffer.from(s as string, 'hex'))) return reject('signature mismatch');
+  }
+
+  const message: InvalidationMessage =
+    k === 'module'
+      ? { kind: 'module', realm: r as string, urls: m as string[], origin: o }
+      : k === 'realm'
+        ? { kind: 'realm', realm: r as string, origin: o }
+        : { kind: 'global', origin: o };
+  return { ok: true, message };
+}

@@ -1,0 +1,106 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { MODULE_CACHE_REPOSITORY } from '../../src/module-cache.constants';
+import type { ModuleCacheRepository } from '../../src/persistence/module-cache.repository';
+import { createCacheApp, migrate, type CacheApp } from '../support/app';
+import { createTestDatabase, type TestDatabase } from '../support/database';
+import { FakeSource } from '../support/fake-source';
+
+const REALM = 'https://example.test/realm/';
+let db: TestDatabase;
+let cache: CacheApp;
+
+/** Inserts rows and dependency edges directly: `edges` maps a module name to the names it imports. */
+async function seedGraph(edges: Record<string, string[]>, scopes = ['public']): Promise<void> {
+  const names = Object.keys(edges);
+  await db.query(
+    `INSERT INTO module_cache_entries (url, scope, alias, realm, definitions, deps)
+     SELECT $1 || n || '.gts', s, $1 || n, $1, '{}'::jsonb, '{}' FROM unnest($2::text[]) n, unnest($3::text[]) s`,
+    [REALM, names, scopes],
+  );
+  const consumers = names.flatMap((n) => edges[n].map(() => n));
+  const deps = names.flatMap((n) => edges[n]);
+  await db.query(
+    `INSERT INTO module_cache_dependencies (url_hash, scope, consumer_alias_hash, dep_alias_hash)
+     SELECT md5($1 || c || '.gts')::uuid, s, md5($1 || c)::uuid, md5($1 || d)::uuid
+       FROM unnest($2::text[], $3::text[]) AS e(c, d), unnest($4::text[]) s`,
+    [REALM, consumers, deps, scopes],
+  );
+}
+
+async function remaining(): Promise<string[]> {
+  const rows = await db.query<{ url: string }>(`SELECT DISTINCT url FROM module_cache_entries ORDER BY url`);
+  return rows.map((r) => r.url.slice(REALM.length));
+}
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  await migrate(db.url);
+  cache = await createCacheApp(db.url, { realms: [REALM], source: new FakeSource(), listener: false });
+});
+afterEach(async () => {
+  await db.query('DELETE FROM module_cache_entries');
+});
+afterAll(async () => {
+  await cache.close();
+  await db.drop();
+});
+
+const url = (n: string) => `${REALM}${n}.gts`;
+
+describe('transitive invalidation', () => {
+  it('linear chain: invalidating the root clears every consumer, all scopes', async () => {
+    await seedGraph({ a: [], b: ['a'], c: ['b'], d: ['c'], unrelated: [] }, ['public', 'user:1']);
+    const urls = await cache.lookup.invalidate(url('a'));
+    expect(urls).toEqual(expect.arrayContaining(['a', 'b', 'c', 'd'].map(url)));
+    expect(urls).not.toContain(url('unrelated'));
+    expect(await remaining()).toEqual(['unrelated.gts']);
+  });
+
+  it('a middle node clears only its consumers', async () => {
+    await seedGraph({ a: [], b: ['a'], c: ['b'], d: ['c'] });
+    await cache.lookup.invalidate(url('c'));
+    expect(await remaining()).toEqual(['a.gts', 'b.gts']);
+  });
+
+  it('branching: a diamond and a fan of consumers', async () => {
+    await seedGraph({ base: [], left: ['base'], right: ['base'], top: ['left', 'right'], side: [], leaf: ['side'] });
+    const urls = await cache.lookup.invalidate(`${REALM}base.ts`); // another spelling of the same module
+    expect(urls).toEqual(expect.arrayContaining([`${REALM}base`, `${REALM}base.ts`, url('base'), url('left'), url('right'), url('top')]));
+    expect(await remaining()).toEqual(['leaf.gts', 'side.gts']);
+  });
+
+  it('cycles terminate', async () => {
+    await seedGraph({ a: ['c'], b: ['a'], c: ['b'], d: ['c'], e: [] });
+    await cache.lookup.invalidate(url('b'));
+    expect(await remaining()).toEqual(['e.gts']);
+  });
+
+  it('a 10,000-module graph is found in one query and cleared in one transaction', async () => {
+    // A tree: module i imports module floor(i / 4); the root is m0. Plus 500 unrelated modules.
+    const edges: Record<string, string[]> = {};
+    for (let i = 0; i < 10_000; i++) edges[`m${i}`] = i === 0 ? [] : [`m${Math.floor(i / 4)}`];
+    for (let i = 0; i < 500; i++) edges[`u${i}`] = [];
+    await seedGraph(edges);
+    const repository = cache.app.get<ModuleCacheRepository>(MODULE_CACHE_REPOSITORY);
+    const tripsBefore = repository.roundTrips;
+    const started = performance.now();
+    const urls = await cache.lookup.invalidate(url('m0'));
+    const ms = performance.now() - started;
+    const trips = repository.roundTrips - tripsBefore;
+    process.stdout.write(`[fan-out] 10,000-module graph: ${urls.length} URLs invalidated in ${ms.toFixed(1)} ms, ${trips} round trips\n`);
+    expect(urls.filter((u) => u.endsWith('.gts') && u.startsWith(`${REALM}m`))).toHaveLength(10_000);
+    expect(trips).toBe(4); // BEGIN, fan-out+log+delete, NOTIFY batch, COMMIT
+    expect((await remaining()).length).toBe(500);
+  });
+});
+
+describe('generation counters stay bounded', () => {
+  it('a million invalidations of distinct modules with nothing in flight leave no counter behind', () => {
+    const lookup = cache.lookup as unknown as { forgetModules(aliases: string[]): void };
+    for (let i = 0; i < 1_000_000; i += 1000) {
+      lookup.forgetModules(Array.from({ length: 1000 }, (_, j) => `${REALM}gone-${i + j}`));
+    }
+    expect(cache.lookup.stats().trackedGenerations).toBe(0);
+    expect(cache.lookup.stats().inFlight).toBe(0);
+  });
+});

@@ -1,0 +1,44 @@
+import { describe, expect, it } from 'vitest';
+import { ModuleCacheOptionsError } from '../../src';
+import { resolveModuleCacheOptions } from '../../src/module-cache.options';
+
+const source = { load: async () => null };
+
+describe('option validation', () => {
+  it('fills defaults', () => {
+    const o = resolveModuleCacheOptions({ realms: ['https://a.test/r/'], source });
+    expect(o).toMatchObject({
+      channel: 'module_cache_invalidated',
+      extensions: ['.gts', '.ts', '.gjs', '.js'],
+      errorTtlMs: 30_000,
+      memory: { maxEntries: 10_000 },
+      coalesceAcrossProcesses: true,
+      listener: { applicationName: 'module-cache-listener' },
+    });
+  });
+
+  it.each([
+    [{ realms: [] }, /realms: must list at least one realm URL/],
+    [{ realms: ['https://a.test/r'] }, /realms\.0: must be an absolute, canonical URL ending with "\/"/],
+    [{ realms: ['not a url/'] }, /realms\.0/],
+    [{ realms: ['https://a.test/r/'], channel: 'bad-channel"; DROP TABLE x; --' }, /channel: must match/],
+    [{ realms: ['https://a.test/r/'], errorTtlMs: -1 }, /errorTtlMs/],
+    [{ realms: ['https://a.test/r/'], memory: { maxEntries: 0 } }, /memory\.maxEntries/],
+    [{ realms: ['https://a.test/r/'], extensions: ['ts'] }, /extensions\.0: each must look like "\.ts"/],
+    [{ realms: ['https://a.test/r/'], source: { nope: true } }, /source: must be an object with a load/],
+    [{ realms: ['https://a.test/r/'], signingSecret: 'short' }, /signingSecret: must be at least 16 characters/],
+    [
+      { realms: ['https://a.test/r/'], listener: { reconnect: { initialDelayMs: 5000, maxDelayMs: 100 } } },
+      /listener\.reconnect\.initialDelayMs/,
+    ],
+    [{ realms: ['https://a.test/r/'], sourceTimeoutMs: 600_000 }, /fenceRetentionMs: must exceed/],
+    [{ realms: ['https://a.test/r/'], typo: 1 }, /typo/],
+  ])('rejects %j naming the option', (options, message) => {
+    expect(() => resolveModuleCacheOptions(options)).toThrow(ModuleCacheOptionsError);
+    expect(() => resolveModuleCacheOptions(options)).toThrow(message);
+  });
+
+  it('rejects a non-object', () => {
+    expect(() => resolveModuleCacheOptions(undefined)).toThrow(/expected an object/);
+  });
+});
