@@ -1,0 +1,242 @@
+import { cpSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { FolderDefinitionSource, resolveSpecifier } from '../../src/service/folder-definition-source';
+import { moduleURLForFile, watchRealmFolder, type RealmWatcher } from '../../src/service/realm-watcher';
+
+const REALM_URL = 'https://cardstack.test/demo/';
+const SAMPLE_REALM = path.resolve(__dirname, '../../realm');
+const live = () => ({ signal: new AbortController().signal });
+
+/** Polls until `check` stops throwing, or fails with its last error after the deadline. */
+async function eventually(check: () => void, deadlineMs = 5_000): Promise<void> {
+  const until = Date.now() + deadlineMs;
+  for (;;) {
+    try {
+      return check();
+    } catch (e) {
+      if (Date.now() > until) throw e;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+}
+
+function copyOfSampleRealm(): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'module-cache-realm-'));
+  cpSync(SAMPLE_REALM, dir, { recursive: true });
+  return dir;
+}
+
+describe('FolderDefinitionSource', () => {
+  let rootDir: string;
+  let source: FolderDefinitionSource;
+  const load = (rel: string) => source.load(REALM_URL + rel, live());
+
+  beforeAll(() => {
+    rootDir = copyOfSampleRealm();
+    source = new FolderDefinitionSource({ rootDir, realmURL: REALM_URL });
+  });
+  afterAll(() => rmSync(rootDir, { recursive: true, force: true }));
+
+  it('reports each export with its kind and line', async () => {
+    expect((await load('person.ts'))?.definitions).toEqual({
+      PersonId: { kind: 'type', line: 3 },
+      PersonData: { kind: 'interface', line: 5 },
+      Person: { kind: 'class', line: 11 },
+    });
+    expect((await load('pet.ts'))?.definitions).toMatchObject({ Species: { kind: 'enum' }, Pet: { kind: 'class' } });
+    expect((await load('pet-owner.ts'))?.definitions).toMatchObject({
+      PetOwner: { kind: 'class' },
+      adopt: { kind: 'function' },
+      MAX_PETS: { kind: 'const' },
+      MIN_AGE: { kind: 'const' }, // destructured declarations export every bound name
+      MAX_AGE: { kind: 'const' },
+    });
+    expect((await load('utils/format.ts'))?.definitions).toMatchObject({ SEPARATOR: { kind: 'const' }, locale: { kind: 'let' } });
+    expect((await load('utils/dates.js'))?.definitions).toEqual({ EPOCH: { kind: 'var', line: 6 }, default: { kind: 'default', line: 8 } });
+    expect(Object.keys((await load('catalog.gts'))!.definitions)).toEqual(['default']);
+  });
+
+  it('reports re-exports with the resolved source and the imported name', async () => {
+    const index = await load('index.ts');
+    expect(index?.definitions).toEqual({
+      Person: { kind: 'reexport', from: `${REALM_URL}person`, imported: 'Person', line: 3 },
+      PersonData: { kind: 'reexport', from: `${REALM_URL}person`, imported: 'PersonData', line: 4 },
+      PersonId: { kind: 'reexport', from: `${REALM_URL}person`, imported: 'PersonId', line: 4 },
+      Animal: { kind: 'reexport', from: `${REALM_URL}pet`, imported: 'Pet', line: 5 },
+      Species: { kind: 'reexport', from: `${REALM_URL}pet`, imported: 'Species', line: 5 },
+      format: { kind: 'namespace-reexport', from: `${REALM_URL}utils/format`, line: 6 },
+      Catalog: { kind: 'reexport', from: `${REALM_URL}catalog.gts`, imported: 'default', line: 8 },
+    });
+    // `export * from './pet-owner'` contributes no names here, only the dependency.
+    expect(index?.deps).toContain(`${REALM_URL}pet-owner`);
+  });
+
+  it('resolves relative, ../ and extensionless deps, and leaves out bare packages and dynamic imports', async () => {
+    expect((await load('pet.ts'))?.deps).toEqual([`${REALM_URL}person`, `${REALM_URL}pet-owner`]);
+    expect((await load('utils/format.ts'))?.deps).toEqual([`${REALM_URL}person`]);
+    expect((await load('utils/dates.js'))?.deps).toEqual([`${REALM_URL}utils/format`]);
+    expect((await load('catalog.gts'))?.deps).toEqual([
+      `${REALM_URL}pet-owner`,
+      `${REALM_URL}pet.ts`,
+      `${REALM_URL}utils/format`,
+      `${REALM_URL}utils/dates.js`,
+    ]);
+    expect(resolveSpecifier('https://cdn.test/lib.js', `${REALM_URL}a.ts`)).toBe('https://cdn.test/lib.js');
+    expect(resolveSpecifier('/shared/x', `${REALM_URL}a.ts`)).toBe('https://cardstack.test/shared/x');
+    for (const bare of ['lodash', '@glimmer/tracking', 'node:fs', 'data:text/javascript,1'])
+      expect(resolveSpecifier(bare, REALM_URL)).toBeNull();
+  });
+
+  it('records local exports, import-then-export and absolute URL imports', async () => {
+    writeFileSync(
+      path.join(rootDir, 'local-exports.ts'),
+      [
+        "import Thing, { helper as h } from './thing';",
+        "import * as ns from 'https://cdn.test/lib.js';",
+        'class Local {}',
+        'function f(a: string): void;',
+        'function f(a: unknown) {}',
+        'export { Local, f, h as helper, ns, Thing as default };',
+        "export const é = '😀', { a, b: [c, ...rest] } = { a: 1, b: [2, 3] };",
+      ].join('\n'),
+    );
+    const loaded = await load('local-exports.ts');
+    expect(loaded?.definitions).toEqual({
+      Local: { kind: 'class', line: 3 },
+      f: { kind: 'function', line: 4 },
+      helper: { kind: 'reexport', from: `${REALM_URL}thing`, imported: 'helper', line: 1 },
+      ns: { kind: 'namespace-reexport', from: 'https://cdn.test/lib.js', line: 2 },
+      default: { kind: 'reexport', from: `${REALM_URL}thing`, imported: 'default', line: 1 },
+      é: { kind: 'const', line: 7 },
+      a: { kind: 'const', line: 7 },
+      c: { kind: 'const', line: 7 },
+      rest: { kind: 'const', line: 7 },
+    });
+    expect(loaded?.deps).toEqual([`${REALM_URL}thing`, 'https://cdn.test/lib.js']);
+  });
+
+  it('returns null for a missing file, a directory, a non-module file and an extensionless URL', async () => {
+    expect(await load('nope.ts')).toBeNull();
+    expect(await load('utils')).toBeNull();
+    expect(await load('utils/')).toBeNull();
+    expect(await load('')).toBeNull();
+    expect(await load('person')).toBeNull(); // the lookup tries person.gts, person.ts, ... itself
+    writeFileSync(path.join(rootDir, 'notes.md'), '# not a module');
+    expect(await load('notes.md')).toBeNull();
+  });
+
+  it('returns null for URLs outside the realm and for path traversal', async () => {
+    expect(await source.load('https://cardstack.test/other/person.ts', live())).toBeNull();
+    expect(await source.load('https://elsewhere.test/demo/person.ts', live())).toBeNull();
+    expect(await source.load('not a url', live())).toBeNull();
+    const outside = mkdtempSync(path.join(os.tmpdir(), 'module-cache-outside-'));
+    try {
+      writeFileSync(path.join(outside, 'secret.ts'), 'export const secret = 1;');
+      const escape = `../${path.basename(outside)}/secret.ts`;
+      for (const attempt of [
+        escape.replaceAll('..', '%2e%2e'),
+        escape.replaceAll('..', '.%2E'),
+        escape.replaceAll('/', '%2F'),
+        `utils/..%2F${escape}`,
+      ])
+        expect(await load(attempt), attempt).toBeNull();
+      expect(await load('bad%zzescape.ts')).toBeNull();
+      // A symlink inside the realm does not expose a file outside it.
+      symlinkSync(path.join(outside, 'secret.ts'), path.join(rootDir, 'link.ts'));
+      expect(await load('link.ts')).toBeNull();
+    } finally {
+      rmSync(outside, { recursive: true, force: true });
+    }
+  });
+
+  it('decodes percent-escapes and ignores query and hash', async () => {
+    writeFileSync(path.join(rootDir, 'a b ü.ts'), 'export type T = 1;');
+    expect((await load('a%20b%20%C3%BC.ts'))?.definitions).toEqual({ T: { kind: 'type', line: 1 } });
+    expect((await load('person.ts?v=2#x'))?.definitions).toHaveProperty('Person');
+  });
+
+  it('reports a syntax error as a 422 module error with line and column', async () => {
+    expect(await load('broken.ts')).toEqual({
+      definitions: {},
+      deps: [],
+      error: { message: expect.stringMatching(/^SyntaxError: .+ \(broken\.ts:6:1\)$/), status: 422 },
+    });
+    // A consumer of a broken module parses fine: attaching the dependency's error is the lookup's job.
+    expect(await load('uses-broken.ts')).toEqual({
+      definitions: { describeBroken: { kind: 'function', line: 5 } },
+      deps: [`${REALM_URL}broken`],
+    });
+  });
+
+  it('rejects with the abort reason when the signal is already aborted', async () => {
+    const controller = new AbortController();
+    controller.abort(new Error('timed out'));
+    await expect(source.load(`${REALM_URL}person.ts`, { signal: controller.signal })).rejects.toThrow('timed out');
+  });
+
+  it('refuses a realm URL that does not end with /', () => {
+    expect(() => new FolderDefinitionSource({ rootDir, realmURL: 'https://cardstack.test/demo' })).toThrow(/realmURL/);
+  });
+});
+
+describe('watchRealmFolder', () => {
+  let rootDir: string;
+  let watcher: RealmWatcher;
+  let changed: string[];
+
+  beforeEach(async () => {
+    rootDir = copyOfSampleRealm();
+    changed = [];
+    watcher = watchRealmFolder(rootDir, REALM_URL, (url) => changed.push(url));
+    await watcher.ready;
+  });
+  afterEach(async () => {
+    await watcher.close();
+    rmSync(rootDir, { recursive: true, force: true });
+  });
+
+  it('reports an edited module by its URL, once per burst of writes', async () => {
+    for (let i = 0; i < 3; i++) writeFileSync(path.join(rootDir, 'pet.ts'), `export const version = ${i};`);
+    await eventually(() => expect(changed).toContain(`${REALM_URL}pet.ts`));
+    // A later edit elsewhere is a barrier: once it is reported, a duplicate for pet.ts would have been too.
+    writeFileSync(path.join(rootDir, 'person.ts'), 'export class Person {}');
+    await eventually(() => expect(changed).toEqual([`${REALM_URL}pet.ts`, `${REALM_URL}person.ts`]));
+  });
+
+  it('reports added and deleted modules, nested and with characters that need escaping', async () => {
+    mkdirSync(path.join(rootDir, 'new dir'));
+    writeFileSync(path.join(rootDir, 'new dir', 'späť #1.gts'), 'export const x = 1;');
+    const added = `${REALM_URL}new%20dir/${encodeURIComponent('späť #1.gts')}`;
+    await eventually(() => expect(changed).toEqual([added]));
+    // The URL the watcher reports is the one the source loads the file by.
+    const source = new FolderDefinitionSource({ rootDir, realmURL: REALM_URL });
+    expect((await source.load(added, live()))?.definitions).toEqual({ x: { kind: 'const', line: 1 } });
+    unlinkSync(path.join(rootDir, 'utils', 'format.ts'));
+    await eventually(() => expect(changed).toEqual([added, `${REALM_URL}utils/format.ts`]));
+  });
+
+  it('reports an atomic save (write a temp file, rename it over the module) as a change of the module', async () => {
+    writeFileSync(path.join(rootDir, 'pet.ts.tmp'), 'export class Pet {}');
+    renameSync(path.join(rootDir, 'pet.ts.tmp'), path.join(rootDir, 'pet.ts'));
+    await eventually(() => expect(changed).toEqual([`${REALM_URL}pet.ts`]));
+  });
+
+  it('ignores files that are not modules', async () => {
+    writeFileSync(path.join(rootDir, 'notes.md'), 'hello');
+    writeFileSync(path.join(rootDir, 'person.ts'), 'export class Person {}');
+    await eventually(() => expect(changed).toEqual([`${REALM_URL}person.ts`]));
+  });
+});
+
+describe('moduleURLForFile', () => {
+  it('maps files to the URLs a client would request, and refuses paths outside the root', () => {
+    expect(moduleURLForFile('/r', REALM_URL, '/r/utils/format.ts')).toBe(`${REALM_URL}utils/format.ts`);
+    expect(moduleURLForFile('/r', REALM_URL, '/r/a b@c.ts')).toBe(new URL('a b@c.ts', REALM_URL).href);
+    expect(moduleURLForFile('/r', REALM_URL, '/r/100%?#.ts')).toBe(`${REALM_URL}100%25%3F%23.ts`);
+    expect(moduleURLForFile('/r', REALM_URL, '/r/x:y.ts')).toBe(`${REALM_URL}x:y.ts`);
+    expect(moduleURLForFile('/r', REALM_URL, '/other/a.ts')).toBeNull();
+    expect(moduleURLForFile('/r', REALM_URL, '/r')).toBeNull();
+  });
+});
