@@ -1,5 +1,6 @@
-import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
-import { Subject, type Observable } from 'rxjs';
+import { Inject, Injectable, Logger, Optional, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
+import { Subject, type Observable, type Subscription } from 'rxjs';
+import { ModuleCacheInvalidationListener } from '../broadcast/invalidation-listener';
 import { encodeInvalidations, type InvalidationTarget } from '../broadcast/invalidation-message';
 import { DefinitionNotFoundError, InvalidationBroadcastError, ModuleCacheError } from '../errors';
 import {
@@ -14,6 +15,7 @@ import { toEntry, type InvalidatedRow, type ModuleCacheRepository } from '../per
 import { PUBLIC_SCOPE, type DefinitionSource, type LookupOptions, type ModuleCacheEntry } from '../types';
 import { ComputationRunner, DEPENDENCY_CYCLE, type LookupContext } from './computation';
 import { Generations } from './generations';
+import { subscribeToInvalidations } from './remote-invalidations';
 import { flightKey, InFlight, type Flight } from './in-flight';
 import { MemoryTier } from './memory-tier';
 import { aliasOf, canonicalURL, candidateURLs, RealmRegistry, urlVariants } from './urls';
@@ -38,12 +40,14 @@ export class CachingDefinitionLookup implements OnModuleInit, OnApplicationShutd
   private readonly realms: RealmRegistry;
   private readonly shutdown = new AbortController();
   private readonly runner: ComputationRunner;
+  private readonly subscription: Subscription | undefined;
 
   constructor(
     @Inject(RESOLVED_MODULE_CACHE_OPTIONS) private readonly options: ResolvedModuleCacheOptions,
     @Inject(RESOLVED_DEFINITION_SOURCE) source: DefinitionSource,
     @Inject(MODULE_CACHE_REPOSITORY) private readonly repository: ModuleCacheRepository,
     @Inject(MODULE_CACHE_ORIGIN) readonly origin: string,
+    @Optional() @Inject(ModuleCacheInvalidationListener) private readonly listener: ModuleCacheInvalidationListener | null = null,
   ) {
     this.realms = new RealmRegistry(options.realms);
     this.memory = new MemoryTier(options.memory === false ? false : options.memory.maxEntries);
@@ -59,6 +63,19 @@ export class CachingDefinitionLookup implements OnModuleInit, OnApplicationShutd
       lookupDependency: (url, scope, waiter) => this.resolve(url, scope, waiter),
       remember: (urls, entry, alias) => urls.forEach((u) => this.memory.set(u, entry.scope, alias, entry.realmURL, entry)),
     });
+    this.subscription = listener
+      ? subscribeToInvalidations(listener, {
+          origin,
+          realms: this.realms,
+          extensions: options.extensions,
+          logger: this.logger,
+          forgetModules: (aliases) => this.forgetModules(aliases),
+          forgetRealm: (realm) => this.forgetRealm(realm),
+          forgetAll: () => this.forgetAll(),
+          received: () => this.counters.notifications.received++,
+          emit: (event) => this.emit(event),
+        })
+      : undefined;
   }
 
   async onModuleInit(): Promise<void> {
@@ -66,6 +83,7 @@ export class CachingDefinitionLookup implements OnModuleInit, OnApplicationShutd
   }
 
   onApplicationShutdown(): void {
+    this.subscription?.unsubscribe();
     this.shutdown.abort();
     this.events.complete();
   }
@@ -188,8 +206,11 @@ export class CachingDefinitionLookup implements OnModuleInit, OnApplicationShutd
   }
 
   stats(): ModuleCacheStats {
+    const listener = this.listener?.stats();
     return structuredClone({
       ...this.counters,
+      notifications: { ...this.counters.notifications, rejected: listener?.rejected ?? 0 },
+      reconnects: listener?.reconnects ?? 0,
       inFlight: this.flights.size,
       memoryEntries: this.memory.size,
       trackedGenerations: this.generations.trackedModules,

@@ -1,0 +1,88 @@
+import type { Logger } from '@nestjs/common';
+import { Subscription } from 'rxjs';
+import type { ModuleCacheInvalidationListener } from '../broadcast/invalidation-listener';
+import type { InvalidationMessage } from '../broadcast/invalidation-message';
+import type { ModuleCacheEvent } from '../observability/events';
+import { aliasOf, canonicalURL, type RealmRegistry } from './urls';
+
+export interface RemoteInvalidationHandlers {
+  origin: string;
+  realms: RealmRegistry;
+  extensions: readonly string[];
+  logger: Logger;
+  forgetModules(aliases: Iterable<string>): void;
+  forgetRealm(realm: string): void;
+  forgetAll(): void;
+  received(): void;
+  emit(event: ModuleCacheEvent): void;
+}
+
+/**
+ * Turns the listener's messages into local effects. Payloads are untrusted hints: only URLs
+ * inside registered realms are applied, so a stranger on the channel can at worst cause
+ * recomputations, never unbounded state.
+ */
+export function subscribeToInvalidations(listener: ModuleCacheInvalidationListener, h: RemoteInvalidationHandlers): Subscription {
+  const subscription = new Subscription();
+  subscription.add(
+    listener.notifications$.subscribe((message) => {
+      if (message.origin === h.origin) return; // our own echo: applied before the NOTIFY was sent
+      h.received();
+      try {
+        apply(message, h);
+      } catch (error) {
+        h.logger.warn(`ignored an invalidation message: ${error instanceof Error ? error.message : String(error)}`);
+      }
+    }),
+  );
+  subscription.add(
+    listener.resync$.subscribe(() => {
+      // Notifications sent while we were not listening are lost: assume everything changed.
+      h.forgetAll();
+      h.logger.log('listener (re)connected: resynced (global generation bumped, memory cleared, in-flight dropped)');
+      h.emit({ type: 'resync' });
+    }),
+  );
+  subscription.add(listener.state$.subscribe((state) => h.emit({ type: 'listener-state', state })));
+  return subscription;
+}
+
+function apply(message: InvalidationMessage, h: RemoteInvalidationHandlers): void {
+  switch (message.kind) {
+    case 'module': {
+      const aliases = new Set<string>();
+      const urls: string[] = [];
+      for (const raw of message.urls) {
+        const url = safeCanonical(raw);
+        if (!url || !h.realms.find(url)) continue;
+        urls.push(url);
+        aliases.add(aliasOf(url, h.extensions));
+      }
+      h.forgetModules(aliases);
+      h.emit({ type: 'remote-invalidated', kind: 'module', realm: message.realm, urls, origin: message.origin });
+      return;
+    }
+    case 'realm': {
+      if (!h.realms.has(message.realm)) {
+        // A realm we do not serve may still contain ours (a prefix): be conservative.
+        const inside = h.realms.all.filter((r) => r.startsWith(message.realm));
+        inside.forEach((r) => h.forgetRealm(r));
+      } else {
+        h.forgetRealm(message.realm);
+      }
+      h.emit({ type: 'remote-invalidated', kind: 'realm', realm: message.realm, urls: [], origin: message.origin });
+      return;
+    }
+    case 'global':
+      h.forgetAll();
+      h.emit({ type: 'remote-invalidated', kind: 'global', urls: [], origin: message.origin });
+  }
+}
+
+function safeCanonical(url: string): string | undefined {
+  try {
+    return canonicalURL(url);
+  } catch {
+    return undefined;
+  }
+}
