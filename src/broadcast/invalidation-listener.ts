@@ -1,10 +1,9 @@
 import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
-import { randomBytes } from 'node:crypto';
 import { Client, escapeIdentifier, type ClientConfig, type Notification } from 'pg';
 import { BehaviorSubject, Subject, distinctUntilChanged, type Observable } from 'rxjs';
 import { ModuleCacheOptionsError } from '../errors';
 import { CHANNEL_NAME } from '../module-cache.options';
-import { parseInvalidation, type InvalidationMessage } from './invalidation-message';
+import { encodeProbe, isProbePayload, parseInvalidation, type InvalidationMessage } from './invalidation-message';
 
 export type ListenerState = 'connecting' | 'listening' | 'reconnecting' | 'closed';
 
@@ -130,7 +129,7 @@ export class ModuleCacheInvalidationListener implements OnModuleInit, OnApplicat
       const clients = [this.client, ...this.probeClients].filter((c): c is Client => c !== undefined);
       this.client = undefined;
       this.probeClients.clear();
-      await Promise.all([...clients.map(endClient), this.reconnectLoop?.catch(() => undefined)]);
+      await Promise.all([...clients.map(endClient), this.reconnectLoop]);
       this.setState('closed');
       for (const subject of [this.messages$$, this.raw$$, this.resync$$, this.state$$]) subject.complete();
     })();
@@ -144,11 +143,14 @@ export class ModuleCacheInvalidationListener implements OnModuleInit, OnApplicat
       if (!ok) this.logger.warn(`self-probe failed: ${reason}`);
       return ok;
     };
-    if (this.stopping || this.state !== 'listening') return record(false, `listener is ${this.stopping ? 'stopping' : this.state}, not listening`);
-    const payload = JSON.stringify({ k: 'probe', o: this.config.origin, n: randomBytes(12).toString('hex') });
+    if (this.stopping || this.state !== 'listening')
+      return record(false, `listener is ${this.stopping ? 'stopping' : this.state}, not listening`);
+    const payload = encodeProbe(this.config.origin);
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), this.config.selfProbeTimeoutMs)));
-    const arrived = new Promise<'arrived' | 'stopped'>((resolve) => this.pendingProbes.set(payload, () => resolve(this.stopping ? 'stopped' : 'arrived')));
+    const arrived = new Promise<'arrived' | 'stopped'>((resolve) =>
+      this.pendingProbes.set(payload, () => resolve(this.stopping ? 'stopped' : 'arrived')),
+    );
     try {
       const outcome = await Promise.race([deadline, this.sendProbe(payload).then((error) => error ?? arrived)]);
       if (outcome === 'arrived') return record(true);
@@ -183,7 +185,12 @@ export class ModuleCacheInvalidationListener implements OnModuleInit, OnApplicat
   }
 
   private newClient(applicationName: string): Client {
-    return new Client({ ...this.config.connection, application_name: applicationName, keepAlive: true, keepAliveInitialDelayMillis: 10_000 });
+    return new Client({
+      ...this.config.connection,
+      application_name: applicationName,
+      keepAlive: true,
+      keepAliveInitialDelayMillis: 10_000,
+    });
   }
 
   private async connectAndListen(): Promise<void> {
@@ -224,7 +231,9 @@ export class ModuleCacheInvalidationListener implements OnModuleInit, OnApplicat
   private ensureReconnecting(): void {
     if (this.stopping || this.reconnectLoop) return;
     this.setState('reconnecting');
-    this.reconnectLoop = this.reconnectForever().finally(() => (this.reconnectLoop = undefined));
+    this.reconnectLoop = this.reconnectForever()
+      .catch((err) => this.logger.error(`reconnect loop failed: ${describe(err)}`))
+      .finally(() => (this.reconnectLoop = undefined));
   }
 
   private async reconnectForever(): Promise<void> {
@@ -236,6 +245,7 @@ export class ModuleCacheInvalidationListener implements OnModuleInit, OnApplicat
       try {
         await this.connectAndListen();
       } catch (err) {
+        if (this.stopping) return;
         if (attempt < 3 || attempt % 10 === 0) this.logger.warn(`reconnect attempt ${attempt + 1} failed: ${describe(err)}`);
         continue;
       }
@@ -259,7 +269,7 @@ export class ModuleCacheInvalidationListener implements OnModuleInit, OnApplicat
         if (this.channels.includes(channel)) this.raw$$.next({ channel, payload });
         return;
       }
-      if (isProbe(payload)) {
+      if (isProbePayload(payload)) {
         this.pendingProbes.get(payload)?.();
         return;
       }
@@ -296,17 +306,6 @@ export class ModuleCacheInvalidationListener implements OnModuleInit, OnApplicat
     if (this.state$$.value === state || (this.stopping && state !== 'closed')) return;
     this.logger.log(`state ${this.state$$.value} -> ${state}`);
     this.state$$.next(state);
-  }
-}
-
-/** Probes travel on the invalidation channel but are not invalidations: never parsed, never counted. */
-function isProbe(payload: string): boolean {
-  if (!payload.startsWith('{"k":"probe",')) return false;
-  try {
-    const v = JSON.parse(payload) as Record<string, unknown>;
-    return Object.keys(v).length === 3 && typeof v.o === 'string' && typeof v.n === 'string';
-  } catch {
-    return false;
   }
 }
 

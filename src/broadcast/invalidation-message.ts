@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { InvalidModuleURLError } from '../errors';
 
 /**
@@ -23,7 +23,6 @@ const POSTGRES_PAYLOAD_LIMIT = 7999;
 const MAX_ORIGIN_LENGTH = 255;
 const SIGNATURE = /^[0-9a-f]{64}$/;
 // The URL parser silently strips these, so a string containing them is not the URL it names.
-// eslint-disable-next-line no-control-regex
 const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
 
 export interface EncodeOptions {
@@ -86,7 +85,8 @@ export function encodeInvalidations(target: InvalidationTarget, options: EncodeO
   if (bytes(global) > maxBytes) throw new RangeError(`maxBytes ${maxBytes} cannot hold even a global invalidation message`);
   if (target.kind === 'global') return [global];
 
-  if (!isRealmURL(target.realm)) throw new InvalidModuleURLError(`invalidation realm must be an absolute http(s) URL ending with "/": ${target.realm}`);
+  if (!isRealmURL(target.realm))
+    throw new InvalidModuleURLError(`invalidation realm must be an absolute http(s) URL ending with "/": ${target.realm}`);
   const realmMessage = serialise({ k: 'realm', r: target.realm, o: origin }, signingSecret);
   const realmOrCoarser = bytes(realmMessage) <= maxBytes ? realmMessage : global;
   if (target.kind === 'realm') return [realmOrCoarser];
@@ -148,16 +148,19 @@ function parseStrict(payload: unknown, secret: string | undefined): ParseResult 
   const obj = value as Record<string, unknown>;
   const { k, r, m, o, s } = obj;
 
-  const allowed = k === 'module' ? ['k', 'r', 'm', 'o', 's'] : k === 'realm' ? ['k', 'r', 'o', 's'] : k === 'global' ? ['k', 'o', 's'] : undefined;
+  const allowed =
+    k === 'module' ? ['k', 'r', 'm', 'o', 's'] : k === 'realm' ? ['k', 'r', 'o', 's'] : k === 'global' ? ['k', 'o', 's'] : undefined;
   if (!allowed) return reject(typeof k === 'string' ? `unknown kind ${JSON.stringify(k.slice(0, 20))}` : 'missing or non-string kind "k"');
   const extra = Object.keys(obj).find((key) => !allowed.includes(key));
   if (extra !== undefined) return reject(`unexpected key ${JSON.stringify(extra.slice(0, 20))} in ${k} message`);
 
   if (typeof o !== 'string' || !isOrigin(o)) return reject('missing or invalid origin "o"');
-  if (k !== 'global' && (typeof r !== 'string' || !isRealmURL(r))) return reject('realm "r" must be an absolute http(s) URL ending with "/"');
+  if (k !== 'global' && (typeof r !== 'string' || !isRealmURL(r)))
+    return reject('realm "r" must be an absolute http(s) URL ending with "/"');
   if (k === 'module') {
     if (!Array.isArray(m) || m.length === 0) return reject('module message needs a non-empty URL list "m"');
-    if (!m.every((u): u is string => typeof u === 'string' && isHttpURL(u))) return reject('module URL list "m" holds a non-http(s) or invalid URL');
+    if (!m.every((u): u is string => typeof u === 'string' && isHttpURL(u)))
+      return reject('module URL list "m" holds a non-http(s) or invalid URL');
   }
   if (s !== undefined && (typeof s !== 'string' || !SIGNATURE.test(s))) return reject('signature "s" is not 64 hex characters');
 
@@ -175,4 +178,22 @@ function parseStrict(payload: unknown, secret: string | undefined): ParseResult 
         ? { kind: 'realm', realm: r as string, origin: o }
         : { kind: 'global', origin: o };
   return { ok: true, message };
+}
+
+/**
+ * A listener's self-probe: `{"k":"probe","o":ORIGIN,"n":NONCE}` on the invalidation channel.
+ * Not an invalidation (parseInvalidation rejects it), so listeners filter probes out first.
+ */
+export function encodeProbe(origin: string): string {
+  return JSON.stringify({ k: 'probe', o: origin, n: randomBytes(12).toString('hex') });
+}
+
+export function isProbePayload(payload: string): boolean {
+  if (!payload.startsWith('{"k":"probe",')) return false;
+  try {
+    const v = JSON.parse(payload) as Record<string, unknown>;
+    return Object.keys(v).length === 3 && typeof v.o === 'string' && typeof v.n === 'string';
+  } catch {
+    return false;
+  }
 }

@@ -1,0 +1,291 @@
+import { randomBytes } from 'node:crypto';
+import { map } from 'rxjs';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ModuleCacheInvalidationListener, type ListenerConfig, type ListenerState } from '../../src/broadcast/invalidation-listener';
+import { encodeInvalidations, type InvalidationMessage } from '../../src/broadcast/invalidation-message';
+import { ModuleCacheOptionsError } from '../../src/errors';
+import { adminQuery, adminUrl, createTestDatabase, withDatabase, type TestDatabase } from '../support/database';
+import { freePort } from '../support/embedded-postgres';
+import { waitFor } from '../support/wait';
+
+const CHANNEL = 'module_cache_invalidated';
+const REALM = 'https://host.example/realm/';
+const SECRET = 'listener-test-signing-secret';
+
+let db: TestDatabase;
+const listeners: ModuleCacheInvalidationListener[] = [];
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+});
+
+afterEach(async () => {
+  await Promise.all(listeners.splice(0).map((l) => l.stop()));
+});
+
+afterAll(async () => {
+  await db?.drop();
+});
+
+function configFor(overrides: Partial<ListenerConfig> = {}): ListenerConfig {
+  return {
+    connection: { connectionString: db.url },
+    channel: CHANNEL,
+    applicationName: `mcl-test-${randomBytes(4).toString('hex')}`,
+    reconnect: { initialDelayMs: 50, maxDelayMs: 400 },
+    selfProbeTimeoutMs: 5_000,
+    origin: 'test-origin',
+    ...overrides,
+  };
+}
+
+/** A listener plus everything it emitted, recorded for assertions. */
+function track(config: ListenerConfig) {
+  const listener = new ModuleCacheInvalidationListener(config);
+  listeners.push(listener);
+  const seen = {
+    messages: [] as InvalidationMessage[],
+    raw: [] as Array<{ channel: string; payload: string }>,
+    states: [] as ListenerState[],
+    resyncs: 0,
+  };
+  listener.notifications$.subscribe((m) => seen.messages.push(m));
+  listener.rawNotifications$.subscribe((r) => seen.raw.push(r));
+  listener.state$.subscribe((s) => seen.states.push(s));
+  listener.resync$.subscribe(() => seen.resyncs++);
+  return { listener, seen, config };
+}
+
+async function started(overrides: Partial<ListenerConfig> = {}) {
+  const t = track(configFor(overrides));
+  await t.listener.onModuleInit();
+  expect(t.listener.state).toBe('listening');
+  return t;
+}
+
+const notify = (payload: string, channel = CHANNEL) => db.query('SELECT pg_notify($1, $2)', [channel, payload]);
+
+async function backendsNamed(prefix: string): Promise<number> {
+  const rows = await adminQuery<{ n: string }>('SELECT count(*) AS n FROM pg_stat_activity WHERE application_name LIKE $1', [`${prefix}%`]);
+  return Number(rows[0].n);
+}
+
+async function terminateListener(applicationName: string, datname = db.name): Promise<void> {
+  const rows = await db.query('SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE application_name = $1 AND datname = $2', [
+    applicationName,
+    datname,
+  ]);
+  expect(rows).toEqual([{ ok: true }]);
+}
+
+describe('ModuleCacheInvalidationListener against a real Postgres', () => {
+  it('starts listening, emits resync$ once, and proves delivery with a self-probe', async () => {
+    const { listener, seen, config } = await started();
+    expect(seen.states).toEqual(['closed', 'connecting', 'listening']);
+    expect(seen.resyncs).toBe(1);
+    expect(listener.probe).toMatchObject({ ok: true });
+    expect(listener.probe.at).toBeInstanceOf(Date);
+    expect(listener.stats()).toEqual({ received: 0, rejected: 0, reconnects: 0 });
+    expect(await listener.selfProbe()).toBe(true);
+    await waitFor(async () => (await backendsNamed(config.applicationName)) === 1, 5_000, 'the probe connection gone');
+    const rows = await db.query('SELECT application_name FROM pg_stat_activity WHERE application_name = $1 AND datname = $2', [
+      config.applicationName,
+      db.name,
+    ]);
+    expect(rows).toHaveLength(1);
+  });
+
+  it('delivers hand-sent payloads of every shape, parsed', async () => {
+    const { listener, seen } = await started();
+    await notify(`{"k":"module","r":"${REALM}","m":["${REALM}a.gts","${REALM}日本/😀.ts"],"o":"peer"}`);
+    await notify(`{"k":"realm","r":"${REALM}","o":"peer"}`);
+    await notify('{"k":"global","o":"test-origin"}'); // own echo: still emitted, the consumer ignores it
+    await waitFor(() => seen.messages.length === 3, 5_000, 'three notifications');
+    expect(seen.messages).toEqual([
+      { kind: 'module', realm: REALM, urls: [`${REALM}a.gts`, `${REALM}日本/😀.ts`], origin: 'peer' },
+      { kind: 'realm', realm: REALM, origin: 'peer' },
+      { kind: 'global', origin: 'test-origin' },
+    ]);
+    expect(listener.stats()).toMatchObject({ received: 3, rejected: 0 });
+  });
+
+  it('receives a 1,000-URL invalidation sent as a handful of batched payloads in one transaction', async () => {
+    const { seen } = await started({ signingSecret: SECRET });
+    const urls = Array.from({ length: 1000 }, (_, i) => `${REALM}cards/card-${i}.gts`);
+    const payloads = encodeInvalidations({ kind: 'module', realm: REALM, urls }, { origin: 'peer', signingSecret: SECRET });
+    expect(payloads.length).toBeLessThan(10);
+    await db.query(`SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p`, [CHANNEL, payloads]);
+    await waitFor(() => seen.messages.length === payloads.length, 5_000, 'all batches');
+    expect(seen.messages.flatMap((m) => (m.kind === 'module' ? m.urls : []))).toEqual(urls);
+  });
+
+  it('counts and logs malformed, forged and oversized payloads without breaking the stream', async () => {
+    const { listener, seen } = await started({ signingSecret: SECRET });
+    const [validSigned] = encodeInvalidations({ kind: 'realm', realm: REALM }, { origin: 'peer', signingSecret: SECRET });
+    const [unsigned] = encodeInvalidations({ kind: 'realm', realm: REALM }, { origin: 'peer' });
+    const [forged] = encodeInvalidations({ kind: 'global' }, { origin: 'peer', signingSecret: 'an-attacker-guessed-secret' });
+    const tampered = JSON.stringify({ ...JSON.parse(validSigned), r: 'https://host.example/other/' });
+    const bad = [
+      'not json at all',
+      '{"k":"global"}',
+      '{"k":"module","r":"x","m":[],"o":"p"}',
+      unsigned,
+      forged,
+      tampered,
+      `"${'x'.repeat(7990)}"`,
+    ];
+    for (const payload of bad) await notify(payload);
+    // Postgres itself refuses 8000 bytes or more, so an oversized payload never reaches a listener.
+    await expect(notify(`{"k":"global","o":"${'é'.repeat(4000)}"}`)).rejects.toThrow(/payload string too long/);
+    await notify(validSigned);
+    await waitFor(() => seen.messages.length === 1, 5_000, 'the valid payload after the bad ones');
+    expect(seen.messages).toEqual([{ kind: 'realm', realm: REALM, origin: 'peer' }]);
+    expect(listener.stats()).toEqual({
+      received: 1,
+      rejected: bad.length,
+      reconnects: 0,
+      lastRejectReason: 'payload is not a JSON object',
+    });
+    expect(listener.state).toBe('listening');
+  });
+
+  it('does not count probes (its own or a peer’s) as rejected', async () => {
+    const a = await started();
+    const b = await started();
+    expect(await a.listener.selfProbe()).toBe(true);
+    await notify('{"k":"global","o":"marker"}');
+    await waitFor(() => a.seen.messages.length === 1 && b.seen.messages.length === 1, 5_000, 'marker on both');
+    expect(a.listener.stats().rejected).toBe(0);
+    expect(b.listener.stats().rejected).toBe(0);
+  });
+
+  it('passes extra channels through raw and unparsed', async () => {
+    const { listener, seen } = await started({ extraChannels: ['module_cache_computed'] });
+    await notify('anything goes', 'module_cache_computed');
+    await notify('{"k":"global","o":"p"}');
+    await waitFor(() => seen.raw.length === 1 && seen.messages.length === 1, 5_000, 'raw and parsed');
+    expect(seen.raw).toEqual([{ channel: 'module_cache_computed', payload: 'anything goes' }]);
+    expect(listener.stats()).toMatchObject({ received: 1, rejected: 0 });
+  });
+
+  it('keeps delivering to others when one consumer’s pipeline throws', async () => {
+    const { listener, seen } = await started();
+    const failures: unknown[] = [];
+    listener.notifications$
+      .pipe(
+        map(() => {
+          throw new Error('consumer bug');
+        }),
+      )
+      .subscribe({ error: (e) => failures.push(e) });
+    await notify('{"k":"global","o":"one"}');
+    await notify('{"k":"global","o":"two"}');
+    await waitFor(() => seen.messages.length === 2, 5_000, 'both messages');
+    expect(failures).toHaveLength(1);
+  });
+
+  it('reconnects after its backend is terminated: LISTEN again, resync$ again, delivery resumes', async () => {
+    const { listener, seen, config } = await started();
+    await terminateListener(config.applicationName);
+    await waitFor(() => seen.resyncs === 2, 10_000, 'a second resync');
+    expect(listener.state).toBe('listening');
+    expect(seen.states).toEqual(['closed', 'connecting', 'listening', 'reconnecting', 'listening']);
+    expect(listener.stats().reconnects).toBe(1);
+    await notify('{"k":"global","o":"after-recovery"}');
+    await waitFor(() => seen.messages.length === 1, 5_000, 'a notification after recovery');
+    expect(seen.messages[0]).toEqual({ kind: 'global', origin: 'after-recovery' });
+    expect(await backendsNamed(config.applicationName)).toBe(1);
+  });
+
+  it('survives repeated terminations', async () => {
+    const { listener, seen, config } = await started();
+    for (let i = 2; i <= 4; i++) {
+      await terminateListener(config.applicationName);
+      await waitFor(() => seen.resyncs === i, 10_000, `resync #${i}`);
+    }
+    expect(listener.stats().reconnects).toBe(3);
+    await notify('{"k":"global","o":"p"}');
+    await waitFor(() => seen.messages.length === 1, 5_000, 'delivery');
+  });
+
+  it('does not block startup when the first connect fails, and connects (and probes) once it can', async () => {
+    const name = `mc_test_late_${randomBytes(4).toString('hex')}`;
+    const t = track(configFor({ connection: { connectionString: withDatabase(adminUrl(), name) } }));
+    try {
+      await t.listener.onModuleInit(); // the database does not exist yet
+      expect(t.listener.state).toBe('reconnecting');
+      expect(t.seen.resyncs).toBe(0);
+      await adminQuery(`CREATE DATABASE ${name}`);
+      await waitFor(() => t.listener.state === 'listening' && t.listener.probe.ok === true, 10_000, 'late connection and probe');
+      expect(t.seen.resyncs).toBe(1);
+      await t.listener.stop();
+    } finally {
+      await adminQuery(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    }
+  });
+
+  it('stops promptly mid-backoff against a closed port', async () => {
+    const port = await freePort();
+    const t = track(
+      configFor({
+        connection: { host: '127.0.0.1', port, user: 'nobody', database: 'none' },
+        reconnect: { initialDelayMs: 5_000, maxDelayMs: 30_000 },
+      }),
+    );
+    const startedAt = Date.now();
+    await t.listener.onModuleInit();
+    expect(Date.now() - startedAt).toBeLessThan(2_000);
+    expect(t.listener.state).toBe('reconnecting');
+    expect(await t.listener.selfProbe()).toBe(false);
+    expect(t.listener.probe).toMatchObject({ ok: false, reason: expect.stringMatching(/not listening/) });
+    const stopAt = Date.now();
+    await t.listener.onApplicationShutdown();
+    expect(Date.now() - stopAt).toBeLessThan(2_000);
+    expect(t.seen.states.at(-1)).toBe('closed');
+  });
+
+  it('stops promptly right after its connection was killed, leaving no connection open', async () => {
+    const { listener, seen, config } = await started({ reconnect: { initialDelayMs: 2_000, maxDelayMs: 10_000 } });
+    await terminateListener(config.applicationName);
+    await waitFor(() => listener.state === 'reconnecting', 5_000, 'reconnecting');
+    const stopAt = Date.now();
+    await listener.stop();
+    expect(Date.now() - stopAt).toBeLessThan(2_000);
+    expect(seen.states.at(-1)).toBe('closed');
+    await waitFor(async () => (await backendsNamed(config.applicationName)) === 0, 5_000, 'no backend left');
+  });
+
+  it('stops promptly while a reconnect attempt is in flight', async () => {
+    const { listener, config } = await started({ reconnect: { initialDelayMs: 1, maxDelayMs: 1 } });
+    await terminateListener(config.applicationName);
+    await waitFor(() => listener.state !== 'listening', 5_000, 'connection loss noticed');
+    const stopAt = Date.now();
+    await listener.stop();
+    expect(Date.now() - stopAt).toBeLessThan(2_000);
+    await waitFor(async () => (await backendsNamed(config.applicationName)) === 0, 5_000, 'no backend left');
+  });
+
+  it('shutdown closes the connection, completes the streams, and is idempotent', async () => {
+    const { listener, config } = await started();
+    let completed = 0;
+    listener.notifications$.subscribe({ complete: () => completed++ });
+    listener.state$.subscribe({ complete: () => completed++ });
+    await Promise.all([listener.onApplicationShutdown(), listener.stop()]);
+    await listener.stop();
+    expect(listener.state).toBe('closed');
+    expect(completed).toBe(2);
+    await waitFor(async () => (await backendsNamed(config.applicationName)) === 0, 5_000, 'no backend left');
+    expect(await listener.selfProbe()).toBe(false);
+  });
+
+  it('rejects channel names that are not plain lower-case identifiers, naming the option', () => {
+    for (const channel of ['Module_Cache', 'module-cache', '1channel', '', 'x'.repeat(64), 'a"; DROP TABLE t; --', 'ümlaut']) {
+      expect(() => new ModuleCacheInvalidationListener(configFor({ channel }))).toThrow(ModuleCacheOptionsError);
+      expect(() => new ModuleCacheInvalidationListener(configFor({ channel }))).toThrow(/listener channel: .* must match/);
+    }
+    expect(() => new ModuleCacheInvalidationListener(configFor({ extraChannels: ['ok_one', 'Bad'] }))).toThrow(/extraChannels\[1\]/);
+    expect(() => new ModuleCacheInvalidationListener(configFor({ extraChannels: [CHANNEL] }))).toThrow(/listed twice/);
+    expect(() => new ModuleCacheInvalidationListener(configFor({ reconnect: { initialDelayMs: 10, maxDelayMs: 5 } }))).toThrow(/reconnect/);
+    expect(() => new ModuleCacheInvalidationListener(configFor({ channel: 'x'.repeat(63) }))).not.toThrow();
+  });
+});
