@@ -72,11 +72,11 @@ const positiveInt = z.number().int().positive();
 const realmURL = z.string().refine((s) => {
   try {
     const u = new URL(s);
-    return s.endsWith('/') && !u.search && !u.hash && u.href === s;
+    return (u.protocol === 'http:' || u.protocol === 'https:') && s.endsWith('/') && !u.search && !u.hash && u.href === s;
   } catch {
     return false;
   }
-}, 'must be an absolute, canonical URL ending with "/" and without query or hash');
+}, 'must be an absolute, canonical http(s) URL ending with "/" and without query or hash');
 
 const schema = z
   .object({

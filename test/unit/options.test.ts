@@ -19,8 +19,9 @@ describe('option validation', () => {
 
   it.each([
     [{ realms: [] }, /realms: must list at least one realm URL/],
-    [{ realms: ['https://a.test/r'] }, /realms\.0: must be an absolute, canonical URL ending with "\/"/],
+    [{ realms: ['https://a.test/r'] }, /realms\.0: must be an absolute, canonical http\(s\) URL ending with "\/"/],
     [{ realms: ['not a url/'] }, /realms\.0/],
+    [{ realms: ['file:///srv/realm/'] }, /realms\.0: must be an absolute, canonical http\(s\) URL/],
     [{ realms: ['https://a.test/r/'], channel: 'bad-channel"; DROP TABLE x; --' }, /channel: must match/],
     [{ realms: ['https://a.test/r/'], errorTtlMs: -1 }, /errorTtlMs/],
     [{ realms: ['https://a.test/r/'], memory: { maxEntries: 0 } }, /memory\.maxEntries/],
