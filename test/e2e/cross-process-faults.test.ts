@@ -1,0 +1,122 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { migrate } from '../support/app';
+import { adminQuery, createTestDatabase, type TestDatabase } from '../support/database';
+import { startEmbeddedPostgres, type EmbeddedDatabase } from '../support/embedded-postgres';
+import { waitFor } from '../support/wait';
+import { spawnWorkers, TRUTH_SQL, type WorkerHandle } from '../processes/harness';
+
+const REALM = 'https://example.test/realm/';
+const url = (i: number) => `${REALM}m${i}.ts`;
+const cleanups: Array<() => Promise<unknown>> = [];
+
+afterAll(async () => {
+  for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
+});
+
+async function seed(db: { query: TestDatabase['query'] }, modules: number): Promise<void> {
+  await migrate((db as TestDatabase).url);
+  await db.query(TRUTH_SQL);
+  // Chains of five: m(i) imports m(i-1) unless i is a multiple of 5.
+  await db.query(
+    `INSERT INTO truth (url, deps)
+     SELECT $1 || 'm' || i || '.ts', CASE WHEN i % 5 = 0 THEN '{}'::text[] ELSE ARRAY[$1 || 'm' || (i - 1) || '.ts'] END
+       FROM generate_series(0, $2 - 1) i`,
+    [REALM, modules],
+  );
+}
+
+describe('faults and stress (separate OS processes)', () => {
+  it('randomized stress: 4 processes, concurrent lookups and invalidations, no stale row after quiescence', async () => {
+    const db = await createTestDatabase();
+    cleanups.push(() => db.drop());
+    const modules = 60;
+    await seed(db, modules);
+    const workers = await spawnWorkers(4, db.url, (i) => ({ realms: [REALM], listener: { applicationName: `mc-stress-${i}` } }));
+    cleanups.push(() => Promise.all(workers.map((w) => w.stop())));
+    await Promise.all(workers.map((w) => w.call('setDelay', 4)));
+
+    const opsPerWorker = 250;
+    let lookups = 0;
+    let invalidations = 0;
+    let failures = 0;
+    await Promise.all(
+      workers.map(async (worker) => {
+        const inFlight: Promise<unknown>[] = [];
+        for (let op = 0; op < opsPerWorker; op++) {
+          const target = url(Math.floor(Math.random() * modules));
+          if (Math.random() < 0.3) {
+            invalidations++;
+            // The module changes first, then the change is announced: the order a real writer follows.
+            inFlight.push(
+              db
+                .query(`UPDATE truth SET version = version + 1 WHERE url = $1`, [target])
+                .then(() => worker.call('invalidate', target))
+                .catch(() => failures++),
+            );
+          } else {
+            lookups++;
+            inFlight.push(worker.call('lookup', target).catch(() => failures++));
+          }
+          if (inFlight.length >= 8) await Promise.all(inFlight.splice(0));
+        }
+        await Promise.all(inFlight);
+      }),
+    );
+
+    const stale = await db.query<{ url: string }>(
+      `SELECT e.url FROM module_cache_entries e JOIN truth t ON t.url = e.url
+        WHERE (e.definitions->'value'->>'version')::int <> t.version
+           OR EXISTS (SELECT 1 FROM truth d WHERE d.url = ANY(t.deps)
+                       AND (e.definitions->'value'->'depVersions'->>d.url)::int IS DISTINCT FROM d.version)`,
+    );
+    const [{ rows }] = await db.query<{ rows: number }>(`SELECT count(*)::int AS rows FROM module_cache_entries`);
+    const discards = (await Promise.all(workers.map((w) => w.call<{ discards: number }>('stats')))).reduce((n, s) => n + s.discards, 0);
+    process.stdout.write(
+      `[stress] 4 processes, ${lookups} lookups + ${invalidations} invalidations, ${failures} failed ops, ${discards} discarded computations, ${rows} rows at the end, stale rows: ${stale.length}\n`,
+    );
+    expect(failures).toBe(0);
+    expect(stale).toEqual([]);
+    expect(rows).toBeGreaterThan(0);
+  }, 180_000);
+
+  it('Postgres stopped and started: listeners reconnect and resync, lookups and broadcasts work again', async () => {
+    const pg: EmbeddedDatabase = await startEmbeddedPostgres();
+    cleanups.push(() => pg.stop());
+    await adminQuery(`CREATE DATABASE restart_test`, [], pg.url);
+    const dbUrl = pg.url.replace(/\/postgres$/, '/restart_test');
+    const db = { url: dbUrl, query: (sql: string, params?: unknown[]) => adminQuery(sql, params, dbUrl) } as unknown as TestDatabase;
+    await seed(db, 10);
+    const workers = await spawnWorkers(2, dbUrl, (i) => ({
+      realms: [REALM],
+      listener: { applicationName: `mc-restart-${i}`, reconnect: { initialDelayMs: 50, maxDelayMs: 500 } },
+    }));
+    cleanups.push(() => Promise.all(workers.map((w) => w.stop())));
+    const [a, b] = workers;
+    await b.call('lookup', url(1));
+
+    await pg.pause();
+    await waitFor(async () => (await b.call<{ state: string }>('listenerState')).state === 'reconnecting', 15_000, 'B to notice');
+    const restarted = performance.now();
+    await pg.resume();
+    await waitFor(async () => (await b.call<{ state: string }>('listenerState')).state === 'listening', 30_000, 'B to listen again');
+    await waitFor(async () => (await a.call<{ state: string }>('listenerState')).state === 'listening', 30_000, 'A to listen again');
+    process.stdout.write(`[restart] listeners back ${(performance.now() - restarted).toFixed(0)} ms after Postgres restarted\n`);
+
+    expect(await b.call('inMemory', url(1))).toBe(false); // resync cleared memory
+    // The pools' connections died with the server: the first query may fail, the next ones work.
+    await waitFor(() => b.call('lookup', url(1)).then(() => true), 15_000, 'lookups to work again');
+    await a.call('invalidate', url(1));
+    await waitFor(async () => !(await b.call('inMemory', url(1))), 10_000, 'a broadcast after the restart');
+  }, 120_000);
+
+  it('shutdown leaves no listener connection behind', async () => {
+    const db = await createTestDatabase();
+    cleanups.push(() => db.drop());
+    await seed(db, 2);
+    const [w] = await spawnWorkers(1, db.url, () => ({ realms: [REALM], listener: { applicationName: 'mc-shutdown-0' } }));
+    await w.call('lookup', url(0));
+    expect(await db.query(`SELECT 1 FROM pg_stat_activity WHERE application_name = 'mc-shutdown-0'`)).toHaveLength(1);
+    expect(await w.stop()).toBe(0);
+    expect(await db.query(`SELECT 1 FROM pg_stat_activity WHERE application_name LIKE 'mc-shutdown-0%'`)).toEqual([]);
+  }, 60_000);
+});

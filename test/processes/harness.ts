@@ -1,0 +1,96 @@
+import { fork, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import type { ModuleCacheOptions } from '../../src';
+
+export interface WorkerHandle {
+  name: string;
+  pid: number;
+  child: ChildProcess;
+  call<T = unknown>(cmd: string, ...args: unknown[]): Promise<T>;
+  /** Asks the worker to close its app (graceful) and waits for it to exit. */
+  stop(): Promise<number | null>;
+  exited: Promise<number | null>;
+}
+
+const WORKER = join(__dirname, 'worker.ts');
+
+/** Spawns one worker process (ts-node, transpile-only: decorator metadata is emitted) and waits until its app is up. */
+export async function spawnWorker(name: string, databaseUrl: string, options: Omit<ModuleCacheOptions, 'source'>): Promise<WorkerHandle> {
+  const child = fork(WORKER, [], {
+    execArgv: ['-r', 'ts-node/register/transpile-only'],
+    env: {
+      ...process.env,
+      DATABASE_URL: databaseUrl,
+      WORKER_OPTIONS: JSON.stringify(options),
+      WORKER_NAME: name,
+      TS_NODE_PROJECT: join(__dirname, '../../tsconfig.json'),
+      TS_NODE_TRANSPILE_ONLY: '1',
+    },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  let nextId = 1;
+  const pending = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
+  const pid = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`worker ${name} did not start within 60 s`)), 60_000);
+    child.once('exit', (code) => reject(new Error(`worker ${name} exited with ${code} before it was ready`)));
+    child.on(
+      'message',
+      (message: {
+        ready?: boolean;
+        pid?: number;
+        id?: number;
+        ok?: boolean;
+        result?: unknown;
+        error?: { message: string; name: string };
+      }) => {
+        if (message.ready) {
+          clearTimeout(timer);
+          resolve(message.pid!);
+          return;
+        }
+        const waiter = pending.get(message.id!);
+        if (!waiter) return;
+        pending.delete(message.id!);
+        if (message.ok) waiter.resolve(message.result);
+        else waiter.reject(Object.assign(new Error(`[${name}] ${message.error!.message}`), { name: message.error!.name }));
+      },
+    );
+  });
+  exited.then((code) => {
+    for (const waiter of pending.values()) waiter.reject(new Error(`worker ${name} exited (${code})`));
+    pending.clear();
+  });
+  return {
+    name,
+    pid,
+    child,
+    exited,
+    call<T>(cmd: string, ...args: unknown[]): Promise<T> {
+      if (child.exitCode !== null || child.signalCode !== null) return Promise.reject(new Error(`worker ${name} has exited`));
+      const id = nextId++;
+      return new Promise<T>((resolve, reject) => {
+        pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+        child.send({ id, cmd, args });
+      });
+    },
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.send({ id: 0, cmd: 'exit', args: [] });
+      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
+    },
+  };
+}
+
+export async function spawnWorkers(
+  count: number,
+  databaseUrl: string,
+  options: (i: number) => Omit<ModuleCacheOptions, 'source'>,
+): Promise<WorkerHandle[]> {
+  return Promise.all(Array.from({ length: count }, (_, i) => spawnWorker(`w${i}`, databaseUrl, options(i))));
+}
+
+/** The truth table the workers' source reads. */
+export const TRUTH_SQL = `CREATE TABLE IF NOT EXISTS truth (url text PRIMARY KEY, version int NOT NULL DEFAULT 1, deps text[] NOT NULL DEFAULT '{}')`;
