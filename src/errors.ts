@@ -33,3 +33,6 @@ export class InvalidationBroadcastError extends ModuleCacheError {}
 export class ModuleCacheOptionsError extends ModuleCacheError {}
 
 export class ModuleCacheSchemaError extends ModuleCacheError {}
+
+/** A peer process was computing the module and neither finished nor let go within coalesceWaitTimeoutMs. */
+export class CoalesceTimeoutError extends ModuleCacheError {}

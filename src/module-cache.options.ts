@@ -39,6 +39,8 @@ export interface ModuleCacheOptions {
   sourceTimeoutMs?: number;
   /** Discarded (invalidated mid-flight) computations are retried at most this many times. */
   maxRetries?: number;
+  /** How often a waiting process re-tries the claim, to take over from a peer that died. */
+  coalesceTakeoverCheckMs?: number;
   /** How long the database remembers a module invalidation for fencing in-flight writes. */
   fenceRetentionMs?: number;
 }
@@ -70,6 +72,7 @@ export interface ResolvedModuleCacheOptions {
 
 const positiveInt = z.number().int().positive();
 const realmURL = z.string().refine((s) => {
+  coalesceTakeoverCheckMs: number;
   try {
     const u = new URL(s);
     return (u.protocol === 'http:' || u.protocol === 'https:') && s.endsWith('/') && !u.search && !u.hash && u.href === s;
@@ -127,6 +130,7 @@ const schema = z
   .superRefine((o, ctx) => {
     if (o.listener !== false && o.listener.reconnect.initialDelayMs > o.listener.reconnect.maxDelayMs) {
       ctx.addIssue({ code: 'custom', path: ['listener', 'reconnect', 'initialDelayMs'], message: 'must not exceed maxDelayMs' });
+    coalesceTakeoverCheckMs: positiveInt.default(1_000),
     }
     if (o.sourceTimeoutMs * (o.maxRetries + 1) >= o.fenceRetentionMs) {
       ctx.addIssue({

@@ -4,9 +4,11 @@ import { randomUUID } from 'node:crypto';
 import type { ClientConfig } from 'pg';
 import type { DataSource } from 'typeorm';
 import { LISTENER_CONFIG, ModuleCacheInvalidationListener, type ListenerConfig } from './broadcast/invalidation-listener';
+import { PopulateCoordinator } from './coordination/populate-coordinator';
 import { ModuleCacheOptionsError } from './errors';
 import {
   DEFINITION_SOURCE,
+  MODULE_CACHE_COORDINATOR,
   MODULE_CACHE_DATA_SOURCE,
   MODULE_CACHE_ORIGIN,
   MODULE_CACHE_REPOSITORY,
@@ -75,5 +77,24 @@ export const moduleCacheProviders: Provider[] = [
     provide: ModuleCacheInvalidationListener,
     inject: [LISTENER_CONFIG],
     useFactory: (config: ListenerConfig | null) => (config ? new ModuleCacheInvalidationListener(config) : null),
+  },
+  {
+    provide: MODULE_CACHE_COORDINATOR,
+    inject: [RESOLVED_MODULE_CACHE_OPTIONS, LISTENER_CONFIG, ModuleCacheInvalidationListener],
+    useFactory: (options: ResolvedModuleCacheOptions, config: ListenerConfig | null, listener: ModuleCacheInvalidationListener | null) => {
+      // Waiters are woken through the listener: without one there is nothing to coalesce with.
+      if (!options.coalesceAcrossProcesses || !config || !listener) return null;
+      return new PopulateCoordinator(
+        {
+          connection: config.connection,
+          applicationName: `${config.applicationName}-claims`.slice(0, 63),
+          computedChannel: options.computedChannel,
+          origin: config.origin,
+          waitTimeoutMs: options.coalesceWaitTimeoutMs,
+          takeoverCheckMs: options.coalesceTakeoverCheckMs,
+        },
+        listener.rawNotifications$,
+      );
+    },
   },
 ];

@@ -1,10 +1,12 @@
 import { Inject, Injectable, Logger, Optional, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { Subject, type Observable, type Subscription } from 'rxjs';
 import { ModuleCacheInvalidationListener } from '../broadcast/invalidation-listener';
+import type { PopulateCoordinator } from '../coordination/populate-coordinator';
 import { encodeInvalidations, type InvalidationTarget } from '../broadcast/invalidation-message';
 import { DefinitionNotFoundError, InvalidationBroadcastError, ModuleCacheError } from '../errors';
 import {
   RESOLVED_DEFINITION_SOURCE,
+  MODULE_CACHE_COORDINATOR,
   MODULE_CACHE_ORIGIN,
   MODULE_CACHE_REPOSITORY,
   RESOLVED_MODULE_CACHE_OPTIONS,
@@ -48,6 +50,7 @@ export class CachingDefinitionLookup implements OnModuleInit, OnApplicationShutd
     @Inject(MODULE_CACHE_REPOSITORY) private readonly repository: ModuleCacheRepository,
     @Inject(MODULE_CACHE_ORIGIN) readonly origin: string,
     @Optional() @Inject(ModuleCacheInvalidationListener) private readonly listener: ModuleCacheInvalidationListener | null = null,
+    @Optional() @Inject(MODULE_CACHE_COORDINATOR) private readonly coordinator: PopulateCoordinator | null = null,
   ) {
     this.realms = new RealmRegistry(options.realms);
     this.memory = new MemoryTier(options.memory === false ? false : options.memory.maxEntries);
@@ -61,6 +64,7 @@ export class CachingDefinitionLookup implements OnModuleInit, OnApplicationShutd
       stats: this.counters,
       emit: (event) => this.emit(event),
       lookupDependency: (url, scope, waiter) => this.resolve(url, scope, waiter),
+      coordinator,
       remember: (urls, entry, alias) => urls.forEach((u) => this.memory.set(u, entry.scope, alias, entry.realmURL, entry)),
     });
     this.subscription = listener
@@ -82,10 +86,11 @@ export class CachingDefinitionLookup implements OnModuleInit, OnApplicationShutd
     await this.repository.assertSchema();
   }
 
-  onApplicationShutdown(): void {
+  async onApplicationShutdown(): Promise<void> {
     this.subscription?.unsubscribe();
     this.shutdown.abort();
     this.events.complete();
+    await this.coordinator?.close();
   }
 
   /** The entry from memory, else the table, else computed and persisted; undefined when no candidate exists. */
@@ -269,7 +274,7 @@ export class CachingDefinitionLookup implements OnModuleInit, OnApplicationShutd
           .find((f) => f !== undefined)
       : this.flights.get(key);
     if (!flight) {
-      flight = this.runner.start(key, ctx, started);
+      flight = this.runner.start(key, ctx, started, waiter === undefined);
       this.flights.add(flight);
       const registered = flight;
       flight.promise.then(

@@ -1,7 +1,8 @@
-import { ComputationDiscardedError, DefinitionSourceError } from '../errors';
+import { PopulateCoordinator } from '../coordination/populate-coordinator';
+import { CoalesceTimeoutError, ComputationDiscardedError, DefinitionSourceError } from '../errors';
 import type { ResolvedModuleCacheOptions } from '../module-cache.options';
 import type { ModuleCacheEvent, ModuleCacheStats } from '../observability/events';
-import { toEntry, type ModuleCacheRepository } from '../persistence/module-cache.repository';
+import { toEntry, type ModuleCacheRepository, type StoredRow } from '../persistence/module-cache.repository';
 import type { DefinitionSource, ModuleCacheEntry, ModuleError } from '../types';
 import type { GenerationSnapshot, Generations } from './generations';
 import type { Flight } from './in-flight';
@@ -35,7 +36,11 @@ export interface ComputationDeps {
   emit(event: ModuleCacheEvent): void;
   lookupDependency(url: string, scope: string, waiter: EntryFlight): Promise<ModuleCacheEntry | undefined | typeof DEPENDENCY_CYCLE>;
   remember(urls: string[], entry: ModuleCacheEntry, alias: string): void;
+  coordinator: PopulateCoordinator | null;
 }
+
+type Coordination =
+  { kind: 'row'; row: StoredRow; woken: boolean } | { kind: 'claimed'; key: string; watermark: string } | { kind: 'alone' };
 
 /**
  * One flight's work: read the table (with the fence watermark), else compute from the source,
@@ -45,7 +50,8 @@ export interface ComputationDeps {
 export class ComputationRunner {
   constructor(private readonly d: ComputationDeps) {}
 
-  start(key: string, ctx: LookupContext, started: number): EntryFlight {
+  /** `coalesce: false` for dependency lookups: waiting on a peer from inside a computation could deadlock across processes. */
+  start(key: string, ctx: LookupContext, started: number, coalesce = true): EntryFlight {
     const flight: EntryFlight = {
       key,
       realm: ctx.realm,
@@ -57,7 +63,7 @@ export class ComputationRunner {
     };
     // Taken before the first await: anything that invalidates from here on is seen.
     flight.snapshot = this.d.generations.snapshot(ctx.realm, ctx.alias);
-    flight.promise = this.run(flight, ctx, flight.snapshot, started);
+    flight.promise = this.run(flight, ctx, flight.snapshot, started, coalesce);
     return flight;
   }
 
@@ -66,12 +72,13 @@ export class ComputationRunner {
     ctx: LookupContext,
     first: GenerationSnapshot,
     started: number,
+    coalesce: boolean,
   ): Promise<ModuleCacheEntry | undefined> {
     let snapshot = first;
     for (let attempt = 1; ; attempt++) {
       let outcome: Outcome;
       try {
-        outcome = await this.attempt(flight, ctx, snapshot, attempt, started);
+        outcome = await this.attempt(flight, ctx, snapshot, attempt, started, coalesce);
       } finally {
         this.d.generations.release(snapshot);
       }
@@ -94,14 +101,42 @@ export class ComputationRunner {
     snapshot: GenerationSnapshot,
     attempt: number,
     started: number,
+    coalesce: boolean,
   ): Promise<Outcome> {
-    const { generations, repository, options, stats } = this.d;
-    const { watermark, row } = await repository.read(ctx.candidates, ctx.scope, options.errorTtlMs);
-    if (row) {
-      // The row may belong to an invalidation that just committed: read again rather than serve it.
-      if (!generations.isCurrent(snapshot)) return { done: false, reason: 'invalidated-locally' };
-      const entry = toEntry(row);
-      stats.hits.table++;
+    const { repository, options, stats } = this.d;
+    const read = await repository.read(ctx.candidates, ctx.scope, options.errorTtlMs);
+    if (read.row) return this.serveRow(read.row, ctx, snapshot, started);
+    if (attempt === 1) {
+      stats.misses++;
+      this.d.emit({ type: 'miss', url: ctx.url, realm: ctx.realm, scope: ctx.scope, durationMs: performance.now() - started });
+    }
+    const coordination: Coordination = coalesce && this.d.coordinator ? await this.coordinate(flight, ctx) : { kind: 'alone' };
+    if (coordination.kind === 'row') {
+      stats.coalescedWaits++;
+      this.d.emit({
+        type: 'coalesced',
+        url: ctx.url,
+        realm: ctx.realm,
+        scope: ctx.scope,
+        woken: coordination.woken,
+        durationMs: performance.now() - started,
+      });
+      return this.serveRow(coordination.row, ctx, snapshot, started, false);
+    }
+    const watermark = coordination.kind === 'claimed' ? coordination.watermark : read.watermark;
+    try {
+      return await this.compute(flight, ctx, snapshot, attempt, watermark);
+    } finally {
+      if (coordination.kind === 'claimed') void this.d.coordinator!.release(coordination.key);
+    }
+  }
+
+  private serveRow(row: StoredRow, ctx: LookupContext, snapshot: GenerationSnapshot, started: number, countHit = true): Outcome {
+    // The row may belong to an invalidation that just committed: read again rather than serve it.
+    if (!this.d.generations.isCurrent(snapshot)) return { done: false, reason: 'invalidated-locally' };
+    const entry = toEntry(row);
+    if (countHit) {
+      this.d.stats.hits.table++;
       this.d.emit({
         type: 'hit',
         tier: 'table',
@@ -110,13 +145,61 @@ export class ComputationRunner {
         scope: ctx.scope,
         durationMs: performance.now() - started,
       });
-      this.d.remember([ctx.url], entry, ctx.alias);
-      return { done: true, entry };
     }
-    if (attempt === 1) {
-      stats.misses++;
-      this.d.emit({ type: 'miss', url: ctx.url, realm: ctx.realm, scope: ctx.scope, durationMs: performance.now() - started });
+    this.d.remember([ctx.url], entry, ctx.alias);
+    return { done: true, entry };
+  }
+
+  /**
+   * Claims the key across processes, or waits to be woken by the claimant and reads its
+   * result. The wake-up subscription exists before every check, so none is missed; a claimant
+   * that dies releases its claim with its connection and the next check takes over.
+   */
+  private async coordinate(flight: EntryFlight, ctx: LookupContext): Promise<Coordination> {
+    const coordinator = this.d.coordinator!;
+    const { repository, options } = this.d;
+    const key = PopulateCoordinator.keyOf(flight.key);
+    const deadline = Date.now() + options.coalesceWaitTimeoutMs;
+    for (let round = 0; ; round++) {
+      const wake = coordinator.subscribe(key);
+      try {
+        const claim = await coordinator.tryClaim(key);
+        if (claim === 'unavailable') return { kind: 'alone' };
+        if (claim) {
+          // A peer may have finished between our read and our claim.
+          const again = await repository.read(ctx.candidates, ctx.scope, options.errorTtlMs);
+          if (again.row) {
+            void coordinator.release(key);
+            return { kind: 'row', row: again.row, woken: false };
+          }
+          if (round > 0) this.d.stats.takeovers++;
+          return { kind: 'claimed', key, watermark: again.watermark };
+        }
+        const remaining = deadline - Date.now();
+        if (remaining <= 0) {
+          throw new CoalesceTimeoutError(
+            `${ctx.url}: another process has been computing it for over ${options.coalesceWaitTimeoutMs} ms (coalesceWaitTimeoutMs)`,
+          );
+        }
+        if ((await wake.wait(Math.min(options.coalesceTakeoverCheckMs, remaining))) === 'woken') {
+          const again = await repository.read(ctx.candidates, ctx.scope, options.errorTtlMs);
+          if (again.row) return { kind: 'row', row: again.row, woken: true };
+          // Finished without a row (discarded, failed or not found): claim it ourselves.
+        }
+      } finally {
+        wake.cancel();
+      }
     }
+  }
+
+  private async compute(
+    flight: EntryFlight,
+    ctx: LookupContext,
+    snapshot: GenerationSnapshot,
+    attempt: number,
+    watermark: string,
+  ): Promise<Outcome> {
+    const { generations, repository, options, stats } = this.d;
     for (const candidate of ctx.candidates) {
       const computeStarted = performance.now();
       let loaded;

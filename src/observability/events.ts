@@ -14,6 +14,7 @@ export type ModuleCacheEvent =
   | ({ type: 'miss'; durationMs: number } & Located)
   | ({ type: 'computed'; durationMs: number; attempt: number; error?: string } & Located)
   | ({ type: 'persisted'; durationMs: number } & Located)
+  | ({ type: 'coalesced'; durationMs: number; woken: boolean } & Located)
   | ({ type: 'discarded'; reason: 'invalidated-locally' | 'fenced-by-database' | 'fence-expired'; attempt: number } & Located)
   | { type: 'invalidated'; kind: 'module' | 'realm' | 'global'; realm?: string; urls: string[]; durationMs: number }
   | { type: 'remote-invalidated'; kind: 'module' | 'realm' | 'global'; realm?: string; urls: string[]; origin: string }
@@ -27,6 +28,10 @@ export interface ModuleCacheStats {
   persisted: number;
   discards: number;
   retries: number;
+  /** Lookups that waited for a peer process's computation instead of computing. */
+  coalescedWaits: number;
+  /** Claims taken over from a peer that died or let go without a result. */
+  takeovers: number;
   sourceErrors: number;
   invalidations: number;
   notifications: { sent: number; received: number; rejected: number };
@@ -44,6 +49,8 @@ export function emptyStats(): ModuleCacheStats {
     persisted: 0,
     discards: 0,
     retries: 0,
+    coalescedWaits: 0,
+    takeovers: 0,
     sourceErrors: 0,
     invalidations: 0,
     notifications: { sent: 0, received: 0, rejected: 0 },
