@@ -2,6 +2,13 @@ import type { ClientConfig } from 'pg';
 import { z } from 'zod';
 import { DEFAULT_EXTENSIONS, MODULE_CACHE_COMPUTED_CHANNEL, MODULE_CACHE_INVALIDATED_CHANNEL } from './module-cache.constants';
 import { ModuleCacheOptionsError } from './errors';
+import {
+  isRegistryLike,
+  METRIC_PREFIX,
+  resolveMetricsOptions,
+  type ModuleCacheMetricsOptions,
+  type ResolvedMetricsOptions,
+} from './observability/metrics-options';
 import type { DefinitionSource } from './types';
 
 /** Postgres identifiers we accept as channel names: they are also quoted wherever used. */
@@ -32,6 +39,8 @@ export interface ModuleCacheOptions {
   computedChannel?: string;
   /** How long a process waits for a peer's computation before giving up. */
   coalesceWaitTimeoutMs?: number;
+  /** How often a waiting process re-tries the claim, to take over from a peer that died. */
+  coalesceTakeoverCheckMs?: number;
   signingSecret?: string;
   /** Name of the TypeORM DataSource to use (a module-definition extra: also top-level in forRootAsync). */
   dataSourceName?: string;
@@ -39,10 +48,10 @@ export interface ModuleCacheOptions {
   sourceTimeoutMs?: number;
   /** Discarded (invalidated mid-flight) computations are retried at most this many times. */
   maxRetries?: number;
-  /** How often a waiting process re-tries the claim, to take over from a peer that died. */
-  coalesceTakeoverCheckMs?: number;
   /** How long the database remembers a module invalidation for fencing in-flight writes. */
   fenceRetentionMs?: number;
+  /** Prometheus metrics through prom-client (optional peer dependency); off by default. */
+  metrics?: boolean | ModuleCacheMetricsOptions;
 }
 
 export interface ResolvedModuleCacheOptions {
@@ -63,16 +72,17 @@ export interface ResolvedModuleCacheOptions {
   coalesceAcrossProcesses: boolean;
   computedChannel: string;
   coalesceWaitTimeoutMs: number;
+  coalesceTakeoverCheckMs: number;
   signingSecret?: string;
   dataSourceName?: string;
   sourceTimeoutMs: number;
   maxRetries: number;
   fenceRetentionMs: number;
+  metrics: ResolvedMetricsOptions | false;
 }
 
 const positiveInt = z.number().int().positive();
 const realmURL = z.string().refine((s) => {
-  coalesceTakeoverCheckMs: number;
   try {
     const u = new URL(s);
     return (u.protocol === 'http:' || u.protocol === 'https:') && s.endsWith('/') && !u.search && !u.hash && u.href === s;
@@ -120,17 +130,33 @@ const schema = z
     coalesceAcrossProcesses: z.boolean().default(true),
     computedChannel: z.string().regex(CHANNEL_NAME, 'must match /^[a-z_][a-z0-9_]{0,62}$/').default(MODULE_CACHE_COMPUTED_CHANNEL),
     coalesceWaitTimeoutMs: positiveInt.default(120_000),
+    coalesceTakeoverCheckMs: positiveInt.default(1_000),
     signingSecret: z.string().min(16, 'must be at least 16 characters').optional(),
     dataSourceName: z.string().min(1).optional(),
     sourceTimeoutMs: positiveInt.default(60_000),
     maxRetries: z.number().int().min(0).max(100).default(3),
     fenceRetentionMs: positiveInt.default(15 * 60_000),
+    metrics: z
+      .union(
+        [
+          z.boolean(),
+          z
+            .object({
+              // refine, not z.custom: a custom check aborts the union and hides this message.
+              registry: z.unknown().refine(isRegistryLike, 'must be a prom-client Registry').optional(),
+              prefix: z.string().regex(METRIC_PREFIX, 'must be a Prometheus metric name prefix (/^[a-zA-Z_:][a-zA-Z0-9_:]*$/)').optional(),
+            })
+            .strict(),
+        ],
+        { error: 'must be true, false or { registry?, prefix? }' },
+      )
+      .default(false)
+      .transform(resolveMetricsOptions),
   })
   .strict()
   .superRefine((o, ctx) => {
     if (o.listener !== false && o.listener.reconnect.initialDelayMs > o.listener.reconnect.maxDelayMs) {
       ctx.addIssue({ code: 'custom', path: ['listener', 'reconnect', 'initialDelayMs'], message: 'must not exceed maxDelayMs' });
-    coalesceTakeoverCheckMs: positiveInt.default(1_000),
     }
     if (o.sourceTimeoutMs * (o.maxRetries + 1) >= o.fenceRetentionMs) {
       ctx.addIssue({

@@ -1,4 +1,4 @@
-import { type INestApplicationContext } from '@nestjs/common';
+import { type INestApplicationContext, type ModuleMetadata } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
@@ -21,12 +21,20 @@ export interface CacheApp {
   close(): Promise<void>;
 }
 
-/** A Nest application context with TypeORM on `url` and ModuleCacheModule configured with `options`. */
-export async function createCacheApp(url: string, options: ModuleCacheOptions): Promise<CacheApp> {
+/**
+ * A Nest application context with TypeORM on `url` and ModuleCacheModule configured with `options`;
+ * `extra.imports` are added to the root module (e.g. TerminusModule).
+ */
+export async function createCacheApp(
+  url: string,
+  options: ModuleCacheOptions,
+  extra: { imports?: ModuleMetadata['imports'] } = {},
+): Promise<CacheApp> {
   const moduleRef = await Test.createTestingModule({
     imports: [
       TypeOrmModule.forRoot({ type: 'postgres', url, entities: moduleCacheEntities, retryAttempts: 1, retryDelay: 100 }),
       ModuleCacheModule.forRoot(options),
+      ...(extra.imports ?? []),
     ],
   }).compile();
   moduleRef.enableShutdownHooks();

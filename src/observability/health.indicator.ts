@@ -1,0 +1,103 @@
+import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
+import { HealthIndicatorService, type HealthIndicatorResult } from '@nestjs/terminus';
+import { ModuleCacheInvalidationListener } from '../broadcast/invalidation-listener';
+import { ModuleCacheError } from '../errors';
+import { CachingDefinitionLookup } from '../lookup/caching-definition-lookup';
+import { MODULE_CACHE_REPOSITORY } from '../module-cache.constants';
+import type { ModuleCacheRepository } from '../persistence/module-cache.repository';
+
+export interface ModuleCacheHealthOptions {
+  /** Down when `pg_notification_queue_usage()` is above this fraction (0..1). Default 0.5. */
+  maxNotifyQueueUsage?: number;
+  /** Down when reading the queue usage takes longer than this. Default 3000 ms. */
+  timeoutMs?: number;
+}
+
+const DEFAULTS = { maxNotifyQueueUsage: 0.5, timeoutMs: 3_000 };
+
+/**
+ * A `@nestjs/terminus` indicator: down while the invalidation listener is not LISTENing (peer
+ * invalidations would be missed), when its self-probe failed (NOTIFY delivery does not work,
+ * e.g. behind a transaction-pooling proxy), or when the cluster's NOTIFY queue fills up (a
+ * full queue makes every invalidation fail).
+ *
+ * Usable without importing TerminusModule here: ModuleCacheModule provides its own
+ * HealthIndicatorService (a stateless result builder).
+ */
+@Injectable()
+export class ModuleCacheHealthIndicator {
+  private readonly logger = new Logger('ModuleCacheHealthIndicator');
+  private wasHealthy: boolean | undefined;
+
+  constructor(
+    private readonly health: HealthIndicatorService,
+    private readonly lookup: CachingDefinitionLookup,
+    @Inject(MODULE_CACHE_REPOSITORY) private readonly repository: ModuleCacheRepository,
+    @Optional() @Inject(ModuleCacheInvalidationListener) private readonly listener: ModuleCacheInvalidationListener | null = null,
+  ) {}
+
+  async isHealthy<const Key extends string = 'module-cache'>(
+    key: Key = 'module-cache' as Key,
+    options: ModuleCacheHealthOptions = {},
+  ): Promise<HealthIndicatorResult<Key>> {
+    const { maxNotifyQueueUsage, timeoutMs } = { ...DEFAULTS, ...options };
+    if (!(maxNotifyQueueUsage >= 0 && maxNotifyQueueUsage <= 1)) {
+      throw new ModuleCacheError(`ModuleCacheHealthIndicator: maxNotifyQueueUsage must be between 0 and 1, got ${maxNotifyQueueUsage}`);
+    }
+    if (!(timeoutMs > 0)) throw new ModuleCacheError(`ModuleCacheHealthIndicator: timeoutMs must be positive, got ${timeoutMs}`);
+    const session = this.health.check(key);
+    const problems: string[] = [];
+
+    const listener = this.listener ? this.listener.state : 'disabled';
+    if (this.listener && listener !== 'listening') problems.push(`invalidation listener is ${listener}, not listening`);
+    const probe = this.listener?.probe;
+    const selfProbe = !probe ? 'disabled' : probe.ok === undefined ? 'pending' : probe.ok ? 'ok' : 'failed';
+    if (probe?.ok === false) problems.push(`self-probe failed: ${probe.reason ?? 'unknown reason'}`);
+
+    let notifyQueueUsage: number | null = null;
+    try {
+      notifyQueueUsage = await withTimeout(this.repository.notifyQueueUsage(), timeoutMs);
+      if (notifyQueueUsage > maxNotifyQueueUsage) {
+        problems.push(`NOTIFY queue is ${(notifyQueueUsage * 100).toFixed(1)}% full (limit ${maxNotifyQueueUsage * 100}%)`);
+      }
+    } catch (error) {
+      problems.push(`pg_notification_queue_usage() failed: ${error instanceof Error ? error.message : String(error)}`);
+    }
+
+    const stats = this.lookup.stats();
+    const details = {
+      listener,
+      selfProbe,
+      ...(probe?.ok === false && probe.reason ? { selfProbeError: probe.reason } : {}),
+      notifyQueueUsage,
+      maxNotifyQueueUsage,
+      hits: stats.hits,
+      computes: stats.computes,
+      discards: stats.discards,
+      reconnects: stats.reconnects,
+    };
+    this.logTransition(problems);
+    return problems.length ? session.down({ ...details, message: problems.join('; ') }) : session.up(details);
+  }
+
+  /** One line when health changes, not one per check. */
+  private logTransition(problems: string[]): void {
+    const healthy = problems.length === 0;
+    if (healthy === this.wasHealthy) return;
+    if (!healthy) this.logger.warn(`module cache unhealthy: ${problems.join('; ')}`);
+    else if (this.wasHealthy === false) this.logger.log('module cache healthy again');
+    this.wasHealthy = healthy;
+  }
+}
+
+async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
