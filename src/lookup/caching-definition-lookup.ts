@@ -119,7 +119,7 @@ export class CachingDefinitionLookup implements OnModuleInit, OnApplicationShutd
     if (hit) return hit;
     const snapshot = this.generations.snapshot(ctx.realm, ctx.alias);
     try {
-      const { row } = await this.repository.read(ctx.candidates, scope, this.options.errorTtlMs);
+      const row = await this.repository.read(ctx.candidates, scope, this.options.errorTtlMs);
       if (!row) return undefined;
       const entry = toEntry(row);
       if (this.generations.isCurrent(snapshot)) this.memory.set(ctx.url, scope, ctx.alias, ctx.realm, entry);

@@ -104,8 +104,8 @@ export class ComputationRunner {
     coalesce: boolean,
   ): Promise<Outcome> {
     const { repository, options, stats } = this.d;
-    const read = await repository.read(ctx.candidates, ctx.scope, options.errorTtlMs);
-    if (read.row) return this.serveRow(read.row, ctx, snapshot, started);
+    const row = await repository.read(ctx.candidates, ctx.scope, options.errorTtlMs);
+    if (row) return this.serveRow(row, ctx, snapshot, started);
     if (attempt === 1) {
       stats.misses++;
       this.d.emit({ type: 'miss', url: ctx.url, realm: ctx.realm, scope: ctx.scope, durationMs: performance.now() - started });
@@ -123,7 +123,7 @@ export class ComputationRunner {
       });
       return this.serveRow(coordination.row, ctx, snapshot, started, false);
     }
-    const watermark = coordination.kind === 'claimed' ? coordination.watermark : read.watermark;
+    const watermark = coordination.kind === 'claimed' ? coordination.watermark : await repository.watermark();
     try {
       return await this.compute(flight, ctx, snapshot, attempt, watermark);
     } finally {
@@ -168,12 +168,12 @@ export class ComputationRunner {
         if (claim) {
           // A peer may have finished between our read and our claim.
           const again = await repository.read(ctx.candidates, ctx.scope, options.errorTtlMs);
-          if (again.row) {
+          if (again) {
             void coordinator.release(key);
-            return { kind: 'row', row: again.row, woken: false };
+            return { kind: 'row', row: again, woken: false };
           }
           if (round > 0) this.d.stats.takeovers++;
-          return { kind: 'claimed', key, watermark: again.watermark };
+          return { kind: 'claimed', key, watermark: await repository.watermark() };
         }
         const remaining = deadline - Date.now();
         if (remaining <= 0) {
@@ -183,7 +183,7 @@ export class ComputationRunner {
         }
         if ((await wake.wait(Math.min(options.coalesceTakeoverCheckMs, remaining))) === 'woken') {
           const again = await repository.read(ctx.candidates, ctx.scope, options.errorTtlMs);
-          if (again.row) return { kind: 'row', row: again.row, woken: true };
+          if (again) return { kind: 'row', row: again, woken: true };
           // Finished without a row (discarded, failed or not found): claim it ourselves.
         }
       } finally {

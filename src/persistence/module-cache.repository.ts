@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+import type { Pool } from 'pg';
 import type { DataSource, QueryRunner } from 'typeorm';
 import { ModuleCacheSchemaError } from '../errors';
 import type { ModuleCacheEntry, ModuleError } from '../types';
@@ -36,6 +38,12 @@ export type PayloadBuilder<T> = (result: T) => string[];
 const ROW_COLUMNS = `e.url, e.realm, e.scope, e.alias, e.definitions, e.deps, e.error, e.created_at`;
 const FRESH = `(e.error IS NULL OR e.created_at > now() - $3::bigint * interval '1 millisecond')`;
 
+/** md5(url)::uuid, as the table's generated key columns compute it. */
+export function urlHash(url: string): string {
+  const h = createHash('md5').update(url, 'utf8').digest('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
 /**
  * Everything that speaks SQL. Every statement is parameterised; channel names travel as
  * `pg_notify` arguments, never spliced into SQL.
@@ -58,36 +66,43 @@ export class ModuleCacheRepository {
     }
   }
 
-  /**
-   * The first fresh row among `candidates` (in candidate order), plus the fence watermark a
-   * computation must carry if there is none — in one round trip.
-   */
-  async read(candidates: string[], scope: string, errorTtlMs: number): Promise<{ watermark: string; row?: StoredRow }> {
-    const rows = await this.query<StoredRow & { watermark: string }>(
-      `SELECT w.watermark::text AS watermark, ${ROW_COLUMNS}
-         FROM (SELECT module_cache_fence_watermark() AS watermark) w
-         LEFT JOIN module_cache_entries e
-           ON e.url_hash IN (SELECT md5(u)::uuid FROM unnest($1::text[]) AS u) AND e.scope = $2 AND ${FRESH}`,
-      [candidates, scope, errorTtlMs],
+  /** The first fresh row among `candidates`, in candidate order. */
+  async read(candidates: string[], scope: string, errorTtlMs: number): Promise<StoredRow | undefined> {
+    const rows = await this.prepared<StoredRow>(
+      'module_cache_read',
+      `SELECT ${ROW_COLUMNS} FROM module_cache_entries e WHERE e.url_hash = ANY($1::uuid[]) AND e.scope = $2 AND ${FRESH}`,
+      [candidates.map(urlHash), scope, errorTtlMs],
     );
-    const found = rows.filter((r) => r.url !== null);
-    const row = candidates.map((c) => found.find((r) => r.url === c)).find((r) => r !== undefined);
-    return { watermark: rows[0]?.watermark ?? '0', row };
+    if (rows.length <= 1) return rows[0];
+    return candidates.map((c) => rows.find((r) => r.url === c)).find((r) => r !== undefined);
+  }
+
+  /**
+   * The fence watermark a computation must carry: read after the table miss and before the
+   * source runs, so any invalidation from then on gets a higher sequence number.
+   */
+  async watermark(): Promise<string> {
+    const [row] = await this.prepared<{ watermark: string }>(
+      'module_cache_watermark',
+      `SELECT (CASE WHEN is_called THEN last_value ELSE last_value - 1 END)::text AS watermark FROM module_cache_fence_seq`,
+    );
+    return row.watermark;
   }
 
   /** Fresh rows for any of `urls` in one query. */
   async readMany(urls: string[], scope: string, errorTtlMs: number): Promise<StoredRow[]> {
     if (urls.length === 0) return [];
-    return this.query<StoredRow>(
-      `SELECT ${ROW_COLUMNS} FROM module_cache_entries e
-        WHERE e.url_hash IN (SELECT md5(u)::uuid FROM unnest($1::text[]) AS u) AND e.scope = $2 AND ${FRESH}`,
-      [urls, scope, errorTtlMs],
+    return this.prepared<StoredRow>(
+      'module_cache_read_many',
+      `SELECT ${ROW_COLUMNS} FROM module_cache_entries e WHERE e.url_hash = ANY($1::uuid[]) AND e.scope = $2 AND ${FRESH}`,
+      [urls.map(urlHash), scope, errorTtlMs],
     );
   }
 
   /** Persists unless the database saw an invalidation of the row, its deps, its realm or everything after `watermark`. */
   async fencedUpsert(row: NewRow, watermark: string): Promise<Date | undefined> {
-    const result = await this.query<{ created_at: Date | null }>(
+    const result = await this.prepared<{ created_at: Date | null }>(
+      'module_cache_fenced_upsert',
       `SELECT module_cache_fenced_upsert($1, $2, $3, $4, $5::jsonb, $6::text[], $7::jsonb, $8::jsonb, $9::bigint) AS created_at`,
       [
         row.url,
@@ -180,6 +195,17 @@ export class ModuleCacheRepository {
   private async query<T>(sql: string, params: unknown[] = []): Promise<T[]> {
     this.roundTrips++;
     return this.dataSource.query(sql, params);
+  }
+
+  /**
+   * Hot-path statements run as named prepared statements on the DataSource's pg pool, so
+   * Postgres plans them once per connection instead of on every lookup.
+   */
+  private async prepared<T>(name: string, text: string, values: unknown[] = []): Promise<T[]> {
+    const pool = (this.dataSource.driver as unknown as { master?: Pool }).master;
+    if (!pool || typeof pool.query !== 'function') return this.query<T>(text, values);
+    this.roundTrips++;
+    return (await pool.query<T & Record<string, unknown>>({ name, text, values })).rows;
   }
 }
 
