@@ -115,13 +115,15 @@ export class CachingDefinitionLookup implements OnModuleInit, OnApplicationShutd
   async lookupCached(moduleURL: string, options: LookupOptions = {}): Promise<ModuleCacheEntry | undefined> {
     const scope = scopeOf(options);
     const ctx = this.context(moduleURL, scope);
-    const hit = this.memoryHit(ctx, performance.now());
+    const started = performance.now();
+    const hit = this.memoryHit(ctx, started);
     if (hit) return hit;
     const snapshot = this.generations.snapshot(ctx.realm, ctx.alias);
     try {
       const row = await this.repository.read(ctx.candidates, scope, this.options.errorTtlMs);
       if (!row) return undefined;
       const entry = toEntry(row);
+      this.countTableHit(ctx, started);
       if (this.generations.isCurrent(snapshot)) this.memory.set(ctx.url, scope, ctx.alias, ctx.realm, entry);
       return entry;
     } finally {
@@ -132,11 +134,12 @@ export class CachingDefinitionLookup implements OnModuleInit, OnApplicationShutd
   /** Cached entries of many URLs: memory first, then one query for the rest. */
   async lookupMany(moduleURLs: string[], options: LookupOptions = {}): Promise<Map<string, ModuleCacheEntry | undefined>> {
     const scope = scopeOf(options);
+    const started = performance.now();
     const result = new Map<string, ModuleCacheEntry | undefined>();
     const pending: LookupContext[] = [];
     for (const input of moduleURLs) {
       const ctx = this.context(input, scope);
-      const hit = this.memory.get(ctx.url, scope, this.options.errorTtlMs);
+      const hit = this.memoryHit(ctx, started);
       if (hit) result.set(input, hit);
       else pending.push({ ...ctx, input });
     }
@@ -145,6 +148,7 @@ export class CachingDefinitionLookup implements OnModuleInit, OnApplicationShutd
       const byURL = new Map(rows.map((r) => [r.url, r]));
       for (const ctx of pending) {
         const row = ctx.candidates.map((c) => byURL.get(c)).find((r) => r !== undefined);
+        if (row) this.countTableHit(ctx, started);
         result.set(ctx.input!, row ? toEntry(row) : undefined);
       }
     }
@@ -314,6 +318,13 @@ export class CachingDefinitionLookup implements OnModuleInit, OnApplicationShutd
       }
     }
     return entry;
+  }
+
+  private countTableHit(ctx: LookupContext, started: number): void {
+    this.counters.hits.table++;
+    if (this.events.observed) {
+      this.emit({ type: 'hit', tier: 'table', url: ctx.url, realm: ctx.realm, scope: ctx.scope, durationMs: performance.now() - started });
+    }
   }
 
   private encode(target: InvalidationTarget): string[] {

@@ -154,6 +154,9 @@ describe('lookup', () => {
     expect(many.get(`${REALM}m1.ts`)?.url).toBe(`${REALM}m1.ts`);
     expect(many.get(`${REALM}m2`)?.url).toBe(`${REALM}m2.ts`);
     expect(many.get(`${REALM}m3.ts`)).toBeUndefined();
+    expect(fresh.lookup.stats().hits).toEqual({ memory: 0, table: 2 });
+    await fresh.lookup.lookupCached(`${REALM}m1.ts`);
+    expect(fresh.lookup.stats().hits).toEqual({ memory: 1, table: 2 });
   });
 
   it('rejects bad URLs and URLs outside every realm, caching nothing', async () => {
