@@ -3,7 +3,7 @@ import { migrate } from '../support/app';
 import { adminQuery, createTestDatabase, type TestDatabase } from '../support/database';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from '../support/embedded-postgres';
 import { waitFor } from '../support/wait';
-import { spawnWorkers, TRUTH_SQL, type WorkerHandle } from '../processes/harness';
+import { spawnWorkers, TRUTH_SQL } from '../processes/harness';
 
 const REALM = 'https://example.test/realm/';
 const url = (i: number) => `${REALM}m${i}.ts`;

@@ -1,31 +1,16 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { DefinitionNotFoundError, InvalidModuleURLError, UnknownRealmError, type ModuleCacheOptions } from '../../src';
-import { createCacheApp, migrate, type CacheApp } from '../support/app';
-import { createTestDatabase, type TestDatabase } from '../support/database';
+import type { CacheApp } from '../support/app';
+import { useCacheTestBed } from '../support/test-bed';
 import { FakeSource } from '../support/fake-source';
 
 const REALM = 'https://example.test/realm/';
 const OTHER = 'https://example.test/other/';
-let db: TestDatabase;
-const apps: CacheApp[] = [];
+const bed = useCacheTestBed({ realms: [REALM, OTHER], listener: false });
 
-async function start(source: FakeSource, options: Partial<ModuleCacheOptions> = {}): Promise<CacheApp> {
-  const app = await createCacheApp(db.url, { realms: [REALM, OTHER], source, listener: false, ...options });
-  apps.push(app);
-  return app;
+function start(source: FakeSource, options: Partial<ModuleCacheOptions> = {}): Promise<CacheApp> {
+  return bed.start({ source, ...options });
 }
-
-beforeAll(async () => {
-  db = await createTestDatabase();
-  await migrate(db.url);
-});
-afterEach(async () => {
-  await Promise.all(apps.splice(0).map((a) => a.close()));
-  await db.query('DELETE FROM module_cache_entries');
-});
-afterAll(async () => {
-  await db.drop();
-});
 
 describe('lookup', () => {
   it('computes on a miss, persists, then serves from memory and, in a second app, from the table', async () => {
@@ -47,7 +32,7 @@ describe('lookup', () => {
     expect(fromTable?.definitions).toEqual(first?.definitions);
     expect(second.lookup.stats().hits.table).toBe(1);
     expect(second.lookup.stats().computes).toBe(0);
-    const rows = await db.query<{ url: string; alias: string }>(`SELECT url, alias FROM module_cache_entries ORDER BY url`);
+    const rows = await bed.db.query<{ url: string; alias: string }>(`SELECT url, alias FROM module_cache_entries ORDER BY url`);
     expect(rows).toEqual([
       { url: `${REALM}a.gts`, alias: `${REALM}a` },
       { url: `${REALM}b.gts`, alias: `${REALM}b` },
@@ -68,7 +53,7 @@ describe('lookup', () => {
       `${REALM}missing.js`,
       `${REALM}missing`,
     ]);
-    expect(await db.query(`SELECT 1 FROM module_cache_entries WHERE url LIKE '%missing%'`)).toEqual([]);
+    expect(await bed.db.query(`SELECT 1 FROM module_cache_entries WHERE url LIKE '%missing%'`)).toEqual([]);
   });
 
   it('keeps scopes apart and invalidation clears every scope', async () => {
@@ -77,10 +62,10 @@ describe('lookup', () => {
     expect((await lookup.lookup(`${REALM}s.ts`))?.definitions).toEqual({ who: 'public' });
     expect((await lookup.lookup(`${REALM}s.ts`, { scope: 'user:1' }))?.definitions).toEqual({ who: 'user:1' });
     expect(source.calls.length).toBe(2);
-    expect(await db.query(`SELECT scope FROM module_cache_entries ORDER BY scope`)).toEqual([{ scope: 'public' }, { scope: 'user:1' }]);
+    expect(await bed.db.query(`SELECT scope FROM module_cache_entries ORDER BY scope`)).toEqual([{ scope: 'public' }, { scope: 'user:1' }]);
     const urls = await lookup.invalidate(`${REALM}s.ts`);
     expect(urls).toContain(`${REALM}s.ts`);
-    expect(await db.query(`SELECT scope FROM module_cache_entries`)).toEqual([]);
+    expect(await bed.db.query(`SELECT scope FROM module_cache_entries`)).toEqual([]);
     expect(await lookup.lookupCached(`${REALM}s.ts`, { scope: 'user:1' })).toBeUndefined();
   });
 
@@ -171,6 +156,6 @@ describe('lookup', () => {
     await expect(lookup.clearRealm('https://elsewhere.test/')).rejects.toBeInstanceOf(UnknownRealmError);
     await expect(lookup.lookup(`${REALM}a.ts`, { scope: '' })).rejects.toThrow(/scope/);
     expect(source.calls).toEqual([]);
-    expect(await db.query(`SELECT 1 FROM module_cache_entries`)).toEqual([]);
+    expect(await bed.db.query(`SELECT 1 FROM module_cache_entries`)).toEqual([]);
   });
 });

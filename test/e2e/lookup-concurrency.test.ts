@@ -1,43 +1,28 @@
 import { Client } from 'pg';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ComputationDiscardedError, DefinitionSourceError, DefinitionSourceTimeoutError, type ModuleCacheOptions } from '../../src';
 import { MODULE_CACHE_REPOSITORY } from '../../src/module-cache.constants';
 import type { ModuleCacheRepository } from '../../src/persistence/module-cache.repository';
-import { createCacheApp, migrate, type CacheApp } from '../support/app';
-import { createTestDatabase, type TestDatabase } from '../support/database';
+import type { CacheApp } from '../support/app';
+import { useCacheTestBed } from '../support/test-bed';
 import { FakeSource } from '../support/fake-source';
 import { waitFor } from '../support/wait';
 
 const REALM = 'https://example.test/realm/';
 const OTHER = 'https://example.test/other/';
-let db: TestDatabase;
-const apps: CacheApp[] = [];
+const bed = useCacheTestBed({ realms: [REALM, OTHER], listener: false });
 
-async function start(source: FakeSource, options: Partial<ModuleCacheOptions> = {}): Promise<CacheApp> {
-  const app = await createCacheApp(db.url, { realms: [REALM, OTHER], source, listener: false, ...options });
-  apps.push(app);
-  return app;
+function start(source: FakeSource, options: Partial<ModuleCacheOptions> = {}): Promise<CacheApp> {
+  return bed.start({ source, ...options });
 }
 
 async function storedVersion(url: string): Promise<number | undefined> {
-  const rows = await db.query<{ version: number }>(
+  const rows = await bed.db.query<{ version: number }>(
     `SELECT (definitions->'value'->>'version')::int AS version FROM module_cache_entries WHERE url = $1`,
     [url],
   );
   return rows[0]?.version;
 }
-
-beforeAll(async () => {
-  db = await createTestDatabase();
-  await migrate(db.url);
-});
-afterEach(async () => {
-  await Promise.all(apps.splice(0).map((a) => a.close()));
-  await db.query('DELETE FROM module_cache_entries');
-});
-afterAll(async () => {
-  await db.drop();
-});
 
 describe('single-flight', () => {
   it('100 concurrent callers share one computation; other keys are not coalesced', async () => {
@@ -67,7 +52,7 @@ describe('single-flight', () => {
     expect(results.every((r) => r.status === 'rejected' && r.reason instanceof DefinitionSourceError)).toBe(true);
     expect((results[0] as PromiseRejectedResult).reason.message).toMatch(/flaky\.ts: disk on fire/);
     expect(source.calls.length).toBe(1);
-    expect(await db.query(`SELECT 1 FROM module_cache_entries`)).toEqual([]);
+    expect(await bed.db.query(`SELECT 1 FROM module_cache_entries`)).toEqual([]);
     fail = false;
     expect((await lookup.lookup(`${REALM}flaky.ts`))?.definitions).toEqual({ ok: true });
     expect(source.calls.length).toBe(2);
@@ -85,7 +70,7 @@ describe('single-flight', () => {
     expect((error as Error).message).toMatch(/hang\.ts within 200 ms/);
     expect(signal?.aborted).toBe(true);
     expect(lookup.stats().inFlight).toBe(0);
-    expect(await db.query(`SELECT 1 FROM module_cache_entries`)).toEqual([]);
+    expect(await bed.db.query(`SELECT 1 FROM module_cache_entries`)).toEqual([]);
   });
 });
 
@@ -183,7 +168,7 @@ describe('invalidation during an in-flight computation', () => {
     source.hold();
     const pending = lookup.lookup(url);
     await waitFor(() => source.waiting === 1, 5000, 'computation to start');
-    const peer = new Client({ connectionString: db.url, application_name: 'peer-invalidation' });
+    const peer = new Client({ connectionString: bed.db.url, application_name: 'peer-invalidation' });
     await peer.connect();
     try {
       await peer.query('BEGIN');
@@ -191,7 +176,7 @@ describe('invalidation during an in-flight computation', () => {
       source.version = 2;
       source.release();
       await waitFor(
-        async () => (await db.query(`SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`)).length > 0,
+        async () => (await bed.db.query(`SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`)).length > 0,
         5000,
         'the persist to wait on the fence lock',
       );

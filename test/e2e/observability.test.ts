@@ -2,39 +2,33 @@ import { ServiceUnavailableException } from '@nestjs/common';
 import { HealthCheckService, TerminusModule } from '@nestjs/terminus';
 import { randomBytes } from 'node:crypto';
 import { Registry, register as globalRegister, type MetricObjectWithValues, type MetricValue } from 'prom-client';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ModuleCacheHealthIndicator, type ModuleCacheOptions } from '../../src';
-import { createCacheApp, migrate, type CacheApp } from '../support/app';
-import { createTestDatabase, type TestDatabase } from '../support/database';
+import type { CacheApp } from '../support/app';
+import { useCacheTestBed } from '../support/test-bed';
 import { FakeSource } from '../support/fake-source';
 import { waitFor } from '../support/wait';
 
 const REALM = 'https://example.test/obs/';
-let db: TestDatabase;
-const apps: CacheApp[] = [];
+const bed = useCacheTestBed({ realms: [REALM] });
 
 function uniqueName(label: string): string {
   return `mc-obs-${label}-${randomBytes(3).toString('hex')}`;
 }
 
-async function start(options: Partial<ModuleCacheOptions> = {}, withTerminus = false): Promise<CacheApp> {
+function start(options: Partial<ModuleCacheOptions> = {}, withTerminus = false): Promise<CacheApp> {
   const source = new FakeSource().define(`${REALM}a.gts`, ['./b']).define(`${REALM}b.gts`).define(`${REALM}c.gts`);
-  const app = await createCacheApp(
-    db.url,
-    { realms: [REALM], source, listener: { applicationName: uniqueName('app') }, ...options },
+  return bed.start(
+    { source, listener: { applicationName: uniqueName('app') }, ...options },
     withTerminus ? { imports: [TerminusModule] } : {},
   );
-  apps.push(app);
-  return app;
 }
 
-async function closeApp(cache: CacheApp): Promise<void> {
-  apps.splice(apps.indexOf(cache), 1);
-  await cache.close();
-}
+const closeApp = (cache: CacheApp): Promise<void> => bed.close(cache);
 
 async function backends(applicationName: string): Promise<number> {
-  return (await db.query('SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND datname = $2', [applicationName, db.name])).length;
+  return (await bed.db.query('SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND datname = $2', [applicationName, bed.db.name]))
+    .length;
 }
 
 async function values(registry: Registry, name: string): Promise<MetricValue<string>[]> {
@@ -55,18 +49,6 @@ const ourMetrics = async (registry: Registry, prefix = 'module_cache_'): Promise
   ((await registry.getMetricsAsJSON()) as MetricObjectWithValues<MetricValue<string>>[])
     .map((m) => m.name)
     .filter((n) => n.startsWith(prefix));
-
-beforeAll(async () => {
-  db = await createTestDatabase();
-  await migrate(db.url);
-});
-afterEach(async () => {
-  await Promise.all(apps.splice(0).map((a) => a.close()));
-  await db.query('DELETE FROM module_cache_entries');
-});
-afterAll(async () => {
-  await db?.drop();
-});
 
 describe('ModuleCacheHealthIndicator', () => {
   it('is up with a listening listener, through a real terminus HealthCheckService', async () => {
@@ -99,9 +81,9 @@ describe('ModuleCacheHealthIndicator', () => {
     await cache.lookup.lookup(`${REALM}c.gts`);
     expect((await health.check([() => indicator.isHealthy('cache')])).status).toBe('ok');
 
-    const killed = await db.query<{ ok: boolean }>(
+    const killed = await bed.db.query<{ ok: boolean }>(
       'SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE application_name = $1 AND datname = $2',
-      [applicationName, db.name],
+      [applicationName, bed.db.name],
     );
     expect(killed).toEqual([{ ok: true }]);
 
@@ -187,15 +169,13 @@ describe('Prometheus metrics', () => {
   it("counts a lookup coalesced with another instance's computation", async () => {
     const registry = new Registry();
     const source = new FakeSource().define(`${REALM}slow.gts`);
-    const options = (label: string): ModuleCacheOptions => ({
-      realms: [REALM],
+    const options = (label: string): Partial<ModuleCacheOptions> => ({
       source,
       listener: { applicationName: uniqueName(label) },
       metrics: { registry, prefix: 'co_' },
     });
-    const computing = await createCacheApp(db.url, options('computing'));
-    const waiting = await createCacheApp(db.url, options('waiting'));
-    apps.push(computing, waiting);
+    const computing = await bed.start(options('computing'));
+    const waiting = await bed.start(options('waiting'));
     source.hold();
     const first = computing.lookup.lookup(`${REALM}slow.gts`);
     await waitFor(() => source.waiting === 1, 10_000, 'the computation to start');
