@@ -1,0 +1,51 @@
+import { Module, type DynamicModule } from '@nestjs/common';
+import { APP_FILTER } from '@nestjs/core';
+import { TerminusModule } from '@nestjs/terminus';
+import { TypeOrmModule } from '@nestjs/typeorm';
+import { ModuleCacheModule } from '../module-cache.module';
+import { moduleCacheEntities, moduleCacheMigrations } from '../persistence';
+import { DefinitionsController } from './definitions.controller';
+import { FolderDefinitionSource } from './folder-definition-source';
+import { ModuleCacheExceptionFilter } from './module-cache-exception.filter';
+import { RealmWatchService } from './realm-watch.service';
+import type { ServiceConfig } from './service-config';
+import { ServiceController } from './service.controller';
+import { SERVICE_CONFIG } from './service.tokens';
+
+/** One worker's application: the cache over the realm folder, its HTTP surface, and (in one worker) the watcher. */
+@Module({})
+export class AppModule {
+  static forRoot(config: ServiceConfig & { databaseURL: string }): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [
+        TypeOrmModule.forRoot({
+          type: 'postgres',
+          url: config.databaseURL,
+          entities: moduleCacheEntities,
+          // Listed so the DataSource knows them; the primary has already run them once, before
+          // forking, because workers running them concurrently would race on the same DDL.
+          migrations: moduleCacheMigrations,
+          migrationsRun: false,
+          applicationName: 'module-cache-service',
+          // The primary just connected to this database: a worker that cannot should fail fast.
+          retryAttempts: 2,
+          retryDelay: 500,
+        }),
+        ModuleCacheModule.forRoot({
+          realms: [config.realmURL],
+          source: new FolderDefinitionSource({ rootDir: config.realmDir, realmURL: config.realmURL }),
+          // In prom-client's global registry: the one each worker's share of /metrics is collected from.
+          metrics: true,
+        }),
+        TerminusModule,
+      ],
+      controllers: [DefinitionsController, ServiceController],
+      providers: [
+        { provide: SERVICE_CONFIG, useValue: config },
+        { provide: APP_FILTER, useClass: ModuleCacheExceptionFilter },
+        RealmWatchService,
+      ],
+    };
+  }
+}

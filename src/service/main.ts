@@ -1,0 +1,22 @@
+import 'reflect-metadata';
+import cluster from 'node:cluster';
+import { runPrimary } from './primary';
+import { readServiceConfig } from './service-config';
+import { runWorker } from './worker';
+
+/**
+ * `npm start` (node dist/service/main.js): the same file runs as the primary and as each worker.
+ * Environment: PORT (3000), WORKERS (2), REALM_DIR (the repo's realm/), REALM_URL
+ * (http://localhost:PORT/realm/), DATABASE_URL (unset: an embedded PostgreSQL).
+ */
+async function main(): Promise<void> {
+  const config = readServiceConfig();
+  if (cluster.isPrimary) return runPrimary(config);
+  if (!config.databaseURL) throw new Error('a worker needs DATABASE_URL (the primary sets it)');
+  await runWorker({ ...config, databaseURL: config.databaseURL });
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`module-cache service: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.exit(1);
+});

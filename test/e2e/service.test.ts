@@ -1,0 +1,333 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from '../support/database';
+import { freePort } from '../support/embedded-postgres';
+import { waitFor } from '../support/wait';
+
+/**
+ * The service as a user starts it (main.ts: a cluster primary and its workers), through ts-node so
+ * no build is needed. Workers share the port; the primary hands out connections round-robin, so
+ * every request here opens its own connection, and "each worker" means "until both have answered".
+ */
+const ROOT = path.resolve(__dirname, '../..');
+const START_TIMEOUT_MS = 120_000;
+
+interface Service {
+  child: ChildProcess;
+  port: number;
+  output(): string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+interface Answer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  text: string;
+  json<T = Record<string, unknown>>(): T;
+}
+
+function startService(env: Record<string, string | undefined>): Service {
+  const child = spawn(process.execPath, ['-r', 'ts-node/register/transpile-only', 'src/service/main.ts'], {
+    cwd: ROOT,
+    env: { ...process.env, TS_NODE_PROJECT: 'tsconfig.json', TS_NODE_TRANSPILE_ONLY: '1', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
+  return { child, port: Number(env.PORT), output: () => output, exited };
+}
+
+/** One request on a fresh connection (so the cluster may hand it to any worker). */
+function call(port: number, method: string, pathAndQuery: string, body?: unknown): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const req = httpRequest(
+      {
+        host: '127.0.0.1',
+        port,
+        method,
+        path: pathAndQuery,
+        agent: false,
+        headers: payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {},
+        timeout: 30_000,
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (text += chunk));
+        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, text, json: () => JSON.parse(text) }));
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`${method} ${pathAndQuery} timed out`)));
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+/**
+ * Repeats a request until every one of `workers` has answered with `accept(answer)` true; returns
+ * the accepted answers by worker id. A worker that answers "not yet" is simply asked again.
+ */
+async function untilEachWorker(
+  port: number,
+  workers: number,
+  pathAndQuery: string,
+  accept: (answer: Answer) => boolean,
+  what: string,
+  timeoutMs = 30_000,
+): Promise<Map<string, Answer>> {
+  const accepted = new Map<string, Answer>();
+  await waitFor(
+    async () => {
+      const answer = await call(port, 'GET', pathAndQuery);
+      const worker = String(answer.headers['x-worker']);
+      if (accept(answer)) accepted.set(worker, answer);
+      return accepted.size === workers;
+    },
+    timeoutMs,
+    `${what} from all ${workers} workers (so far: ${[...accepted.keys()].join(', ') || 'none'})`,
+  );
+  return accepted;
+}
+
+async function stopService(service: Service, timeoutMs = 30_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  if (service.child.exitCode === null && service.child.signalCode === null) service.child.kill('SIGTERM');
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`service did not exit within ${timeoutMs} ms:\n${service.output()}`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([service.exited, timedOut]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function untilUp(service: Service): Promise<void> {
+  await waitFor(
+    async () => {
+      if (service.child.exitCode !== null) throw new Error(`service exited (${service.child.exitCode}):\n${service.output()}`);
+      return (await call(service.port, 'GET', '/')).status === 200;
+    },
+    START_TIMEOUT_MS,
+    'GET / to answer',
+    250,
+  ).catch((error: Error) => {
+    throw new Error(`${error.message}\n--- service output ---\n${service.output()}`);
+  });
+}
+
+describe('the service: two workers on a shared database', () => {
+  let db: TestDatabase;
+  let realmDir: string;
+  let service: Service;
+  let realmURL: string;
+  const moduleURL = (file: string) => `${realmURL}${file}`;
+  const definitions = (file: string) => `/definitions?url=${encodeURIComponent(moduleURL(file))}`;
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    realmDir = mkdtempSync(path.join(tmpdir(), 'module-cache-service-realm-'));
+    cpSync(path.join(ROOT, 'realm'), realmDir, { recursive: true });
+    const port = await freePort();
+    realmURL = `http://localhost:${port}/realm/`;
+    service = startService({ WORKERS: '2', PORT: String(port), REALM_DIR: realmDir, DATABASE_URL: db.url });
+    await untilUp(service);
+  }, START_TIMEOUT_MS + 10_000);
+
+  afterAll(async () => {
+    if (service) await stopService(service).catch(() => service.child.kill('SIGKILL'));
+    await db?.drop();
+    if (realmDir) rmSync(realmDir, { recursive: true, force: true });
+  }, 60_000);
+
+  it('GET / lists the endpoints and example commands', async () => {
+    const index = (await call(service.port, 'GET', '/')).json<{ endpoints: { route: string }[]; try: string[] }>();
+    expect(index.endpoints.map((e) => e.route.split(' ').slice(0, 2).join(' '))).toEqual(
+      expect.arrayContaining(['GET /definitions?url=URL[&scope=S]', 'POST /invalidate', 'GET /health', 'GET /metrics', 'GET /events']),
+    );
+    expect(index.try.join('\n')).toContain(moduleURL('pet-owner.ts'));
+  });
+
+  it('both workers serve definitions; an edit in the realm reaches both, and the consumers are recomputed', async () => {
+    const entry = (answer: Answer) => answer.json<{ definitions: Record<string, { kind: string }>; deps: string[]; createdAt: string }>();
+    const ok = (answer: Answer) => answer.status === 200;
+    // Warm every worker's memory tier with the leaf and two consumers.
+    const before = {
+      person: await untilEachWorker(service.port, 2, definitions('person.ts'), ok, 'person.ts'),
+      pet: await untilEachWorker(service.port, 2, definitions('pet.ts'), ok, 'pet.ts'),
+      owner: await untilEachWorker(service.port, 2, definitions('pet-owner.ts'), ok, 'pet-owner.ts'),
+    };
+    const owner = entry(before.owner.get('0')!);
+    expect(Object.keys(owner.definitions)).toEqual(expect.arrayContaining(['PetOwner', 'adopt', 'MAX_PETS']));
+    expect(owner.definitions.PetOwner.kind).toBe('class');
+    expect(owner.deps).toEqual(expect.arrayContaining([`${realmURL}pet`, `${realmURL}person`]));
+    expect(entry(before.person.get('0')!).definitions).not.toHaveProperty('Nickname');
+    // Both workers answer from the one table: the same row, so the same createdAt.
+    expect(entry(before.owner.get('1')!).createdAt).toBe(owner.createdAt);
+
+    const file = path.join(realmDir, 'person.ts');
+    writeFileSync(file, `${readFileSync(file, 'utf8')}\nexport type Nickname = string;\n`);
+
+    // Only worker 0 watches the folder: worker 1 hears of the change over NOTIFY.
+    await untilEachWorker(
+      service.port,
+      2,
+      definitions('person.ts'),
+      (a) => ok(a) && entry(a).definitions.Nickname?.kind === 'type',
+      'the edited person.ts',
+    );
+    for (const [file, seen] of [
+      ['pet.ts', before.pet],
+      ['pet-owner.ts', before.owner],
+    ] as const) {
+      const old = entry(seen.get('0')!).createdAt;
+      const fresh = await untilEachWorker(
+        service.port,
+        2,
+        definitions(file),
+        (a) => ok(a) && entry(a).createdAt !== old,
+        `a recomputed ${file}`,
+      );
+      for (const answer of fresh.values()) expect(new Date(entry(answer).createdAt).getTime()).toBeGreaterThan(new Date(old).getTime());
+    }
+  });
+
+  it('answers one definition, and explains what it cannot answer', async () => {
+    const one = await call(service.port, 'GET', `${definitions('pet-owner.ts')}&name=adopt`);
+    expect(one.status).toBe(200);
+    expect(one.json()).toMatchObject({ url: moduleURL('pet-owner.ts'), name: 'adopt', definition: { kind: 'function' } });
+
+    const cases: [string, number, RegExp][] = [
+      ['/definitions', 400, /"url" is required/],
+      ['/definitions?url=not-a-url', 400, /not an absolute URL/],
+      ['/definitions?url=ftp%3A%2F%2Fx%2Fy.ts', 400, /http\(s\)/],
+      [`${definitions('pet.ts')}&url=${encodeURIComponent(moduleURL('person.ts'))}`, 400, /"url" must be one non-empty string/],
+      [`/definitions?url=${encodeURIComponent('https://elsewhere.test/realm/a.ts')}`, 404, /not inside any registered realm/],
+      [definitions('no-such-module.ts'), 404, /no module at/],
+      [`${definitions('pet-owner.ts')}&name=nope`, 404, /no such export/],
+      [`${definitions('uses-broken.ts')}&name=describeBroken`, 404, /module has an error/],
+    ];
+    for (const [query, status, message] of cases) {
+      const answer = await call(service.port, 'GET', query);
+      expect({ query, status: answer.status }).toEqual({ query, status });
+      expect(answer.json<{ message: string }>().message).toMatch(message);
+    }
+    expect((await call(service.port, 'POST', '/invalidate', {})).status).toBe(400);
+    expect((await call(service.port, 'POST', '/invalidate', { url: 'https://elsewhere.test/realm/a.ts' })).status).toBe(404);
+    expect((await call(service.port, 'POST', '/realms/clear', { realm: 'https://elsewhere.test/realm/' })).status).toBe(404);
+  });
+
+  it('POST /invalidate, /realms/clear and /clear', async () => {
+    const invalidated = await call(service.port, 'POST', '/invalidate', { url: moduleURL('pet.ts') });
+    expect(invalidated.status).toBe(200);
+    expect(invalidated.json<{ invalidated: string[] }>().invalidated).toEqual(expect.arrayContaining([moduleURL('pet.ts')]));
+    const realm = await call(service.port, 'POST', '/realms/clear', { realm: realmURL });
+    expect(realm.status).toBe(200);
+    expect(realm.json()).toMatchObject({ realm: realmURL, deleted: expect.any(Number) });
+    const all = await call(service.port, 'POST', '/clear');
+    expect(all.status).toBe(200);
+    expect(all.json()).toMatchObject({ deleted: expect.any(Number) });
+    expect((await call(service.port, 'GET', definitions('pet.ts'))).status).toBe(200);
+  });
+
+  it('/health is up, /metrics speaks Prometheus, /events streams cache events', async () => {
+    const health = await untilEachWorker(service.port, 2, '/health', (a) => a.status === 200, '/health');
+    for (const answer of health.values()) expect(answer.json()).toMatchObject({ status: 'ok' });
+
+    const metrics = await call(service.port, 'GET', '/metrics');
+    expect(metrics.status).toBe(200);
+    expect(String(metrics.headers['content-type'])).toMatch(/^text\/plain/);
+    expect(metrics.text).toMatch(/^module_cache_computations_total \d+$/m);
+    // Whichever worker answers, the numbers are the cluster's: both workers' listeners count.
+    expect(metrics.text).toMatch(/^module_cache_listener_listening 2$/m);
+
+    const events = await openEvents(service.port);
+    try {
+      // Whichever worker holds the stream hears of it: as its own invalidation or a peer's.
+      await waitFor(
+        async () => {
+          await call(service.port, 'POST', '/invalidate', { url: moduleURL('utils/format.ts') });
+          return events.received().some((e) => /invalidated/.test(String(e.type)) && JSON.stringify(e).includes('utils/format'));
+        },
+        20_000,
+        'an invalidation event on /events',
+        500,
+      );
+    } finally {
+      events.close();
+    }
+  });
+
+  it('SIGTERM stops every worker cleanly: exit 0, no connection left', async () => {
+    const { code, signal } = await stopService(service);
+    expect({ code, signal }).toEqual({ code: 0, signal: null });
+    // A backend ends just after its client's socket closes: poll briefly rather than race it.
+    const connections = () =>
+      db.query<{ application_name: string }>(
+        `SELECT application_name FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`,
+        [db.name],
+      );
+    await waitFor(async () => (await connections()).length === 0, 5_000, "the workers' connections to end").catch(async (error: Error) => {
+      throw new Error(`${error.message}: ${JSON.stringify(await connections())}`);
+    });
+  });
+});
+
+describe('the service without DATABASE_URL: an embedded PostgreSQL', () => {
+  it(
+    'starts one, serves from it, and on SIGTERM stops it and removes its data',
+    async () => {
+      const port = await freePort();
+      const service = startService({ WORKERS: '1', PORT: String(port), DATABASE_URL: undefined });
+      try {
+        await untilUp(service);
+        const dataDir = /data in (\S+),/.exec(service.output())?.[1];
+        expect(dataDir, service.output()).toBeDefined();
+        expect(existsSync(dataDir!)).toBe(true);
+        const answer = await call(port, 'GET', `/definitions?url=${encodeURIComponent(`http://localhost:${port}/realm/pet-owner.ts`)}`);
+        expect(answer.status).toBe(200);
+        expect(answer.json<{ definitions: object }>().definitions).toHaveProperty('PetOwner');
+        expect(await stopService(service)).toEqual({ code: 0, signal: null });
+        expect(existsSync(dataDir!)).toBe(false);
+      } finally {
+        if (service.child.exitCode === null) service.child.kill('SIGKILL');
+      }
+    },
+    START_TIMEOUT_MS + 60_000,
+  );
+});
+
+function openEvents(port: number): { received(): Record<string, unknown>[]; close(): void } {
+  const events: Record<string, unknown>[] = [];
+  let buffer = '';
+  const req = httpRequest({ host: '127.0.0.1', port, path: '/events', agent: false, headers: { accept: 'text/event-stream' } }, (res) => {
+    res.setEncoding('utf8');
+    res.on('data', (chunk: string) => {
+      buffer += chunk;
+      let end: number;
+      while ((end = buffer.indexOf('\n\n')) !== -1) {
+        const data = buffer
+          .slice(0, end)
+          .split('\n')
+          .filter((line) => line.startsWith('data:'))
+          .map((line) => line.slice(5).trim())
+          .join('\n');
+        buffer = buffer.slice(end + 2);
+        if (data) events.push(JSON.parse(data));
+      }
+    });
+  });
+  req.on('error', () => {});
+  req.end();
+  return { received: () => events, close: () => req.destroy() };
+}
