@@ -107,6 +107,8 @@ class SharedMetrics {
         help: 'Share of lookups served by each tier since start (hits of the tier / (hits + misses))',
         labelNames: ['tier'],
         registers: [],
+        // Summing ratios across cluster workers (prom-client's AggregatorRegistry) is meaningless.
+        aggregator: 'average',
         collect() {
           const hits = TIERS.map((tier) => total(`hits_${tier}`, (s) => s.hits[tier]));
           const all = hits[0] + hits[1] + total('misses_total', (s) => s.misses);
