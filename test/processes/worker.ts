@@ -97,6 +97,17 @@ async function main(): Promise<void> {
     if (e.type !== 'hit' && e.type !== 'miss') events.push(e);
   });
   const internals = lookup as unknown as { memory: { get(url: string, scope: string, ttl: number): unknown } };
+  // For the benchmarks: when (wall clock, comparable across processes) each of these events fired.
+  const wallClock = () => performance.timeOrigin + performance.now();
+  const timed: Array<{ type: string; at: number; url?: string; urls?: string[]; woken?: boolean }> = [];
+  lookup.events$.subscribe((e) => {
+    const at = wallClock();
+    if (e.type === 'remote-invalidated') timed.push({ type: e.type, at, urls: e.urls });
+    else if (e.type === 'coalesced') timed.push({ type: e.type, at, url: e.url, woken: e.woken });
+    else if (e.type === 'persisted') timed.push({ type: e.type, at, url: e.url });
+  });
+  // Wake-ups of coalesced waiters (computed channel) as they arrive, before the coordinator acts on them.
+  listener.rawNotifications$.subscribe(({ channel }) => timed.push({ type: 'raw-notification', at: wallClock(), url: channel }));
 
   const commands: Record<string, (...args: never[]) => unknown> = {
     lookup: (url: string, scope?: string) => lookup.lookup(url, { scope }),
@@ -114,6 +125,13 @@ async function main(): Promise<void> {
     setDelay: (ms: number) => void (source.delayMs = ms),
     listenerState: () => ({ state: listener.state, probe: listener.probe, stats: listener.stats() }),
     pid: () => process.pid,
+    now: () => wallClock(),
+    timedEvents: () => timed.splice(0),
+    timedInvalidate: async (url: string) => {
+      const start = wallClock();
+      const urls = await lookup.invalidate(url);
+      return { start, end: wallClock(), urls: urls.length };
+    },
   };
 
   let closing = false;
