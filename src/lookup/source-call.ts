@@ -10,23 +10,26 @@ export async function callSource(
   url: string,
   context: { realmURL: string; scope: string; timeoutMs: number; shutdown: AbortSignal },
 ): Promise<LoadedModule | null> {
-  const timeout = new AbortController();
-  const signal = AbortSignal.any([timeout.signal, context.shutdown]);
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      const error = new DefinitionSourceTimeoutError(`definition source did not answer for ${url} within ${context.timeoutMs} ms`);
-      timeout.abort(error);
-      reject(error);
-    }, context.timeoutMs);
-    context.shutdown.addEventListener('abort', () => reject(new DefinitionSourceError(`shutting down: gave up on ${url}`)), {
-      once: true,
-    });
-  });
+  // One controller per call; the shutdown listener is removed when the call ends, so the
+  // long-lived shutdown signal does not collect one listener per computation.
+  const controller = new AbortController();
+  let fail!: (error: Error) => void;
+  const abandoned = new Promise<never>((_, reject) => (fail = reject));
+  const abandon = (error: Error) => {
+    controller.abort(error);
+    fail(error);
+  };
+  const timer = setTimeout(
+    () => abandon(new DefinitionSourceTimeoutError(`definition source did not answer for ${url} within ${context.timeoutMs} ms`)),
+    context.timeoutMs,
+  );
+  const onShutdown = () => abandon(new DefinitionSourceError(`shutting down: gave up on ${url}`));
+  if (context.shutdown.aborted) onShutdown();
+  else context.shutdown.addEventListener('abort', onShutdown, { once: true });
   try {
     const result = await Promise.race([
-      Promise.resolve().then(() => source.load(url, { realmURL: context.realmURL, scope: context.scope, signal })),
-      deadline,
+      Promise.resolve().then(() => source.load(url, { realmURL: context.realmURL, scope: context.scope, signal: controller.signal })),
+      abandoned,
     ]);
     return validateLoaded(result, url);
   } catch (error) {
@@ -35,7 +38,8 @@ export async function callSource(
     throw new DefinitionSourceError(`definition source failed for ${url}: ${message}`, { cause: error });
   } finally {
     clearTimeout(timer);
-    deadline.catch(() => undefined);
+    context.shutdown.removeEventListener('abort', onShutdown);
+    abandoned.catch(() => undefined);
   }
 }
 
