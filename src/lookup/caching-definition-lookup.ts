@@ -13,7 +13,7 @@ import {
 } from '../module-cache.constants';
 import type { ResolvedModuleCacheOptions } from '../module-cache.options';
 import { emptyStats, type ModuleCacheEvent, type ModuleCacheStats } from '../observability/events';
-import { toEntry, type InvalidatedRow, type ModuleCacheRepository } from '../persistence/module-cache.repository';
+import { toEntry, urlHash, type InvalidatedRow, type ModuleCacheRepository } from '../persistence/module-cache.repository';
 import { PUBLIC_SCOPE, type DefinitionSource, type LookupOptions, type ModuleCacheEntry } from '../types';
 import { ComputationRunner, DEPENDENCY_CYCLE, type LookupContext } from './computation';
 import { Generations } from './generations';
@@ -23,6 +23,9 @@ import { MemoryTier } from './memory-tier';
 import { aliasOf, canonicalURL, candidateURLs, RealmRegistry, urlVariants } from './urls';
 
 type EntryFlight = Flight<ModuleCacheEntry | undefined>;
+
+/** Fan-out read + one-statement invalidation attempts before falling back to one explicit transaction. */
+const OPTIMISTIC_INVALIDATION_ATTEMPTS = 3;
 
 /**
  * The lookup service: memory tier → table tier → source, with single-flight, generation
@@ -164,17 +167,43 @@ export class CachingDefinitionLookup implements OnModuleInit, OnApplicationShutd
     const variants = urlVariants(url, this.options.extensions);
     this.forgetModules([alias]);
     let affected: InvalidatedRow[] = [];
+    let sent = 0;
     try {
-      affected = await this.repository.invalidateModules([alias], this.options.fenceRetentionMs, this.options.channel, (rows) => {
-        this.forgetModules(rows.map((r) => r.alias));
-        return moduleTargets(realm, variants, rows).flatMap((target) => this.encode(target));
-      });
+      for (let attempt = 1; ; attempt++) {
+        if (attempt > OPTIMISTIC_INVALIDATION_ATTEMPTS) {
+          // The graph kept gaining consumers between our two statements: do it in one transaction.
+          affected = await this.repository.invalidateModules([alias], this.options.fenceRetentionMs, this.options.channel, (rows) => {
+            this.forgetModules(rows.map((r) => r.alias));
+            const payloads = this.encodeModules(realm, variants, rows);
+            sent = payloads.length;
+            return payloads;
+          });
+          break;
+        }
+        const found = await this.repository.fanOut([alias]);
+        this.forgetModules(found.map((r) => r.alias));
+        const payloads = this.encodeModules(realm, variants, found);
+        const known = [urlHash(alias), ...found.map((r) => r.alias_hash)];
+        const result = await this.repository.invalidateAndNotify(
+          [alias],
+          known,
+          this.options.fenceRetentionMs,
+          this.options.channel,
+          payloads,
+        );
+        if (result !== 'graph-changed') {
+          affected = result;
+          sent = payloads.length;
+          break;
+        }
+      }
     } catch (error) {
       throw this.broadcastFailure(`invalidate(${url})`, error);
     } finally {
       // Again after commit: a read that raced the transaction must not repopulate memory.
       this.forgetModules([alias, ...affected.map((r) => r.alias)]);
     }
+    this.counters.notifications.sent += sent;
     const urls = [...new Set([...variants, ...affected.map((r) => r.url)])];
     this.counters.invalidations++;
     this.emit({ type: 'invalidated', kind: 'module', realm, urls, durationMs: performance.now() - started });
@@ -187,7 +216,9 @@ export class CachingDefinitionLookup implements OnModuleInit, OnApplicationShutd
     const realm = this.realms.canonicalRealm(realmURL);
     this.forgetRealm(realm);
     try {
-      const count = await this.repository.clearRealm(realm, this.options.channel, this.encode({ kind: 'realm', realm }));
+      const payloads = this.encode({ kind: 'realm', realm });
+      const count = await this.repository.clearRealm(realm, this.options.channel, payloads);
+      this.counters.notifications.sent += payloads.length;
       this.counters.invalidations++;
       this.emit({ type: 'invalidated', kind: 'realm', realm, urls: [], durationMs: performance.now() - started });
       return count;
@@ -203,7 +234,9 @@ export class CachingDefinitionLookup implements OnModuleInit, OnApplicationShutd
     const started = performance.now();
     this.forgetAll();
     try {
-      const count = await this.repository.clearAll(this.options.channel, this.encode({ kind: 'global' }));
+      const payloads = this.encode({ kind: 'global' });
+      const count = await this.repository.clearAll(this.options.channel, payloads);
+      this.counters.notifications.sent += payloads.length;
       this.counters.invalidations++;
       this.emit({ type: 'invalidated', kind: 'global', urls: [], durationMs: performance.now() - started });
       return count;
@@ -328,9 +361,11 @@ export class CachingDefinitionLookup implements OnModuleInit, OnApplicationShutd
   }
 
   private encode(target: InvalidationTarget): string[] {
-    const payloads = encodeInvalidations(target, { origin: this.origin, signingSecret: this.options.signingSecret });
-    this.counters.notifications.sent += payloads.length;
-    return payloads;
+    return encodeInvalidations(target, { origin: this.origin, signingSecret: this.options.signingSecret });
+  }
+
+  private encodeModules(realm: string, variants: string[], rows: InvalidatedRow[]): string[] {
+    return moduleTargets(realm, variants, rows).flatMap((target) => this.encode(target));
   }
 
   private broadcastFailure(what: string, error: unknown): ModuleCacheError {

@@ -38,6 +38,9 @@ export type PayloadBuilder<T> = (result: T) => string[];
 const ROW_COLUMNS = `e.url, e.realm, e.scope, e.alias, e.definitions, e.deps, e.error, e.created_at`;
 const FRESH = `(e.error IS NULL OR e.created_at > now() - $3::bigint * interval '1 millisecond')`;
 
+/** SQLSTATE of module_cache_invalidate_and_notify when the graph changed under it. */
+const GRAPH_CHANGED = 'MC001';
+
 /** md5(url)::uuid, as the table's generated key columns compute it. */
 export function urlHash(url: string): string {
   const h = createHash('md5').update(url, 'utf8').digest('hex');
@@ -119,10 +122,41 @@ export class ModuleCacheRepository {
     return result[0]?.created_at ?? undefined;
   }
 
+  /** The module(s) and every transitive consumer with a row (all scopes): one recursive statement. */
+  async fanOut(aliases: string[]): Promise<Array<InvalidatedRow & { alias_hash: string }>> {
+    return this.prepared('module_cache_fan_out', `SELECT url, realm, alias, alias_hash::text FROM module_cache_fan_out($1::text[])`, [
+      aliases,
+    ]);
+  }
+
   /**
-   * Fan-out, fence log, delete and NOTIFY in one transaction: peers hear of it exactly when
-   * it commits, and a failed NOTIFY rolls the delete back. `onAffected` runs synchronously
-   * as soon as the fan-out is known (the caller bumps its generations there).
+   * Fence log, delete and NOTIFY of a fan-out read before, in one statement (one transaction:
+   * peers hear of it exactly when it commits, and a failed NOTIFY rolls the delete back).
+   * 'graph-changed' (nothing done) when a consumer outside `knownAliasHashes` appeared since.
+   */
+  async invalidateAndNotify(
+    aliases: string[],
+    knownAliasHashes: string[],
+    retentionMs: number,
+    channel: string,
+    payloads: string[],
+  ): Promise<InvalidatedRow[] | 'graph-changed'> {
+    try {
+      return await this.prepared<InvalidatedRow>(
+        'module_cache_invalidate_and_notify',
+        `SELECT * FROM module_cache_invalidate_and_notify($1::text[], $2::uuid[], $3::bigint, $4, $5::text[])`,
+        [aliases, knownAliasHashes, retentionMs, channel, payloads],
+      );
+    } catch (error) {
+      if ((error as { code?: string }).code === GRAPH_CHANGED) return 'graph-changed';
+      throw error;
+    }
+  }
+
+  /**
+   * The same inside one explicit transaction, for a graph that keeps changing: fan-out, fence
+   * log and delete first, then the NOTIFYs encoded from what was deleted, then COMMIT.
+   * `onAffected` runs synchronously as soon as the fan-out is known.
    */
   async invalidateModules(
     aliases: string[],

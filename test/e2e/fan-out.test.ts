@@ -1,9 +1,12 @@
+import { Client } from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { parseInvalidation } from '../../src';
 import { MODULE_CACHE_REPOSITORY } from '../../src/module-cache.constants';
 import type { ModuleCacheRepository } from '../../src/persistence/module-cache.repository';
 import { createCacheApp, migrate, type CacheApp } from '../support/app';
 import { createTestDatabase, type TestDatabase } from '../support/database';
 import { FakeSource } from '../support/fake-source';
+import { waitFor } from '../support/wait';
 
 const REALM = 'https://example.test/realm/';
 let db: TestDatabase;
@@ -89,8 +92,51 @@ describe('transitive invalidation', () => {
     const trips = repository.roundTrips - tripsBefore;
     process.stdout.write(`[fan-out] 10,000-module graph: ${urls.length} URLs invalidated in ${ms.toFixed(1)} ms, ${trips} round trips\n`);
     expect(urls.filter((u) => u.endsWith('.gts') && u.startsWith(`${REALM}m`))).toHaveLength(10_000);
-    expect(trips).toBe(4); // BEGIN, fan-out+log+delete, NOTIFY batch, COMMIT
+    expect(trips).toBe(2); // the fan-out read, then fence log + delete + NOTIFY batch in one statement
     expect((await remaining()).length).toBe(500);
+  });
+});
+
+describe('a consumer persisted between the fan-out read and the invalidation', () => {
+  async function interleave(times: number): Promise<{ urls: string[]; reads: number }> {
+    await seedGraph({ a: [], b: ['a'] });
+    const repository = cache.app.get<ModuleCacheRepository>(MODULE_CACHE_REPOSITORY);
+    const real = repository.fanOut.bind(repository);
+    let reads = 0;
+    repository.fanOut = async (aliases) => {
+      const found = await real(aliases);
+      if (++reads <= times) await seedGraph({ [`late${reads}`]: ['b'] }); // a new consumer, right after the read
+      return found;
+    };
+    try {
+      return { urls: await cache.lookup.invalidate(url('a')), reads };
+    } finally {
+      repository.fanOut = real;
+    }
+  }
+
+  it('is caught: the invalidation reads the fan-out again, clears it too and tells peers about it', async () => {
+    const peer = new Client({ connectionString: db.url });
+    await peer.connect();
+    const heard: string[] = [];
+    peer.on('notification', (n) => heard.push(...(parseInvalidation(n.payload).ok ? JSON.parse(n.payload!).m : [])));
+    await peer.query('LISTEN module_cache_invalidated');
+    try {
+      const { urls, reads } = await interleave(1);
+      expect(reads).toBe(2);
+      expect(urls).toEqual(expect.arrayContaining([url('a'), url('b'), url('late1')]));
+      expect(await remaining()).toEqual([]);
+      await waitFor(() => heard.includes(url('late1')), 5000, 'the late consumer in the broadcast');
+    } finally {
+      await peer.end();
+    }
+  });
+
+  it('when the graph keeps changing, falls back to one transaction that clears everything', async () => {
+    const { urls, reads } = await interleave(10);
+    expect(reads).toBe(3);
+    expect(urls).toEqual(expect.arrayContaining([url('a'), url('b'), url('late1'), url('late2'), url('late3')]));
+    expect(await remaining()).toEqual([]);
   });
 });
 

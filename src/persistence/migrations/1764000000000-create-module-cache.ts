@@ -11,7 +11,8 @@ import type { MigrationInterface, QueryRunner } from 'typeorm';
  * Fencing protocol (see README "Guarantees"):
  *  - a lookup reads `module_cache_fence_watermark()` with its table read, before computing;
  *  - every invalidation takes the fence lock exclusively, records the invalidated keys with
- *    a new sequence value, deletes rows and NOTIFYs, all in one transaction;
+ *    a new sequence value, deletes rows and NOTIFYs, all in one transaction (for modules: one
+ *    statement, after a read of the fan-out from which the caller encoded the payloads);
  *  - `module_cache_fenced_upsert` takes the fence lock shared (so it waits for any
  *    invalidation transaction in flight) and then, in a fresh statement snapshot, refuses
  *    the write if the module, anything it depends on (transitively, through stored edges),
@@ -107,28 +108,76 @@ export class CreateModuleCache1764000000000 implements MigrationInterface {
       $$`);
 
     await q.query(`
+      CREATE FUNCTION module_cache_affected_aliases(p_aliases text[]) RETURNS TABLE (alias_hash uuid)
+      LANGUAGE sql STABLE AS $$
+        -- The modules and every transitive consumer, by alias; UNION makes cycles terminate.
+        WITH RECURSIVE affected(h) AS (
+          SELECT md5(a)::uuid FROM unnest(p_aliases) AS a
+          UNION
+          SELECT d.consumer_alias_hash FROM module_cache_dependencies d JOIN affected x ON d.dep_alias_hash = x.h
+        )
+        SELECT h FROM affected
+      $$`);
+
+    await q.query(`
+      CREATE FUNCTION module_cache_fan_out(p_aliases text[]) RETURNS TABLE (url text, realm text, alias text, alias_hash uuid)
+      LANGUAGE sql STABLE AS $$
+        SELECT DISTINCT e.url, e.realm, e.alias, e.alias_hash
+          FROM module_cache_affected_aliases(p_aliases) x JOIN module_cache_entries e ON e.alias_hash = x.alias_hash
+      $$`);
+
+    // Fence log + delete + NOTIFY in one statement (so one transaction): the caller read the
+    // fan-out first and encoded the payloads; if the graph gained a consumer since, nothing
+    // happens and the caller retries (SQLSTATE MC001).
+    await q.query(`
+      CREATE FUNCTION module_cache_invalidate_and_notify(
+        p_aliases text[], p_known uuid[], p_retention_ms bigint, p_channel text, p_payloads text[]
+      ) RETURNS TABLE (url text, realm text, alias text) LANGUAGE plpgsql VOLATILE AS $$
+      DECLARE
+        v_seq bigint;
+        v_affected uuid[];
+        v_payload text;
+      BEGIN
+        PERFORM pg_advisory_xact_lock(28003, 0);
+        SELECT array_agg(a.alias_hash) INTO v_affected FROM module_cache_affected_aliases(p_aliases) a;
+        -- An anti-join, not <@ (which compares every pair: quadratic on a large fan-out).
+        IF EXISTS (SELECT 1 FROM unnest(v_affected) AS a(h) WHERE NOT EXISTS (SELECT 1 FROM unnest(p_known) AS k(h) WHERE k.h = a.h)) THEN
+          RAISE EXCEPTION 'module-cache: the dependency graph changed since the fan-out was read' USING ERRCODE = 'MC001';
+        END IF;
+        v_seq := nextval('module_cache_fence_seq');
+        INSERT INTO module_cache_invalidations (kind, key_hash, seq)
+          SELECT 'module', h, v_seq FROM unnest(v_affected) AS h
+          ON CONFLICT (kind, key_hash) DO UPDATE SET seq = EXCLUDED.seq, invalidated_at = now();
+        RETURN QUERY WITH deleted AS (
+          DELETE FROM module_cache_entries e WHERE e.alias_hash = ANY (v_affected) RETURNING e.url, e.realm, e.alias
+        ) SELECT d.url, d.realm, d.alias FROM deleted d;
+        FOREACH v_payload IN ARRAY p_payloads LOOP
+          PERFORM pg_notify(p_channel, v_payload);
+        END LOOP;
+        -- Only in-flight computations younger than the retention consult the log.
+        DELETE FROM module_cache_invalidations
+          WHERE kind = 'module' AND invalidated_at < now() - p_retention_ms * interval '1 millisecond';
+      END
+      $$`);
+
+    // The same inside a caller's transaction, for when the graph keeps changing under the
+    // optimistic path: fan-out, fence log and delete here, NOTIFY by the caller before COMMIT.
+    await q.query(`
       CREATE FUNCTION module_cache_invalidate_modules(p_aliases text[], p_retention_ms bigint)
       RETURNS TABLE (url text, realm text, alias text) LANGUAGE plpgsql VOLATILE AS $$
       DECLARE
         v_seq bigint;
+        v_affected uuid[];
       BEGIN
         PERFORM pg_advisory_xact_lock(28003, 0);
+        SELECT array_agg(a.alias_hash) INTO v_affected FROM module_cache_affected_aliases(p_aliases) a;
         v_seq := nextval('module_cache_fence_seq');
-        RETURN QUERY
-          WITH RECURSIVE affected(h) AS (
-            SELECT md5(a)::uuid FROM unnest(p_aliases) AS a
-            UNION
-            SELECT d.consumer_alias_hash FROM module_cache_dependencies d JOIN affected x ON d.dep_alias_hash = x.h
-          ), logged AS (
-            INSERT INTO module_cache_invalidations (kind, key_hash, seq)
-            SELECT 'module', h, v_seq FROM affected
-            ON CONFLICT (kind, key_hash) DO UPDATE SET seq = EXCLUDED.seq, invalidated_at = now()
-          ), deleted AS (
-            DELETE FROM module_cache_entries e USING affected x WHERE e.alias_hash = x.h
-            RETURNING e.url, e.realm, e.alias
-          )
-          SELECT DISTINCT d.url, d.realm, d.alias FROM deleted d;
-        -- Only in-flight computations younger than the retention consult the log.
+        INSERT INTO module_cache_invalidations (kind, key_hash, seq)
+          SELECT 'module', h, v_seq FROM unnest(v_affected) AS h
+          ON CONFLICT (kind, key_hash) DO UPDATE SET seq = EXCLUDED.seq, invalidated_at = now();
+        RETURN QUERY WITH deleted AS (
+          DELETE FROM module_cache_entries e WHERE e.alias_hash = ANY (v_affected) RETURNING e.url, e.realm, e.alias
+        ) SELECT d.url, d.realm, d.alias FROM deleted d;
         DELETE FROM module_cache_invalidations
           WHERE kind = 'module' AND invalidated_at < now() - p_retention_ms * interval '1 millisecond';
       END
@@ -170,6 +219,9 @@ export class CreateModuleCache1764000000000 implements MigrationInterface {
     await q.query(`DROP FUNCTION IF EXISTS module_cache_clear_all()`);
     await q.query(`DROP FUNCTION IF EXISTS module_cache_clear_realm(text)`);
     await q.query(`DROP FUNCTION IF EXISTS module_cache_invalidate_modules(text[], bigint)`);
+    await q.query(`DROP FUNCTION IF EXISTS module_cache_invalidate_and_notify(text[], uuid[], bigint, text, text[])`);
+    await q.query(`DROP FUNCTION IF EXISTS module_cache_fan_out(text[])`);
+    await q.query(`DROP FUNCTION IF EXISTS module_cache_affected_aliases(text[])`);
     await q.query(`DROP FUNCTION IF EXISTS module_cache_fenced_upsert(text, text, text, text, jsonb, text[], jsonb, jsonb, bigint)`);
     await q.query(`DROP FUNCTION IF EXISTS module_cache_fence_watermark()`);
     await q.query(`DROP TABLE IF EXISTS module_cache_invalidations`);
