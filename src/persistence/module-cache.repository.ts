@@ -87,7 +87,7 @@ export class ModuleCacheRepository {
   async watermark(): Promise<string> {
     const [row] = await this.prepared<{ watermark: string }>(
       'module_cache_watermark',
-      `SELECT (CASE WHEN is_called THEN last_value ELSE last_value - 1 END)::text AS watermark FROM module_cache_fence_seq`,
+      `SELECT module_cache_fence_watermark()::text AS watermark`,
     );
     return row.watermark;
   }

@@ -126,6 +126,25 @@ export class CreateModuleCache1764000000000 implements MigrationInterface {
           FROM module_cache_affected_aliases(p_aliases) x JOIN module_cache_entries e ON e.alias_hash = x.alias_hash
       $$`);
 
+    // The part every module invalidation shares, under the fence lock its caller holds.
+    await q.query(`
+      CREATE FUNCTION module_cache_log_and_delete(p_affected uuid[], p_retention_ms bigint)
+      RETURNS TABLE (url text, realm text, alias text) LANGUAGE plpgsql VOLATILE AS $$
+      DECLARE
+        v_seq bigint := nextval('module_cache_fence_seq');
+      BEGIN
+        INSERT INTO module_cache_invalidations (kind, key_hash, seq)
+          SELECT 'module', h, v_seq FROM unnest(p_affected) AS h
+          ON CONFLICT (kind, key_hash) DO UPDATE SET seq = EXCLUDED.seq, invalidated_at = now();
+        RETURN QUERY WITH deleted AS (
+          DELETE FROM module_cache_entries e WHERE e.alias_hash = ANY (p_affected) RETURNING e.url, e.realm, e.alias
+        ) SELECT d.url, d.realm, d.alias FROM deleted d;
+        -- Only in-flight computations younger than the retention consult the log.
+        DELETE FROM module_cache_invalidations
+          WHERE kind = 'module' AND invalidated_at < now() - p_retention_ms * interval '1 millisecond';
+      END
+      $$`);
+
     // Fence log + delete + NOTIFY in one statement (so one transaction): the caller read the
     // fan-out first and encoded the payloads; if the graph gained a consumer since, nothing
     // happens and the caller retries (SQLSTATE MC001).
@@ -134,7 +153,6 @@ export class CreateModuleCache1764000000000 implements MigrationInterface {
         p_aliases text[], p_known uuid[], p_retention_ms bigint, p_channel text, p_payloads text[]
       ) RETURNS TABLE (url text, realm text, alias text) LANGUAGE plpgsql VOLATILE AS $$
       DECLARE
-        v_seq bigint;
         v_affected uuid[];
         v_payload text;
       BEGIN
@@ -144,19 +162,10 @@ export class CreateModuleCache1764000000000 implements MigrationInterface {
         IF EXISTS (SELECT 1 FROM unnest(v_affected) AS a(h) WHERE NOT EXISTS (SELECT 1 FROM unnest(p_known) AS k(h) WHERE k.h = a.h)) THEN
           RAISE EXCEPTION 'module-cache: the dependency graph changed since the fan-out was read' USING ERRCODE = 'MC001';
         END IF;
-        v_seq := nextval('module_cache_fence_seq');
-        INSERT INTO module_cache_invalidations (kind, key_hash, seq)
-          SELECT 'module', h, v_seq FROM unnest(v_affected) AS h
-          ON CONFLICT (kind, key_hash) DO UPDATE SET seq = EXCLUDED.seq, invalidated_at = now();
-        RETURN QUERY WITH deleted AS (
-          DELETE FROM module_cache_entries e WHERE e.alias_hash = ANY (v_affected) RETURNING e.url, e.realm, e.alias
-        ) SELECT d.url, d.realm, d.alias FROM deleted d;
+        RETURN QUERY SELECT * FROM module_cache_log_and_delete(v_affected, p_retention_ms);
         FOREACH v_payload IN ARRAY p_payloads LOOP
           PERFORM pg_notify(p_channel, v_payload);
         END LOOP;
-        -- Only in-flight computations younger than the retention consult the log.
-        DELETE FROM module_cache_invalidations
-          WHERE kind = 'module' AND invalidated_at < now() - p_retention_ms * interval '1 millisecond';
       END
       $$`);
 
@@ -165,21 +174,10 @@ export class CreateModuleCache1764000000000 implements MigrationInterface {
     await q.query(`
       CREATE FUNCTION module_cache_invalidate_modules(p_aliases text[], p_retention_ms bigint)
       RETURNS TABLE (url text, realm text, alias text) LANGUAGE plpgsql VOLATILE AS $$
-      DECLARE
-        v_seq bigint;
-        v_affected uuid[];
       BEGIN
         PERFORM pg_advisory_xact_lock(28003, 0);
-        SELECT array_agg(a.alias_hash) INTO v_affected FROM module_cache_affected_aliases(p_aliases) a;
-        v_seq := nextval('module_cache_fence_seq');
-        INSERT INTO module_cache_invalidations (kind, key_hash, seq)
-          SELECT 'module', h, v_seq FROM unnest(v_affected) AS h
-          ON CONFLICT (kind, key_hash) DO UPDATE SET seq = EXCLUDED.seq, invalidated_at = now();
-        RETURN QUERY WITH deleted AS (
-          DELETE FROM module_cache_entries e WHERE e.alias_hash = ANY (v_affected) RETURNING e.url, e.realm, e.alias
-        ) SELECT d.url, d.realm, d.alias FROM deleted d;
-        DELETE FROM module_cache_invalidations
-          WHERE kind = 'module' AND invalidated_at < now() - p_retention_ms * interval '1 millisecond';
+        RETURN QUERY SELECT * FROM module_cache_log_and_delete(
+          ARRAY(SELECT a.alias_hash FROM module_cache_affected_aliases(p_aliases) a), p_retention_ms);
       END
       $$`);
 
@@ -220,6 +218,7 @@ export class CreateModuleCache1764000000000 implements MigrationInterface {
     await q.query(`DROP FUNCTION IF EXISTS module_cache_clear_realm(text)`);
     await q.query(`DROP FUNCTION IF EXISTS module_cache_invalidate_modules(text[], bigint)`);
     await q.query(`DROP FUNCTION IF EXISTS module_cache_invalidate_and_notify(text[], uuid[], bigint, text, text[])`);
+    await q.query(`DROP FUNCTION IF EXISTS module_cache_log_and_delete(uuid[], bigint)`);
     await q.query(`DROP FUNCTION IF EXISTS module_cache_fan_out(text[])`);
     await q.query(`DROP FUNCTION IF EXISTS module_cache_affected_aliases(text[])`);
     await q.query(`DROP FUNCTION IF EXISTS module_cache_fenced_upsert(text, text, text, text, jsonb, text[], jsonb, jsonb, bigint)`);

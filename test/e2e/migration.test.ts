@@ -1,0 +1,48 @@
+import { DataSource } from 'typeorm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { moduleCacheEntities, moduleCacheMigrations } from '../../src';
+import { createTestDatabase, type TestDatabase } from '../support/database';
+
+let db: TestDatabase;
+beforeAll(async () => {
+  db = await createTestDatabase();
+});
+afterAll(async () => {
+  await db.drop();
+});
+
+const ours = async () =>
+  (
+    await db.query<{ name: string }>(
+      `SELECT relname AS name FROM pg_class WHERE relname LIKE 'module\\_cache\\_%' AND relkind IN ('r', 'S')
+       UNION ALL SELECT proname FROM pg_proc WHERE proname LIKE 'module\\_cache\\_%' ORDER BY 1`,
+    )
+  ).map((r) => r.name);
+
+describe('migration', () => {
+  it('creates logged tables, the fence sequence and functions, and its down() removes all of them', async () => {
+    const dataSource = new DataSource({ type: 'postgres', url: db.url, entities: moduleCacheEntities, migrations: moduleCacheMigrations });
+    await dataSource.initialize();
+    try {
+      await dataSource.runMigrations();
+      expect(await ours()).toEqual(
+        expect.arrayContaining([
+          'module_cache_entries',
+          'module_cache_dependencies',
+          'module_cache_invalidations',
+          'module_cache_fence_seq',
+          'module_cache_fenced_upsert',
+          'module_cache_invalidate_and_notify',
+        ]),
+      );
+      const persistence = await db.query<{ relpersistence: string }>(
+        `SELECT DISTINCT relpersistence FROM pg_class WHERE relname IN ('module_cache_entries', 'module_cache_dependencies', 'module_cache_invalidations')`,
+      );
+      expect(persistence).toEqual([{ relpersistence: 'p' }]); // logged, on purpose (see the migration)
+      await dataSource.undoLastMigration();
+      expect(await ours()).toEqual([]);
+    } finally {
+      await dataSource.destroy();
+    }
+  });
+});
