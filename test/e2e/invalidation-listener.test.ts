@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { map } from 'rxjs';
+import { filter, firstValueFrom, map } from 'rxjs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ModuleCacheInvalidationListener, type ListenerConfig, type ListenerState } from '../../src/broadcast/invalidation-listener';
 import { encodeInvalidations, type InvalidationMessage } from '../../src/broadcast/invalidation-message';
@@ -257,8 +257,10 @@ describe('ModuleCacheInvalidationListener against a real Postgres', () => {
 
   it('stops promptly while a reconnect attempt is in flight', async () => {
     const { listener, config } = await started({ reconnect: { initialDelayMs: 1, maxDelayMs: 1 } });
+    // Subscribed before the kill: with 1 ms backoff the reconnect can finish between two polls.
+    const lost = firstValueFrom(listener.state$.pipe(filter((s) => s === 'reconnecting')));
     await terminateListener(config.applicationName);
-    await waitFor(() => listener.state !== 'listening', 5_000, 'connection loss noticed');
+    await lost;
     const stopAt = Date.now();
     await listener.stop();
     expect(Date.now() - stopAt).toBeLessThan(2_000);
