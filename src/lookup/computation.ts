@@ -1,3 +1,4 @@
+import { Logger } from '@nestjs/common';
 import { PopulateCoordinator } from '../coordination/populate-coordinator';
 import { CoalesceTimeoutError, ComputationDiscardedError, DefinitionSourceError } from '../errors';
 import type { ResolvedModuleCacheOptions } from '../module-cache.options';
@@ -48,6 +49,8 @@ type Coordination =
  * retried with a new snapshot, at most `maxRetries` times.
  */
 export class ComputationRunner {
+  private readonly logger = new Logger('CachingDefinitionLookup');
+
   constructor(private readonly d: ComputationDeps) {}
 
   /** `coalesce: false` for dependency lookups: waiting on a peer from inside a computation could deadlock across processes. */
@@ -86,10 +89,13 @@ export class ComputationRunner {
       this.d.stats.discards++;
       this.d.emit({ type: 'discarded', reason: outcome.reason, attempt, url: ctx.url, realm: ctx.realm, scope: ctx.scope });
       if (attempt > this.d.options.maxRetries) {
-        throw new ComputationDiscardedError(
+        const error = new ComputationDiscardedError(
           `${ctx.url} was invalidated during each of ${attempt} computations; giving up (maxRetries = ${this.d.options.maxRetries})`,
         );
+        this.logger.warn(error.message);
+        throw error;
       }
+      this.logger.debug(`${ctx.url} (${ctx.scope}): computation discarded (${outcome.reason}), retrying`);
       this.d.stats.retries++;
       snapshot = flight.snapshot = this.d.generations.snapshot(ctx.realm, ctx.alias);
     }
@@ -177,9 +183,11 @@ export class ComputationRunner {
         }
         const remaining = deadline - Date.now();
         if (remaining <= 0) {
-          throw new CoalesceTimeoutError(
+          const error = new CoalesceTimeoutError(
             `${ctx.url}: another process has been computing it for over ${options.coalesceWaitTimeoutMs} ms (coalesceWaitTimeoutMs)`,
           );
+          this.logger.warn(error.message);
+          throw error;
         }
         if ((await wake.wait(Math.min(options.coalesceTakeoverCheckMs, remaining))) === 'woken') {
           const again = await repository.read(ctx.candidates, ctx.scope, options.errorTtlMs);
@@ -212,6 +220,7 @@ export class ComputationRunner {
         });
       } catch (error) {
         stats.sourceErrors++;
+        this.logger.warn(`${(error as Error).message} (nothing cached)`);
         throw error;
       }
       if (loaded === null) continue;
