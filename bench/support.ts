@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { appendFileSync, rmSync } from 'node:fs';
 import { Client } from 'pg';
 import { migrate } from '../test/support/app';
+import { queryOnce } from '../test/support/pg';
 import { startEmbeddedPostgres } from '../test/support/embedded-postgres';
 import { spawnWorker, type WorkerHandle } from '../test/processes/harness';
 import type { ModuleCacheOptions } from '../src';
@@ -62,15 +63,7 @@ export interface BenchDatabase {
   query<T extends Record<string, unknown> = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<T[]>;
 }
 
-export async function queryOnce<T extends Record<string, unknown>>(url: string, sql: string, params?: unknown[]): Promise<T[]> {
-  const client = new Client({ connectionString: url });
-  await client.connect();
-  try {
-    return (await client.query<T>(sql, params)).rows;
-  } finally {
-    await client.end();
-  }
-}
+export { queryOnce };
 
 let serverVersion = '';
 

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { Client } from 'pg';
 import { inject } from 'vitest';
+import { queryOnce } from './pg';
 
 export interface TestDatabase {
   url: string;
@@ -20,14 +20,8 @@ export function withDatabase(url: string, database: string): string {
   return u.toString();
 }
 
-export async function adminQuery<T extends Record<string, unknown>>(sql: string, params?: unknown[], url = adminUrl()): Promise<T[]> {
-  const client = new Client({ connectionString: url });
-  await client.connect();
-  try {
-    return (await client.query<T>(sql, params)).rows;
-  } finally {
-    await client.end();
-  }
+export function adminQuery<T extends Record<string, unknown>>(sql: string, params?: unknown[], url = adminUrl()): Promise<T[]> {
+  return queryOnce<T>(url, sql, params);
 }
 
 /** A fresh database per test file, so files can run in parallel against one server. */
