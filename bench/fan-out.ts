@@ -135,9 +135,9 @@ runBench('fan-out', async () => {
     rows,
     notes: [
       `median of ${REPS} reps, each on a freshly seeded graph (${MODULES} modules in a 4-ary tree + ${UNRELATED} unrelated)`,
-      'ours does more than find the consumers: after the fan-out read it logs the fence for, deletes (FK-cascading their edges) and NOTIFYs the 10,000 rows in one statement; the walk only finds them',
-      'the second row times only the fan-out statement (module_cache_fan_out, the first of the two)',
-      `round trips from ModuleCacheRepository.roundTrips: fan-out read, then fence log + delete + NOTIFY batch (1 statement) = ${roundTrips}`,
+      'ours does more than find the consumers: the first statement hands back the fan-out, the second logs the fence for, deletes (FK-cascading their edges) and NOTIFYs the 10,000 rows; the walk only finds them',
+      'the second row times only the fan-out query (module_cache_fan_out)',
+      `round trips from ModuleCacheRepository.roundTrips: the statement that hands back the fan-out, then fence log + delete + NOTIFY batch (1 statement) = ${roundTrips}`,
     ],
   };
 });

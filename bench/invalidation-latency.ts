@@ -98,7 +98,7 @@ runBench('invalidation-latency', async () => {
     summary: [rows[0], rows[1], rows[2], rows[4]],
     notes: [
       `${SAMPLES} invalidations (distinct URLs, no rows to delete) after ${WARMUP} warm-up; all ${SAMPLES} arrived in B`,
-      `the invalidation is two round trips (the fan-out read, then fence log + delete + NOTIFY in one statement, whose commit flushes WAL): B can hear of it only after that commit`,
+      `each invalidation here is one statement (no consumers: fan-out check, fence log, delete, NOTIFY; its commit flushes WAL): B can hear of it only after that commit`,
       `on this VM a round trip after an idle pause costs ~3× a back-to-back one, so the headline baseline pauses ${GAP_MS} ms before each NOTIFY as ours does between invalidations; the back-to-back figure is the strict reading`,
       `clock offset to the bench process, A: ${ms(Math.abs(offsets[0].offset))} ± ${ms(offsets[0].uncertainty)}, B: ${ms(Math.abs(offsets[1].offset))} ± ${ms(offsets[1].uncertainty)} (IPC ping)`,
     ],

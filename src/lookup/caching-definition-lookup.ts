@@ -24,8 +24,8 @@ import { aliasOf, canonicalURL, candidateURLs, RealmRegistry, urlVariants } from
 
 type EntryFlight = Flight<ModuleCacheEntry | undefined>;
 
-/** Fan-out read + one-statement invalidation attempts before falling back to one explicit transaction. */
-const OPTIMISTIC_INVALIDATION_ATTEMPTS = 3;
+/** One-statement invalidation attempts (the first assumes no consumers) before one explicit transaction. */
+const OPTIMISTIC_INVALIDATION_ATTEMPTS = 4;
 
 /**
  * The lookup service: memory tier → table tier → source, with single-flight, generation
@@ -169,21 +169,21 @@ export class CachingDefinitionLookup implements OnModuleInit, OnApplicationShutd
     let affected: InvalidatedRow[] = [];
     let sent = 0;
     try {
+      // First as if nothing depended on the module (one round trip for a module without
+      // consumers); the database hands back the fan-out when it reaches further.
+      let known = [urlHash(alias)];
+      let payloads = this.encodeModules(realm, variants, []);
       for (let attempt = 1; ; attempt++) {
         if (attempt > OPTIMISTIC_INVALIDATION_ATTEMPTS) {
-          // The graph kept gaining consumers between our two statements: do it in one transaction.
+          // The graph kept gaining consumers between our statements: do it in one transaction.
           affected = await this.repository.invalidateModules([alias], this.options.fenceRetentionMs, this.options.channel, (rows) => {
             this.forgetModules(rows.map((r) => r.alias));
-            const payloads = this.encodeModules(realm, variants, rows);
-            sent = payloads.length;
+            payloads = this.encodeModules(realm, variants, rows);
             return payloads;
           });
+          sent = payloads.length;
           break;
         }
-        const found = await this.repository.fanOut([alias]);
-        this.forgetModules(found.map((r) => r.alias));
-        const payloads = this.encodeModules(realm, variants, found);
-        const known = [urlHash(alias), ...found.map((r) => r.alias_hash)];
         const result = await this.repository.invalidateAndNotify(
           [alias],
           known,
@@ -191,11 +191,14 @@ export class CachingDefinitionLookup implements OnModuleInit, OnApplicationShutd
           this.options.channel,
           payloads,
         );
-        if (result !== 'graph-changed') {
-          affected = result;
+        if (result.done) {
+          affected = result.rows;
           sent = payloads.length;
           break;
         }
+        this.forgetModules(result.rows.map((r) => r.alias));
+        known = [urlHash(alias), ...result.rows.map((r) => r.alias_hash)];
+        payloads = this.encodeModules(realm, variants, result.rows);
       }
     } catch (error) {
       throw this.broadcastFailure(`invalidate(${url})`, error);

@@ -38,9 +38,6 @@ export type PayloadBuilder<T> = (result: T) => string[];
 const ROW_COLUMNS = `e.url, e.realm, e.scope, e.alias, e.definitions, e.deps, e.error, e.created_at`;
 const FRESH = `(e.error IS NULL OR e.created_at > now() - $3::bigint * interval '1 millisecond')`;
 
-/** SQLSTATE of module_cache_invalidate_and_notify when the graph changed under it. */
-const GRAPH_CHANGED = 'MC001';
-
 /** md5(url)::uuid, as the table's generated key columns compute it. */
 export function urlHash(url: string): string {
   const h = createHash('md5').update(url, 'utf8').digest('hex');
@@ -122,17 +119,11 @@ export class ModuleCacheRepository {
     return result[0]?.created_at ?? undefined;
   }
 
-  /** The module(s) and every transitive consumer with a row (all scopes): one recursive statement. */
-  async fanOut(aliases: string[]): Promise<Array<InvalidatedRow & { alias_hash: string }>> {
-    return this.prepared('module_cache_fan_out', `SELECT url, realm, alias, alias_hash::text FROM module_cache_fan_out($1::text[])`, [
-      aliases,
-    ]);
-  }
-
   /**
-   * Fence log, delete and NOTIFY of a fan-out read before, in one statement (one transaction:
-   * peers hear of it exactly when it commits, and a failed NOTIFY rolls the delete back).
-   * 'graph-changed' (nothing done) when a consumer outside `knownAliasHashes` appeared since.
+   * Fence log, delete and NOTIFY in one statement (one transaction: peers hear of it exactly
+   * when it commits, and a failed NOTIFY rolls the delete back), if the payloads cover the
+   * fan-out: `knownAliasHashes` must contain every affected alias. Otherwise nothing happens
+   * and `done: false` comes back with the current fan-out to encode.
    */
   async invalidateAndNotify(
     aliases: string[],
@@ -140,17 +131,16 @@ export class ModuleCacheRepository {
     retentionMs: number,
     channel: string,
     payloads: string[],
-  ): Promise<InvalidatedRow[] | 'graph-changed'> {
-    try {
-      return await this.prepared<InvalidatedRow>(
-        'module_cache_invalidate_and_notify',
-        `SELECT * FROM module_cache_invalidate_and_notify($1::text[], $2::uuid[], $3::bigint, $4, $5::text[])`,
-        [aliases, knownAliasHashes, retentionMs, channel, payloads],
-      );
-    } catch (error) {
-      if ((error as { code?: string }).code === GRAPH_CHANGED) return 'graph-changed';
-      throw error;
-    }
+  ): Promise<{ done: boolean; rows: Array<InvalidatedRow & { alias_hash: string }> }> {
+    const result = await this.prepared<InvalidatedRow & { alias_hash: string; done: boolean }>(
+      'module_cache_invalidate_and_notify',
+      `SELECT url, realm, alias, alias_hash::text, done
+         FROM module_cache_invalidate_and_notify($1::text[], $2::uuid[], $3::bigint, $4, $5::text[])`,
+      [aliases, knownAliasHashes, retentionMs, channel, payloads],
+    );
+    const status = result.at(-1);
+    if (!status || status.url !== null) throw new Error('module_cache_invalidate_and_notify returned no status row');
+    return { done: status.done, rows: result.slice(0, -1) };
   }
 
   /**

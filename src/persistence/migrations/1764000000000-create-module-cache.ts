@@ -12,7 +12,7 @@ import type { MigrationInterface, QueryRunner } from 'typeorm';
  *  - a lookup reads `module_cache_fence_watermark()` with its table read, before computing;
  *  - every invalidation takes the fence lock exclusively, records the invalidated keys with
  *    a new sequence value, deletes rows and NOTIFYs, all in one transaction (for modules: one
- *    statement, after a read of the fan-out from which the caller encoded the payloads);
+ *    statement, which hands the fan-out back instead when the caller's payloads miss part of it);
  *  - `module_cache_fenced_upsert` takes the fence lock shared (so it waits for any
  *    invalidation transaction in flight) and then, in a fresh statement snapshot, refuses
  *    the write if the module, anything it depends on (transitively, through stored edges),
@@ -137,7 +137,7 @@ export class CreateModuleCache1764000000000 implements MigrationInterface {
           SELECT 'module', h, v_seq FROM unnest(p_affected) AS h
           ON CONFLICT (kind, key_hash) DO UPDATE SET seq = EXCLUDED.seq, invalidated_at = now();
         RETURN QUERY WITH deleted AS (
-          DELETE FROM module_cache_entries e WHERE e.alias_hash = ANY (p_affected) RETURNING e.url, e.realm, e.alias
+          DELETE FROM module_cache_entries e USING unnest(p_affected) AS a(h) WHERE e.alias_hash = a.h RETURNING e.url, e.realm, e.alias
         ) SELECT d.url, d.realm, d.alias FROM deleted d;
         -- Only in-flight computations younger than the retention consult the log.
         DELETE FROM module_cache_invalidations
@@ -145,13 +145,15 @@ export class CreateModuleCache1764000000000 implements MigrationInterface {
       END
       $$`);
 
-    // Fence log + delete + NOTIFY in one statement (so one transaction): the caller read the
-    // fan-out first and encoded the payloads; if the graph gained a consumer since, nothing
-    // happens and the caller retries (SQLSTATE MC001).
+    // Fence log + delete + NOTIFY in one statement (so one transaction), for a caller that
+    // encoded the payloads from the fan-out it knows (`p_known`, alias hashes). If the fan-out
+    // now reaches further, nothing happens and the current fan-out comes back instead
+    // (done = false) for the caller to encode and try again. Either way the last row is a
+    // status row (url NULL) carrying `done`.
     await q.query(`
       CREATE FUNCTION module_cache_invalidate_and_notify(
         p_aliases text[], p_known uuid[], p_retention_ms bigint, p_channel text, p_payloads text[]
-      ) RETURNS TABLE (url text, realm text, alias text) LANGUAGE plpgsql VOLATILE AS $$
+      ) RETURNS TABLE (url text, realm text, alias text, alias_hash uuid, done boolean) LANGUAGE plpgsql VOLATILE AS $$
       DECLARE
         v_affected uuid[];
         v_payload text;
@@ -160,12 +162,16 @@ export class CreateModuleCache1764000000000 implements MigrationInterface {
         SELECT array_agg(a.alias_hash) INTO v_affected FROM module_cache_affected_aliases(p_aliases) a;
         -- An anti-join, not <@ (which compares every pair: quadratic on a large fan-out).
         IF EXISTS (SELECT 1 FROM unnest(v_affected) AS a(h) WHERE NOT EXISTS (SELECT 1 FROM unnest(p_known) AS k(h) WHERE k.h = a.h)) THEN
-          RAISE EXCEPTION 'module-cache: the dependency graph changed since the fan-out was read' USING ERRCODE = 'MC001';
+          RETURN QUERY SELECT DISTINCT e.url, e.realm, e.alias, e.alias_hash, false
+            FROM unnest(v_affected) AS a(h) JOIN module_cache_entries e ON e.alias_hash = a.h;
+          RETURN QUERY SELECT NULL::text, NULL::text, NULL::text, NULL::uuid, false;
+          RETURN;
         END IF;
-        RETURN QUERY SELECT * FROM module_cache_log_and_delete(v_affected, p_retention_ms);
+        RETURN QUERY SELECT d.url, d.realm, d.alias, md5(d.alias)::uuid, true FROM module_cache_log_and_delete(v_affected, p_retention_ms) d;
         FOREACH v_payload IN ARRAY p_payloads LOOP
           PERFORM pg_notify(p_channel, v_payload);
         END LOOP;
+        RETURN QUERY SELECT NULL::text, NULL::text, NULL::text, NULL::uuid, true;
       END
       $$`);
 
