@@ -63,9 +63,9 @@ async function walk(pool: Pool, root: string): Promise<[number, number]> {
   }
 }
 
-/** The fan-out alone: the migration's own module_cache_fan_out() (the first of invalidate()'s two statements). */
+/** The fan-out alone: the migration's module_cache_affected_aliases(), the recursive query invalidate() runs. */
 async function discoverOnly(pool: Pool, root: string): Promise<number> {
-  const { rows } = await pool.query<{ n: string }>(`SELECT count(*) AS n FROM module_cache_fan_out($1::text[])`, [[root]]);
+  const { rows } = await pool.query<{ n: string }>(`SELECT count(*) AS n FROM module_cache_affected_aliases($1::text[])`, [[root]]);
   return Number(rows[0].n);
 }
 
@@ -117,7 +117,7 @@ runBench('fan-out', async () => {
       goal: goal('≥ 50× faster', w / o >= 50),
     },
     {
-      measure: 'fan-out statement alone (module_cache_fan_out) vs the walk',
+      measure: 'fan-out query alone (module_cache_affected_aliases) vs the walk',
       ours: ms(median(discovery)),
       baseline: ms(w),
       ratio: `${times(w / median(discovery))} faster`,
@@ -136,7 +136,7 @@ runBench('fan-out', async () => {
     notes: [
       `median of ${REPS} reps, each on a freshly seeded graph (${MODULES} modules in a 4-ary tree + ${UNRELATED} unrelated)`,
       'ours does more than find the consumers: the first statement hands back the fan-out, the second logs the fence for, deletes (FK-cascading their edges) and NOTIFYs the 10,000 rows; the walk only finds them',
-      'the second row times only the fan-out query (module_cache_fan_out)',
+      'the second row times only the fan-out query (module_cache_affected_aliases)',
       `round trips from ModuleCacheRepository.roundTrips: the statement that hands back the fan-out, then fence log + delete + NOTIFY batch (1 statement) = ${roundTrips}`,
     ],
   };

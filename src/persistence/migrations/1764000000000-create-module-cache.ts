@@ -119,13 +119,6 @@ export class CreateModuleCache1764000000000 implements MigrationInterface {
         SELECT h FROM affected
       $$`);
 
-    await q.query(`
-      CREATE FUNCTION module_cache_fan_out(p_aliases text[]) RETURNS TABLE (url text, realm text, alias text, alias_hash uuid)
-      LANGUAGE sql STABLE AS $$
-        SELECT DISTINCT e.url, e.realm, e.alias, e.alias_hash
-          FROM module_cache_affected_aliases(p_aliases) x JOIN module_cache_entries e ON e.alias_hash = x.alias_hash
-      $$`);
-
     // The part every module invalidation shares, under the fence lock its caller holds.
     await q.query(`
       CREATE FUNCTION module_cache_log_and_delete(p_affected uuid[], p_retention_ms bigint)
@@ -225,7 +218,6 @@ export class CreateModuleCache1764000000000 implements MigrationInterface {
     await q.query(`DROP FUNCTION IF EXISTS module_cache_invalidate_modules(text[], bigint)`);
     await q.query(`DROP FUNCTION IF EXISTS module_cache_invalidate_and_notify(text[], uuid[], bigint, text, text[])`);
     await q.query(`DROP FUNCTION IF EXISTS module_cache_log_and_delete(uuid[], bigint)`);
-    await q.query(`DROP FUNCTION IF EXISTS module_cache_fan_out(text[])`);
     await q.query(`DROP FUNCTION IF EXISTS module_cache_affected_aliases(text[])`);
     await q.query(`DROP FUNCTION IF EXISTS module_cache_fenced_upsert(text, text, text, text, jsonb, text[], jsonb, jsonb, bigint)`);
     await q.query(`DROP FUNCTION IF EXISTS module_cache_fence_watermark()`);
