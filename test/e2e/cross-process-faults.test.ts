@@ -31,7 +31,15 @@ describe('faults and stress (separate OS processes)', () => {
     cleanups.push(() => db.drop());
     const modules = 60;
     await seed(db, modules);
-    const workers = await spawnWorkers(4, db.url, (i) => ({ realms: [REALM], listener: { applicationName: `mc-stress-${i}` } }));
+    // Churn here (30% of ops invalidate, chains of 5 fanning out) is far beyond production: a chain
+    // lookup can be discarded many times in a row on a loaded machine. The test is about staleness,
+    // so it gives retries room instead of counting an exhausted retry budget as a failure.
+    const workers = await spawnWorkers(4, db.url, (i) => ({
+      realms: [REALM],
+      maxRetries: 20,
+      sourceTimeoutMs: 10_000,
+      listener: { applicationName: `mc-stress-${i}` },
+    }));
     cleanups.push(() => Promise.all(workers.map((w) => w.stop())));
     await Promise.all(workers.map((w) => w.call('setDelay', 4)));
 
@@ -39,6 +47,12 @@ describe('faults and stress (separate OS processes)', () => {
     let lookups = 0;
     let invalidations = 0;
     let failures = 0;
+    const reasons = new Map<string, number>();
+    const failed = (error: Error) => {
+      failures++;
+      const reason = error.message.replace(/https?:\/\/\S+/g, '<url>');
+      reasons.set(reason, (reasons.get(reason) ?? 0) + 1);
+    };
     await Promise.all(
       workers.map(async (worker) => {
         const inFlight: Promise<unknown>[] = [];
@@ -51,11 +65,11 @@ describe('faults and stress (separate OS processes)', () => {
               db
                 .query(`UPDATE truth SET version = version + 1 WHERE url = $1`, [target])
                 .then(() => worker.call('invalidate', target))
-                .catch(() => failures++),
+                .catch(failed),
             );
           } else {
             lookups++;
-            inFlight.push(worker.call('lookup', target).catch(() => failures++));
+            inFlight.push(worker.call('lookup', target).catch(failed));
           }
           if (inFlight.length >= 8) await Promise.all(inFlight.splice(0));
         }
@@ -72,10 +86,11 @@ describe('faults and stress (separate OS processes)', () => {
     const [{ rows }] = await db.query<{ rows: number }>(`SELECT count(*)::int AS rows FROM module_cache_entries`);
     const discards = (await Promise.all(workers.map((w) => w.call<{ discards: number }>('stats')))).reduce((n, s) => n + s.discards, 0);
     process.stdout.write(
-      `[stress] 4 processes, ${lookups} lookups + ${invalidations} invalidations, ${failures} failed ops, ${discards} discarded computations, ${rows} rows at the end, stale rows: ${stale.length}\n`,
+      `[stress] 4 processes, ${lookups} lookups + ${invalidations} invalidations, ${failures} failed ops${failures ? ` (${JSON.stringify(Object.fromEntries(reasons))})` : ''}, ${discards} discarded computations, ${rows} rows at the end, stale rows: ${stale.length}\n`,
     );
-    expect(failures).toBe(0);
     expect(stale).toEqual([]);
+    expect(Object.fromEntries(reasons)).toEqual({});
+    expect(failures).toBe(0);
     expect(rows).toBeGreaterThan(0);
   }, 180_000);
 
