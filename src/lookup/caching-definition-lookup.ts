@@ -2,8 +2,7 @@ import { Inject, Injectable, Logger, Optional, type OnApplicationShutdown, type 
 import { Subject, type Observable, type Subscription } from 'rxjs';
 import { ModuleCacheInvalidationListener } from '../broadcast/invalidation-listener';
 import type { PopulateCoordinator } from '../coordination/populate-coordinator';
-import { encodeInvalidations, type InvalidationTarget } from '../broadcast/invalidation-message';
-import { DefinitionNotFoundError, InvalidationBroadcastError, ModuleCacheError } from '../errors';
+import { DefinitionNotFoundError, ModuleCacheError } from '../errors';
 import {
   RESOLVED_DEFINITION_SOURCE,
   MODULE_CACHE_COORDINATOR,
@@ -13,19 +12,17 @@ import {
 } from '../module-cache.constants';
 import type { ResolvedModuleCacheOptions } from '../module-cache.options';
 import { emptyStats, type ModuleCacheEvent, type ModuleCacheStats } from '../observability/events';
-import { toEntry, urlHash, type InvalidatedRow, type ModuleCacheRepository } from '../persistence/module-cache.repository';
+import { toEntry, type ModuleCacheRepository } from '../persistence/module-cache.repository';
 import { PUBLIC_SCOPE, type DefinitionSource, type LookupOptions, type ModuleCacheEntry } from '../types';
 import { ComputationRunner, DEPENDENCY_CYCLE, type LookupContext } from './computation';
 import { Generations } from './generations';
 import { subscribeToInvalidations } from './remote-invalidations';
 import { flightKey, InFlight, type Flight } from './in-flight';
+import { Invalidator } from './invalidator';
 import { MemoryTier } from './memory-tier';
 import { aliasOf, canonicalURL, candidateURLs, RealmRegistry, urlVariants } from './urls';
 
 type EntryFlight = Flight<ModuleCacheEntry | undefined>;
-
-/** One-statement invalidation attempts (the first assumes no consumers) before one explicit transaction. */
-const OPTIMISTIC_INVALIDATION_ATTEMPTS = 4;
 
 /**
  * The lookup service: memory tier → table tier → source, with single-flight, generation
@@ -46,6 +43,7 @@ export class CachingDefinitionLookup implements OnModuleInit, OnApplicationShutd
   private readonly shutdown = new AbortController();
   private readonly runner: ComputationRunner;
   private readonly subscription: Subscription | undefined;
+  private readonly invalidator: Invalidator;
 
   constructor(
     @Inject(RESOLVED_MODULE_CACHE_OPTIONS) private readonly options: ResolvedModuleCacheOptions,
@@ -69,6 +67,18 @@ export class CachingDefinitionLookup implements OnModuleInit, OnApplicationShutd
       lookupDependency: (url, scope, waiter) => this.resolve(url, scope, waiter),
       coordinator,
       remember: (urls, entry, alias) => urls.forEach((u) => this.memory.set(u, entry.scope, alias, entry.realmURL, entry)),
+    });
+    this.invalidator = new Invalidator({
+      options,
+      repository,
+      realms: this.realms,
+      origin,
+      stats: this.counters,
+      logger: this.logger,
+      emit: (event) => this.emit(event),
+      forgetModules: (aliases) => this.forgetModules(aliases),
+      forgetRealm: (realm) => this.forgetRealm(realm),
+      forgetAll: () => this.forgetAll(),
     });
     this.subscription = listener
       ? subscribeToInvalidations(listener, {
@@ -159,95 +169,18 @@ export class CachingDefinitionLookup implements OnModuleInit, OnApplicationShutd
   }
 
   /** Invalidates the module, its URL variants and every transitive consumer (all scopes); returns the URLs invalidated. */
-  async invalidate(moduleURL: string): Promise<string[]> {
-    const started = performance.now();
-    const url = canonicalURL(moduleURL);
-    const realm = this.realms.resolve(url);
-    const alias = aliasOf(url, this.options.extensions);
-    const variants = urlVariants(url, this.options.extensions);
-    this.forgetModules([alias]);
-    let affected: InvalidatedRow[] = [];
-    let sent = 0;
-    try {
-      // First as if nothing depended on the module (one round trip for a module without
-      // consumers); the database hands back the fan-out when it reaches further.
-      let known = [urlHash(alias)];
-      let payloads = this.encodeModules(realm, variants, []);
-      for (let attempt = 1; ; attempt++) {
-        if (attempt > OPTIMISTIC_INVALIDATION_ATTEMPTS) {
-          // The graph kept gaining consumers between our statements: do it in one transaction.
-          affected = await this.repository.invalidateModules([alias], this.options.fenceRetentionMs, this.options.channel, (rows) => {
-            this.forgetModules(rows.map((r) => r.alias));
-            payloads = this.encodeModules(realm, variants, rows);
-            return payloads;
-          });
-          sent = payloads.length;
-          break;
-        }
-        const result = await this.repository.invalidateAndNotify(
-          [alias],
-          known,
-          this.options.fenceRetentionMs,
-          this.options.channel,
-          payloads,
-        );
-        if (result.done) {
-          affected = result.rows;
-          sent = payloads.length;
-          break;
-        }
-        this.forgetModules(result.rows.map((r) => r.alias));
-        known = [urlHash(alias), ...result.rows.map((r) => r.alias_hash)];
-        payloads = this.encodeModules(realm, variants, result.rows);
-      }
-    } catch (error) {
-      throw this.broadcastFailure(`invalidate(${url})`, error);
-    } finally {
-      // Again after commit: a read that raced the transaction must not repopulate memory.
-      this.forgetModules([alias, ...affected.map((r) => r.alias)]);
-    }
-    this.counters.notifications.sent += sent;
-    const urls = [...new Set([...variants, ...affected.map((r) => r.url)])];
-    this.counters.invalidations++;
-    this.emit({ type: 'invalidated', kind: 'module', realm, urls, durationMs: performance.now() - started });
-    return urls;
+  invalidate(moduleURL: string): Promise<string[]> {
+    return this.invalidator.invalidate(moduleURL);
   }
 
   /** Clears every row of one registered realm, here and in every peer. Returns the rows deleted. */
-  async clearRealm(realmURL: string): Promise<number> {
-    const started = performance.now();
-    const realm = this.realms.canonicalRealm(realmURL);
-    this.forgetRealm(realm);
-    try {
-      const payloads = this.encode({ kind: 'realm', realm });
-      const count = await this.repository.clearRealm(realm, this.options.channel, payloads);
-      this.counters.notifications.sent += payloads.length;
-      this.counters.invalidations++;
-      this.emit({ type: 'invalidated', kind: 'realm', realm, urls: [], durationMs: performance.now() - started });
-      return count;
-    } catch (error) {
-      throw this.broadcastFailure(`clearRealm(${realm})`, error);
-    } finally {
-      this.forgetRealm(realm);
-    }
+  clearRealm(realmURL: string): Promise<number> {
+    return this.invalidator.clearRealm(realmURL);
   }
 
   /** Clears everything, here and in every peer. Returns the rows deleted. */
-  async clearAll(): Promise<number> {
-    const started = performance.now();
-    this.forgetAll();
-    try {
-      const payloads = this.encode({ kind: 'global' });
-      const count = await this.repository.clearAll(this.options.channel, payloads);
-      this.counters.notifications.sent += payloads.length;
-      this.counters.invalidations++;
-      this.emit({ type: 'invalidated', kind: 'global', urls: [], durationMs: performance.now() - started });
-      return count;
-    } catch (error) {
-      throw this.broadcastFailure('clearAll()', error);
-    } finally {
-      this.forgetAll();
-    }
+  clearAll(): Promise<number> {
+    return this.invalidator.clearAll();
   }
 
   stats(): ModuleCacheStats {
@@ -362,31 +295,6 @@ export class CachingDefinitionLookup implements OnModuleInit, OnApplicationShutd
       this.emit({ type: 'hit', tier: 'table', url: ctx.url, realm: ctx.realm, scope: ctx.scope, durationMs: performance.now() - started });
     }
   }
-
-  private encode(target: InvalidationTarget): string[] {
-    return encodeInvalidations(target, { origin: this.origin, signingSecret: this.options.signingSecret });
-  }
-
-  private encodeModules(realm: string, variants: string[], rows: InvalidatedRow[]): string[] {
-    return moduleTargets(realm, variants, rows).flatMap((target) => this.encode(target));
-  }
-
-  private broadcastFailure(what: string, error: unknown): ModuleCacheError {
-    const message = error instanceof Error ? error.message : String(error);
-    this.logger.error(`${what} failed; local caches were cleared but peers were not told: ${message}`);
-    return new InvalidationBroadcastError(`${what} failed (local state was invalidated, peers were not notified): ${message}`, {
-      cause: error,
-    });
-  }
-}
-
-function moduleTargets(realm: string, variants: string[], rows: InvalidatedRow[]): InvalidationTarget[] {
-  const byRealm = new Map<string, Set<string>>([[realm, new Set(variants)]]);
-  for (const row of rows) {
-    if (!byRealm.has(row.realm)) byRealm.set(row.realm, new Set());
-    byRealm.get(row.realm)!.add(row.url);
-  }
-  return [...byRealm].map(([r, urls]) => ({ kind: 'module' as const, realm: r, urls: [...urls] }));
 }
 
 function scopeOf(options: LookupOptions): string {

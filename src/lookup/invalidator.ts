@@ -1,0 +1,150 @@
+import type { Logger } from '@nestjs/common';
+import { encodeInvalidations, type InvalidationTarget } from '../broadcast/invalidation-message';
+import { InvalidationBroadcastError, type ModuleCacheError } from '../errors';
+import type { ResolvedModuleCacheOptions } from '../module-cache.options';
+import type { ModuleCacheEvent, ModuleCacheStats } from '../observability/events';
+import { urlHash, type InvalidatedRow, type ModuleCacheRepository } from '../persistence/module-cache.repository';
+import { aliasOf, canonicalURL, urlVariants, type RealmRegistry } from './urls';
+
+/** One-statement invalidation attempts (the first assumes no consumers) before one explicit transaction. */
+const OPTIMISTIC_INVALIDATION_ATTEMPTS = 4;
+
+export interface InvalidatorDeps {
+  options: ResolvedModuleCacheOptions;
+  repository: ModuleCacheRepository;
+  realms: RealmRegistry;
+  origin: string;
+  stats: ModuleCacheStats;
+  logger: Logger;
+  emit(event: ModuleCacheEvent): void;
+  /** Synchronous local effects: bump generations, drop in-flight computations, evict memory. */
+  forgetModules(aliases: Iterable<string>): void;
+  forgetRealm(realm: string): void;
+  forgetAll(): void;
+}
+
+/**
+ * The three invalidation paths. Each clears local state synchronously before its first await
+ * and again after the commit (a read racing the transaction must not repopulate memory), and
+ * deletes rows, writes the fence log and NOTIFYs peers in one transaction.
+ */
+export class Invalidator {
+  constructor(private readonly d: InvalidatorDeps) {}
+
+  /** Invalidates the module, its URL variants and every transitive consumer (all scopes); returns the URLs invalidated. */
+  async invalidate(moduleURL: string): Promise<string[]> {
+    const started = performance.now();
+    const url = canonicalURL(moduleURL);
+    const realm = this.d.realms.resolve(url);
+    const alias = aliasOf(url, this.d.options.extensions);
+    const variants = urlVariants(url, this.d.options.extensions);
+    this.d.forgetModules([alias]);
+    let affected: InvalidatedRow[] = [];
+    let sent = 0;
+    try {
+      // First as if nothing depended on the module (one round trip for a module without
+      // consumers); the database hands back the fan-out when it reaches further.
+      let known = [urlHash(alias)];
+      let payloads = this.encodeModules(realm, variants, []);
+      for (let attempt = 1; ; attempt++) {
+        if (attempt > OPTIMISTIC_INVALIDATION_ATTEMPTS) {
+          // The graph kept gaining consumers between our statements: do it in one transaction.
+          affected = await this.d.repository.invalidateModules([alias], this.d.options.fenceRetentionMs, this.d.options.channel, (rows) => {
+            this.d.forgetModules(rows.map((r) => r.alias));
+            payloads = this.encodeModules(realm, variants, rows);
+            return payloads;
+          });
+          sent = payloads.length;
+          break;
+        }
+        const result = await this.d.repository.invalidateAndNotify(
+          [alias],
+          known,
+          this.d.options.fenceRetentionMs,
+          this.d.options.channel,
+          payloads,
+        );
+        if (result.done) {
+          affected = result.rows;
+          sent = payloads.length;
+          break;
+        }
+        this.d.forgetModules(result.rows.map((r) => r.alias));
+        known = [urlHash(alias), ...result.rows.map((r) => r.alias_hash)];
+        payloads = this.encodeModules(realm, variants, result.rows);
+      }
+    } catch (error) {
+      throw this.broadcastFailure(`invalidate(${url})`, error);
+    } finally {
+      // Again after commit: a read that raced the transaction must not repopulate memory.
+      this.d.forgetModules([alias, ...affected.map((r) => r.alias)]);
+    }
+    this.d.stats.notifications.sent += sent;
+    const urls = [...new Set([...variants, ...affected.map((r) => r.url)])];
+    this.d.stats.invalidations++;
+    this.d.emit({ type: 'invalidated', kind: 'module', realm, urls, durationMs: performance.now() - started });
+    return urls;
+  }
+
+  /** Clears every row of one registered realm, here and in every peer. Returns the rows deleted. */
+  async clearRealm(realmURL: string): Promise<number> {
+    const started = performance.now();
+    const realm = this.d.realms.canonicalRealm(realmURL);
+    this.d.forgetRealm(realm);
+    try {
+      const payloads = this.encode({ kind: 'realm', realm });
+      const count = await this.d.repository.clearRealm(realm, this.d.options.channel, payloads);
+      this.d.stats.notifications.sent += payloads.length;
+      this.d.stats.invalidations++;
+      this.d.emit({ type: 'invalidated', kind: 'realm', realm, urls: [], durationMs: performance.now() - started });
+      return count;
+    } catch (error) {
+      throw this.broadcastFailure(`clearRealm(${realm})`, error);
+    } finally {
+      this.d.forgetRealm(realm);
+    }
+  }
+
+  /** Clears everything, here and in every peer. Returns the rows deleted. */
+  async clearAll(): Promise<number> {
+    const started = performance.now();
+    this.d.forgetAll();
+    try {
+      const payloads = this.encode({ kind: 'global' });
+      const count = await this.d.repository.clearAll(this.d.options.channel, payloads);
+      this.d.stats.notifications.sent += payloads.length;
+      this.d.stats.invalidations++;
+      this.d.emit({ type: 'invalidated', kind: 'global', urls: [], durationMs: performance.now() - started });
+      return count;
+    } catch (error) {
+      throw this.broadcastFailure('clearAll()', error);
+    } finally {
+      this.d.forgetAll();
+    }
+  }
+
+  private encode(target: InvalidationTarget): string[] {
+    return encodeInvalidations(target, { origin: this.d.origin, signingSecret: this.d.options.signingSecret });
+  }
+
+  private encodeModules(realm: string, variants: string[], rows: InvalidatedRow[]): string[] {
+    return moduleTargets(realm, variants, rows).flatMap((target) => this.encode(target));
+  }
+
+  private broadcastFailure(what: string, error: unknown): ModuleCacheError {
+    const message = error instanceof Error ? error.message : String(error);
+    this.d.logger.error(`${what} failed; local caches were cleared but peers were not told: ${message}`);
+    return new InvalidationBroadcastError(`${what} failed (local state was invalidated, peers were not notified): ${message}`, {
+      cause: error,
+    });
+  }
+}
+
+function moduleTargets(realm: string, variants: string[], rows: InvalidatedRow[]): InvalidationTarget[] {
+  const byRealm = new Map<string, Set<string>>([[realm, new Set(variants)]]);
+  for (const row of rows) {
+    if (!byRealm.has(row.realm)) byRealm.set(row.realm, new Set());
+    byRealm.get(row.realm)!.add(row.url);
+  }
+  return [...byRealm].map(([r, urls]) => ({ kind: 'module' as const, realm: r, urls: [...urls] }));
+}
