@@ -32,7 +32,7 @@ const name = process.env.WORKER_NAME ?? `w${process.pid}`;
 
 /** Reads `truth(url, version, deps)`; the definitions carry the versions it saw (own and deps'). */
 class TruthSource implements DefinitionSource {
-  readonly pool = new Pool({ connectionString: databaseUrl, max: 4, application_name: `truth-${name}` });
+  readonly pool = new Pool({ connectionString: databaseUrl, max: 2, application_name: `truth-${name}` });
   constructor() {
     // Idle pooled connections die with a server restart: that is an event, not a crash.
     this.pool.on('error', () => undefined);
@@ -80,7 +80,7 @@ async function main(): Promise<void> {
 
   @Module({
     imports: [
-      TypeOrmModule.forRoot({ type: 'postgres', url: databaseUrl, entities: moduleCacheEntities, retryAttempts: 1, extra: { max: 10 } }),
+      TypeOrmModule.forRoot({ type: 'postgres', url: databaseUrl, entities: moduleCacheEntities, retryAttempts: 1, extra: { max: 4 } }),
       ModuleCacheModule.forRoot({ ...options, source }),
     ],
   })
