@@ -67,6 +67,7 @@ export class CachingDefinitionLookup implements OnModuleInit, OnApplicationShutd
       lookupDependency: (url, scope, waiter) => this.resolve(url, scope, waiter),
       coordinator,
       remember: (urls, entry, alias) => urls.forEach((u) => this.memory.set(u, entry.scope, alias, entry.realmURL, entry)),
+      tableHit: (ctx, started) => this.countTableHit(ctx, started),
     });
     this.invalidator = new Invalidator({
       options,

@@ -37,6 +37,8 @@ export interface ComputationDeps {
   emit(event: ModuleCacheEvent): void;
   lookupDependency(url: string, scope: string, waiter: EntryFlight): Promise<ModuleCacheEntry | undefined | typeof DEPENDENCY_CYCLE>;
   remember(urls: string[], entry: ModuleCacheEntry, alias: string): void;
+  /** Counts a table hit and emits its event (the lookup service's, shared with lookupCached/lookupMany). */
+  tableHit(ctx: LookupContext, started: number): void;
   coordinator: PopulateCoordinator | null;
 }
 
@@ -141,17 +143,7 @@ export class ComputationRunner {
     // The row may belong to an invalidation that just committed: read again rather than serve it.
     if (!this.d.generations.isCurrent(snapshot)) return { done: false, reason: 'invalidated-locally' };
     const entry = toEntry(row);
-    if (countHit) {
-      this.d.stats.hits.table++;
-      this.d.emit({
-        type: 'hit',
-        tier: 'table',
-        url: ctx.url,
-        realm: ctx.realm,
-        scope: ctx.scope,
-        durationMs: performance.now() - started,
-      });
-    }
+    if (countHit) this.d.tableHit(ctx, started);
     this.d.remember([ctx.url], entry, ctx.alias);
     return { done: true, entry };
   }
