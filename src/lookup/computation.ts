@@ -67,8 +67,8 @@ export class ComputationRunner {
       waitingOn: new Set(),
     };
     // Taken before the first await: anything that invalidates from here on is seen.
-    flight.snapshot = this.d.generations.snapshot(ctx.realm, ctx.alias);
-    flight.promise = this.run(flight, ctx, flight.snapshot, started, coalesce);
+    const snapshot = this.d.generations.snapshot(ctx.realm, ctx.alias);
+    flight.promise = this.run(flight, ctx, snapshot, started, coalesce);
     return flight;
   }
 
@@ -99,7 +99,7 @@ export class ComputationRunner {
       }
       this.logger.debug(`${ctx.url} (${ctx.scope}): computation discarded (${outcome.reason}), retrying`);
       this.d.stats.retries++;
-      snapshot = flight.snapshot = this.d.generations.snapshot(ctx.realm, ctx.alias);
+      snapshot = this.d.generations.snapshot(ctx.realm, ctx.alias);
     }
   }
 

@@ -1,5 +1,3 @@
-import type { GenerationSnapshot } from './generations';
-
 /** One shared computation of (realm, url, scope). */
 export interface Flight<T> {
   readonly key: string;
@@ -8,7 +6,6 @@ export interface Flight<T> {
   readonly alias: string;
   readonly scope: string;
   promise: Promise<T>;
-  snapshot?: GenerationSnapshot;
   /** Flights this one is awaiting (dependency lookups): a wait-for graph to refuse deadlocks. */
   readonly waitingOn: Set<Flight<T>>;
 }
@@ -39,15 +36,10 @@ export class InFlight<T> {
   }
 
   /** Forgets matching flights so later callers start afresh; their own callers still get a (retried) result. */
-  drop(predicate: (flight: Flight<T>) => boolean): number {
-    let dropped = 0;
+  drop(predicate: (flight: Flight<T>) => boolean): void {
     for (const [key, flight] of this.flights) {
-      if (predicate(flight)) {
-        this.flights.delete(key);
-        dropped++;
-      }
+      if (predicate(flight)) this.flights.delete(key);
     }
-    return dropped;
   }
 
   /** True if `from` (transitively) waits on `to`: joining would deadlock. */
