@@ -68,11 +68,7 @@ export class ModuleCacheRepository {
 
   /** The first fresh row among `candidates`, in candidate order. */
   async read(candidates: string[], scope: string, errorTtlMs: number): Promise<StoredRow | undefined> {
-    const rows = await this.prepared<StoredRow>(
-      'module_cache_read',
-      `SELECT ${ROW_COLUMNS} FROM module_cache_entries e WHERE e.url_hash = ANY($1::uuid[]) AND e.scope = $2 AND ${FRESH}`,
-      [candidates.map(urlHash), scope, errorTtlMs],
-    );
+    const rows = await this.readMany(candidates, scope, errorTtlMs);
     if (rows.length <= 1) return rows[0];
     return candidates.map((c) => rows.find((r) => r.url === c)).find((r) => r !== undefined);
   }
@@ -93,7 +89,7 @@ export class ModuleCacheRepository {
   async readMany(urls: string[], scope: string, errorTtlMs: number): Promise<StoredRow[]> {
     if (urls.length === 0) return [];
     return this.prepared<StoredRow>(
-      'module_cache_read_many',
+      'module_cache_read',
       `SELECT ${ROW_COLUMNS} FROM module_cache_entries e WHERE e.url_hash = ANY($1::uuid[]) AND e.scope = $2 AND ${FRESH}`,
       [urls.map(urlHash), scope, errorTtlMs],
     );
