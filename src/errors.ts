@@ -1,38 +1,94 @@
-/** Base class of every error this library throws on purpose. */
-export class ModuleCacheError extends Error {
+import { messages } from './messages';
+
+/**
+ * Base class of every error this library throws on purpose. `code` is stable across versions
+ * (match on it, not on the message); messages are built in one place (`messages.ts`).
+ */
+export abstract class ModuleCacheError extends Error {
+  abstract readonly code: `E_${string}`;
+
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = new.target.name;
   }
 }
 
-export class InvalidModuleURLError extends ModuleCacheError {}
+/** A module URL that is not an absolute, usable http(s) URL. */
+export class InvalidModuleURLError extends ModuleCacheError {
+  readonly code = 'E_INVALID_MODULE_URL';
+}
 
-export class UnknownRealmError extends ModuleCacheError {}
+/** A realm URL that is not an absolute http(s) URL ending with "/". */
+export class InvalidRealmURLError extends ModuleCacheError {
+  readonly code = 'E_INVALID_REALM_URL';
+}
 
-export class DefinitionNotFoundError extends ModuleCacheError {
+/** A module URL inside no registered realm (lookups only: invalidations of such URLs resolve to []). */
+export class UnknownRealmError extends ModuleCacheError {
+  readonly code = 'E_UNKNOWN_REALM';
+
   constructor(
-    readonly moduleURL: string,
-    readonly definitionName: string,
-    reason: string,
+    readonly url: string,
+    registered: readonly string[],
   ) {
-    super(`definition "${definitionName}" of ${moduleURL}: ${reason}`);
+    super(messages.unknownRealm(url, registered));
   }
 }
 
-export class DefinitionSourceError extends ModuleCacheError {}
+/** A scope (or what `scopeFor` returned) that cannot key a cache row. */
+export class InvalidScopeError extends ModuleCacheError {
+  readonly code = 'E_INVALID_SCOPE';
+}
 
-export class DefinitionSourceTimeoutError extends DefinitionSourceError {}
+/** `lookupDefinition`: the module or the definition is missing, or errored. */
+export class DefinitionNotFoundError extends ModuleCacheError {
+  readonly code = 'E_DEFINITION_NOT_FOUND';
+
+  constructor(
+    readonly moduleURL: string,
+    readonly definitionName: string,
+    readonly reason: string,
+  ) {
+    super(messages.definitionNotFound(moduleURL, definitionName, reason));
+  }
+}
+
+/** The DefinitionSource threw, or returned something that is not a LoadedModule. Never cached. */
+export class DefinitionSourceError extends ModuleCacheError {
+  readonly code: `E_${string}` = 'E_SOURCE_FAILED';
+}
+
+/** The DefinitionSource did not answer within `sourceTimeoutMs` (its signal was aborted). Never cached. */
+export class DefinitionSourceTimeoutError extends DefinitionSourceError {
+  override readonly code = 'E_SOURCE_TIMEOUT';
+}
+
+/** The application is shutting down: work in progress was abandoned. Never cached. */
+export class ModuleCacheShutdownError extends ModuleCacheError {
+  readonly code = 'E_SHUTTING_DOWN';
+}
 
 /** Every attempt was discarded because the module kept being invalidated while it computed. */
-export class ComputationDiscardedError extends ModuleCacheError {}
+export class ComputationDiscardedError extends ModuleCacheError {
+  readonly code = 'E_COMPUTATION_DISCARDED';
+}
 
-/** The delete+notify transaction of an invalidation failed; local state was still bumped. */
-export class InvalidationBroadcastError extends ModuleCacheError {}
+/** The delete+notify transaction of an invalidation failed; local state was still invalidated. */
+export class InvalidationBroadcastError extends ModuleCacheError {
+  readonly code = 'E_INVALIDATION_BROADCAST';
+}
 
-export class ModuleCacheOptionsError extends ModuleCacheError {}
+/** Bad options: the message names the option. */
+export class ModuleCacheOptionsError extends ModuleCacheError {
+  readonly code = 'E_INVALID_OPTIONS';
+}
 
-export class ModuleCacheSchemaError extends ModuleCacheError {}
+/** The tables or functions of the migrations are missing or out of date. */
+export class ModuleCacheSchemaError extends ModuleCacheError {
+  readonly code = 'E_SCHEMA';
+}
 
 /** A peer process was computing the module and neither finished nor let go within coalesceWaitTimeoutMs. */
-export class CoalesceTimeoutError extends ModuleCacheError {}
+export class CoalesceTimeoutError extends ModuleCacheError {
+  readonly code = 'E_COALESCE_TIMEOUT';
+}

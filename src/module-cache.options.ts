@@ -2,6 +2,7 @@ import type { ClientConfig } from 'pg';
 import { z } from 'zod';
 import { DEFAULT_EXTENSIONS, MODULE_CACHE_COMPUTED_CHANNEL, MODULE_CACHE_INVALIDATED_CHANNEL } from './module-cache.constants';
 import { ModuleCacheOptionsError } from './errors';
+import { messages } from './messages';
 import {
   isRegistryLike,
   METRIC_PREFIX,
@@ -173,12 +174,12 @@ const schema = z
 /** Validates user options and fills defaults; throws ModuleCacheOptionsError naming each bad option. */
 export function resolveModuleCacheOptions(options: unknown): ResolvedModuleCacheOptions {
   if (typeof options !== 'object' || options === null) {
-    throw new ModuleCacheOptionsError('module-cache options: expected an object');
+    throw new ModuleCacheOptionsError(messages.invalidOptions(['(options): expected an object']));
   }
   const result = schema.safeParse(options);
   if (!result.success) {
     const problems = result.error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(options)'}: ${i.message}`);
-    throw new ModuleCacheOptionsError(`invalid module-cache options: ${problems.join('; ')}`);
+    throw new ModuleCacheOptionsError(messages.invalidOptions(problems));
   }
   const o = result.data;
   return {

@@ -6,6 +6,7 @@ import type { DataSource } from 'typeorm';
 import { LISTENER_CONFIG, ModuleCacheInvalidationListener, type ListenerConfig } from './broadcast/invalidation-listener';
 import { PopulateCoordinator } from './coordination/populate-coordinator';
 import { ModuleCacheOptionsError } from './errors';
+import { messages } from './messages';
 import {
   DEFINITION_SOURCE,
   MODULE_CACHE_COORDINATOR,
@@ -47,7 +48,7 @@ export const moduleCacheProviders: Provider[] = [
       try {
         return moduleRef.get<DefinitionSource>(DEFINITION_SOURCE, { strict: false });
       } catch {
-        throw new ModuleCacheOptionsError('source: pass options.source or provide DEFINITION_SOURCE in an imported module');
+        throw new ModuleCacheOptionsError(messages.noSource());
       }
     },
   },

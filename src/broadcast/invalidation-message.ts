@@ -1,5 +1,5 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { InvalidModuleURLError } from '../errors';
+import { InvalidModuleURLError, InvalidRealmURLError } from '../errors';
 
 /**
  * The wire format of the invalidation channel. Payloads are untrusted hints (any role can
@@ -86,7 +86,7 @@ export function encodeInvalidations(target: InvalidationTarget, options: EncodeO
   if (target.kind === 'global') return [global];
 
   if (!isRealmURL(target.realm))
-    throw new InvalidModuleURLError(`invalidation realm must be an absolute http(s) URL ending with "/": ${target.realm}`);
+    throw new InvalidRealmURLError(`invalidation realm must be an absolute http(s) URL ending with "/": ${target.realm}`);
   const realmMessage = serialise({ k: 'realm', r: target.realm, o: origin }, signingSecret);
   const realmOrCoarser = bytes(realmMessage) <= maxBytes ? realmMessage : global;
   if (target.kind === 'realm') return [realmOrCoarser];

@@ -2,7 +2,8 @@ import { Inject, Injectable, Logger, Optional, type OnApplicationShutdown, type 
 import { Subject, type Observable, type Subscription } from 'rxjs';
 import { ModuleCacheInvalidationListener } from '../broadcast/invalidation-listener';
 import type { PopulateCoordinator } from '../coordination/populate-coordinator';
-import { DefinitionNotFoundError, ModuleCacheError } from '../errors';
+import { DefinitionNotFoundError, InvalidScopeError } from '../errors';
+import { messages } from '../messages';
 import {
   RESOLVED_DEFINITION_SOURCE,
   MODULE_CACHE_COORDINATOR,
@@ -298,11 +299,15 @@ export class CachingDefinitionLookup implements OnModuleInit, OnApplicationShutd
   }
 }
 
+const MAX_SCOPE_LENGTH = 512;
+
 function scopeOf(options: LookupOptions): string {
   const scope = options.scope ?? PUBLIC_SCOPE;
-  if (typeof scope !== 'string' || scope.length === 0 || scope.length > 512) {
-    throw new ModuleCacheError(`scope must be a non-empty string of at most 512 characters`);
+  if (typeof scope !== 'string' || scope.length === 0 || scope.length > MAX_SCOPE_LENGTH) {
+    throw new InvalidScopeError(messages.badScope(`must be a non-empty string of at most ${MAX_SCOPE_LENGTH} characters`));
   }
+  // Postgres text cannot hold NUL: reject it here rather than fail in the database.
+  if (scope.includes('\u0000')) throw new InvalidScopeError(messages.badScope('must not contain NUL characters'));
   return scope;
 }
 

@@ -1,6 +1,7 @@
 import { Logger } from '@nestjs/common';
 import { PopulateCoordinator } from '../coordination/populate-coordinator';
 import { CoalesceTimeoutError, ComputationDiscardedError, DefinitionSourceError } from '../errors';
+import { messages } from '../messages';
 import type { ResolvedModuleCacheOptions } from '../module-cache.options';
 import type { ModuleCacheEvent, ModuleCacheStats } from '../observability/events';
 import { toEntry, type ModuleCacheRepository, type StoredRow } from '../persistence/module-cache.repository';
@@ -175,9 +176,7 @@ export class ComputationRunner {
         }
         const remaining = deadline - Date.now();
         if (remaining <= 0) {
-          const error = new CoalesceTimeoutError(
-            `${ctx.url}: another process has been computing it for over ${options.coalesceWaitTimeoutMs} ms (coalesceWaitTimeoutMs)`,
-          );
+          const error = new CoalesceTimeoutError(messages.coalesceTimeout(ctx.url, options.coalesceWaitTimeoutMs));
           this.logger.warn(error.message);
           throw error;
         }

@@ -1,6 +1,7 @@
 import type { Logger } from '@nestjs/common';
 import { encodeInvalidations, type InvalidationTarget } from '../broadcast/invalidation-message';
 import { InvalidationBroadcastError, type ModuleCacheError } from '../errors';
+import { messages } from '../messages';
 import type { ResolvedModuleCacheOptions } from '../module-cache.options';
 import type { ModuleCacheEvent, ModuleCacheStats } from '../observability/events';
 import { urlHash, type InvalidatedRow, type ModuleCacheRepository } from '../persistence/module-cache.repository';
@@ -134,7 +135,7 @@ export class Invalidator {
   private broadcastFailure(what: string, error: unknown): ModuleCacheError {
     const message = error instanceof Error ? error.message : String(error);
     this.d.logger.error(`${what} failed; local caches were cleared but peers were not told: ${message}`);
-    return new InvalidationBroadcastError(`${what} failed (local state was invalidated, peers were not notified): ${message}`, {
+    return new InvalidationBroadcastError(messages.broadcastFailed(what, message), {
       cause: error,
     });
   }

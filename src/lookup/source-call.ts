@@ -1,4 +1,6 @@
-import { DefinitionSourceError, DefinitionSourceTimeoutError } from '../errors';
+import { DefinitionSourceError, DefinitionSourceTimeoutError, ModuleCacheShutdownError } from '../errors';
+import { messages } from '../messages';
+import { deadline } from '../timeout';
 import type { DefinitionSource, LoadedModule, ModuleError } from '../types';
 
 /**
@@ -13,39 +15,42 @@ export async function callSource(
   // One controller per call; the shutdown listener is removed when the call ends, so the
   // long-lived shutdown signal does not collect one listener per computation.
   const controller = new AbortController();
-  let fail!: (error: Error) => void;
-  const abandoned = new Promise<never>((_, reject) => (fail = reject));
-  const abandon = (error: Error) => {
+  const timeout = deadline(context.timeoutMs, () => {
+    const error = new DefinitionSourceTimeoutError(messages.sourceTimeout(url, context.timeoutMs));
     controller.abort(error);
-    fail(error);
-  };
-  const timer = setTimeout(
-    () => abandon(new DefinitionSourceTimeoutError(`definition source did not answer for ${url} within ${context.timeoutMs} ms`)),
-    context.timeoutMs,
-  );
-  const onShutdown = () => abandon(new DefinitionSourceError(`shutting down: gave up on ${url}`));
+    return error;
+  });
+  let onShutdown!: () => void;
+  const shutdown = new Promise<never>((_, reject) => {
+    onShutdown = () => {
+      const error = new ModuleCacheShutdownError(messages.shuttingDown(url));
+      controller.abort(error);
+      reject(error);
+    };
+  });
+  shutdown.catch(() => undefined);
   if (context.shutdown.aborted) onShutdown();
   else context.shutdown.addEventListener('abort', onShutdown, { once: true });
   try {
     const result = await Promise.race([
       Promise.resolve().then(() => source.load(url, { realmURL: context.realmURL, scope: context.scope, signal: controller.signal })),
-      abandoned,
+      timeout.expired,
+      shutdown,
     ]);
     return validateLoaded(result, url);
   } catch (error) {
-    if (error instanceof DefinitionSourceError) throw error;
+    if (error instanceof DefinitionSourceError || error instanceof ModuleCacheShutdownError) throw error;
     const message = error instanceof Error ? error.message : String(error);
-    throw new DefinitionSourceError(`definition source failed for ${url}: ${message}`, { cause: error });
+    throw new DefinitionSourceError(messages.sourceFailed(url, message), { cause: error });
   } finally {
-    clearTimeout(timer);
+    timeout.cancel();
     context.shutdown.removeEventListener('abort', onShutdown);
-    abandoned.catch(() => undefined);
   }
 }
 
 function validateLoaded(result: unknown, url: string): LoadedModule | null {
   if (result === null) return null;
-  const bad = (why: string) => new DefinitionSourceError(`definition source returned an invalid result for ${url}: ${why}`);
+  const bad = (why: string) => new DefinitionSourceError(messages.sourceInvalidResult(url, why));
   if (typeof result !== 'object' || result === undefined) throw bad(`expected an object or null, got ${typeof result}`);
   const r = result as Partial<LoadedModule>;
   if (typeof r.definitions !== 'object' || r.definitions === null || Array.isArray(r.definitions))

@@ -1,21 +1,24 @@
 import { InvalidModuleURLError, UnknownRealmError } from '../errors';
+import { messages } from '../messages';
+
+const MAX_URL_LENGTH = 8192;
 
 /** Absolute http(s) URL with query and hash stripped; throws InvalidModuleURLError otherwise. */
 export function canonicalURL(input: unknown): string {
   if (typeof input !== 'string' || input.length === 0) {
-    throw new InvalidModuleURLError(`module URL must be a non-empty string, got ${describe(input)}`);
+    throw new InvalidModuleURLError(messages.moduleURLNotString(describe(input)));
   }
-  if (input.length > 8192) {
-    throw new InvalidModuleURLError(`module URL is ${input.length} characters long; the limit is 8192`);
+  if (input.length > MAX_URL_LENGTH) {
+    throw new InvalidModuleURLError(messages.moduleURLTooLong(input.length, MAX_URL_LENGTH));
   }
   let url: URL;
   try {
     url = new URL(input);
   } catch {
-    throw new InvalidModuleURLError(`not an absolute URL: ${JSON.stringify(input.slice(0, 200))}`);
+    throw new InvalidModuleURLError(messages.notAbsoluteURL(input));
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new InvalidModuleURLError(`module URL must be http(s), got ${url.protocol} in ${JSON.stringify(input.slice(0, 200))}`);
+    throw new InvalidModuleURLError(messages.notHttpURL(url.protocol, input));
   }
   url.search = '';
   url.hash = '';
@@ -84,7 +87,7 @@ export class RealmRegistry {
   resolve(url: string): string {
     const realm = this.find(url);
     if (!realm) {
-      throw new UnknownRealmError(`${url} is not inside any registered realm (${this.realms.join(', ')})`);
+      throw new UnknownRealmError(url, this.realms);
     }
     return realm;
   }
@@ -93,7 +96,7 @@ export class RealmRegistry {
   canonicalRealm(input: unknown): string {
     const url = canonicalURL(input);
     const realm = url.endsWith('/') ? url : `${url}/`;
-    if (!this.has(realm)) throw new UnknownRealmError(`${realm} is not a registered realm (${this.realms.join(', ')})`);
+    if (!this.has(realm)) throw new UnknownRealmError(realm, this.realms);
     return realm;
   }
 }

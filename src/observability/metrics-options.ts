@@ -1,15 +1,23 @@
-import type { Registry } from 'prom-client';
+/**
+ * The part of a prom-client `Registry` the metrics use. Structural, so that the library's types
+ * never name prom-client (an optional peer dependency): pass a prom-client `Registry`.
+ */
+export interface MetricsRegistry {
+  registerMetric(metric: never): void;
+  getSingleMetric(name: string): unknown;
+  removeSingleMetric(name: string): void;
+}
 
 /** `metrics` option: Prometheus metrics through prom-client (an optional peer dependency). */
 export interface ModuleCacheMetricsOptions {
   /** Registry to register in; prom-client's global `register` when absent. */
-  registry?: Registry;
+  registry?: MetricsRegistry;
   /** Prefix of every metric name; `module_cache_` when absent. */
   prefix?: string;
 }
 
 export interface ResolvedMetricsOptions {
-  registry?: Registry;
+  registry?: MetricsRegistry;
   prefix: string;
 }
 
@@ -19,8 +27,8 @@ export const DEFAULT_METRICS_PREFIX = 'module_cache_';
 export const METRIC_PREFIX = /^([a-zA-Z_:][a-zA-Z0-9_:]*)?$/;
 
 /** Duck-typed, so that the options module never loads prom-client itself. */
-export function isRegistryLike(value: unknown): value is Registry {
-  const r = value as Partial<Record<keyof Registry, unknown>> | null;
+export function isRegistryLike(value: unknown): value is MetricsRegistry {
+  const r = value as Partial<Record<keyof MetricsRegistry, unknown>> | null;
   return (
     typeof r === 'object' &&
     r !== null &&

@@ -2,6 +2,7 @@ import { Logger, type OnApplicationShutdown } from '@nestjs/common';
 import type { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Observable, Subscription } from 'rxjs';
 import { ModuleCacheOptionsError } from '../errors';
+import { messages } from '../messages';
 import type { ModuleCacheEvent, ModuleCacheStats } from './events';
 import type { ResolvedMetricsOptions } from './metrics-options';
 
@@ -280,10 +281,10 @@ export async function createModuleCacheMetrics(
   try {
     prom = await import('prom-client');
   } catch (error) {
-    throw new ModuleCacheOptionsError(
-      `metrics: needs the optional peer dependency prom-client (npm install prom-client@^15): ${error instanceof Error ? error.message : String(error)}`,
-      { cause: error },
-    );
+    throw new ModuleCacheOptionsError(messages.promClientMissing(error instanceof Error ? error.message : String(error)), { cause: error });
   }
-  return new ModuleCacheMetrics(SharedMetrics.for(prom, options.registry ?? prom.register, options.prefix), source);
+  return new ModuleCacheMetrics(
+    SharedMetrics.for(prom, (options.registry as Registry | undefined) ?? prom.register, options.prefix),
+    source,
+  );
 }

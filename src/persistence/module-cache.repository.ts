@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Pool } from 'pg';
 import type { DataSource, QueryRunner } from 'typeorm';
 import { ModuleCacheSchemaError } from '../errors';
+import { messages } from '../messages';
 import type { ModuleCacheEntry, ModuleError } from '../types';
 
 export interface StoredRow {
@@ -60,9 +61,7 @@ export class ModuleCacheRepository {
           AND to_regprocedure('module_cache_fenced_upsert(text,text,text,text,jsonb,text[],jsonb,jsonb,bigint)') IS NOT NULL AS ok`,
     );
     if (!rows[0]?.ok) {
-      throw new ModuleCacheSchemaError(
-        'module-cache tables are missing: add `moduleCacheMigrations` to your DataSource `migrations` and run them (e.g. `migrationsRun: true`)',
-      );
+      throw new ModuleCacheSchemaError(messages.schemaMissing());
     }
   }
 

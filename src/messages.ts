@@ -1,0 +1,38 @@
+/**
+ * Every message the library's errors carry, in one place, so their wording stays consistent
+ * and can be reviewed at a glance. Log lines say what happened in their own words at the call site.
+ */
+const quote = (value: string, max = 200): string => JSON.stringify(value.length > max ? `${value.slice(0, max)}…` : value);
+
+export const messages = {
+  // URLs, realms, scopes
+  moduleURLNotString: (what: string) => `module URL must be a non-empty string, got ${what}`,
+  moduleURLTooLong: (length: number, limit: number) => `module URL is ${length} characters long; the limit is ${limit}`,
+  notAbsoluteURL: (input: string) => `not an absolute URL: ${quote(input)}`,
+  notHttpURL: (protocol: string, input: string) => `module URL must be http(s), got ${protocol} in ${quote(input)}`,
+  badRealmURL: (input: unknown) =>
+    `realm URL must be an absolute http(s) URL ending with "/" and without query or hash, got ${typeof input === 'string' ? quote(input) : typeof input}`,
+  unknownRealm: (url: string, registered: readonly string[]) =>
+    `${url} is not inside any registered realm (${registered.length ? registered.join(', ') : 'none registered'})`,
+  badScope: (why: string) => `scope ${why}`,
+
+  // definitions
+  definitionNotFound: (moduleURL: string, name: string, reason: string) => `definition "${name}" of ${moduleURL}: ${reason}`,
+
+  // the source
+  sourceTimeout: (url: string, ms: number) => `definition source did not answer for ${url} within ${ms} ms`,
+  sourceFailed: (url: string, why: string) => `definition source failed for ${url}: ${why}`,
+  sourceInvalidResult: (url: string, why: string) => `definition source returned an invalid result for ${url}: ${why}`,
+  shuttingDown: (what: string) => `shutting down: gave up on ${what}`,
+
+  // invalidation, coalescing, schema, options
+  broadcastFailed: (what: string, why: string) => `${what} failed (local state was invalidated, peers were not notified): ${why}`,
+  coalesceTimeout: (url: string, ms: number) => `${url}: another process has been computing it for over ${ms} ms (coalesceWaitTimeoutMs)`,
+  schemaMissing: () =>
+    'module-cache tables are missing or out of date: add `moduleCacheMigrations` to your DataSource `migrations` and run them (e.g. `migrationsRun: true`)',
+  invalidOptions: (problems: string[]) => `invalid module-cache options: ${problems.join('; ')}`,
+  invalidOption: (path: string, why: string) => `invalid module-cache options: ${path}: ${why}`,
+  noSource: () => 'invalid module-cache options: source: pass options.source or provide DEFINITION_SOURCE in an imported module',
+  promClientMissing: (why: string) =>
+    `invalid module-cache options: metrics: needs the optional peer dependency prom-client (npm install prom-client@^15): ${why}`,
+} as const;
