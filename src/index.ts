@@ -9,6 +9,6 @@ export { ModuleCacheInvalidationListener, type ListenerState } from './broadcast
 export { encodeInvalidations, parseInvalidation, MAX_PAYLOAD_BYTES } from './broadcast/invalidation-message';
 export type { InvalidationMessage, InvalidationTarget, ParseResult } from './broadcast/invalidation-message';
 export type { ModuleCacheEvent, ModuleCacheStats, CacheTier } from './observability/events';
-export { ModuleCacheHealthIndicator, type ModuleCacheHealthOptions } from './observability/health.indicator';
+export { ModuleCacheHealth, type ModuleCacheHealthOptions, type ModuleCacheHealthReport } from './observability/health';
 export type { ModuleCacheMetricsOptions } from './observability/metrics-options';
 export { moduleCacheEntities, moduleCacheMigrations } from './persistence';

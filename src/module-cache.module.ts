@@ -3,7 +3,7 @@ import { ModuleCacheInvalidationListener } from './broadcast/invalidation-listen
 import { CachingDefinitionLookup } from './lookup/caching-definition-lookup';
 import { ConfigurableModuleCacheModule } from './module-cache.module-definition';
 import { moduleCacheProviders } from './module-cache.providers';
-import { ModuleCacheHealthIndicator } from './observability/health.indicator';
+import { ModuleCacheHealth } from './observability/health';
 import { observabilityProviders } from './observability/observability.providers';
 
 /**
@@ -12,6 +12,6 @@ import { observabilityProviders } from './observability/observability.providers'
  */
 @Module({
   providers: [...moduleCacheProviders, CachingDefinitionLookup, ...observabilityProviders],
-  exports: [CachingDefinitionLookup, ModuleCacheInvalidationListener, ModuleCacheHealthIndicator],
+  exports: [CachingDefinitionLookup, ModuleCacheInvalidationListener, ModuleCacheHealth],
 })
 export class ModuleCacheModule extends ConfigurableModuleCacheModule {}

@@ -1,17 +1,13 @@
 import type { Provider } from '@nestjs/common';
-import { HealthIndicatorService } from '@nestjs/terminus';
 import { ModuleCacheInvalidationListener } from '../broadcast/invalidation-listener';
 import { CachingDefinitionLookup } from '../lookup/caching-definition-lookup';
 import { RESOLVED_MODULE_CACHE_OPTIONS } from '../module-cache.constants';
 import type { ResolvedModuleCacheOptions } from '../module-cache.options';
-import { ModuleCacheHealthIndicator } from './health.indicator';
+import { ModuleCacheHealth } from './health';
 import { createModuleCacheMetrics, ModuleCacheMetrics } from './metrics';
 
 export const observabilityProviders: Provider[] = [
-  // Terminus's result builder has no dependencies: providing it here spares apps that never
-  // check health from importing TerminusModule, and apps that do need nothing more.
-  HealthIndicatorService,
-  ModuleCacheHealthIndicator,
+  ModuleCacheHealth,
   {
     provide: ModuleCacheMetrics,
     inject: [RESOLVED_MODULE_CACHE_OPTIONS, CachingDefinitionLookup, ModuleCacheInvalidationListener],

@@ -3,7 +3,9 @@ import { HealthCheckService, TerminusModule } from '@nestjs/terminus';
 import { randomBytes } from 'node:crypto';
 import { Registry, register as globalRegister, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { ModuleCacheHealthIndicator, type ModuleCacheOptions } from '../../src';
+import { HealthIndicatorService } from '@nestjs/terminus';
+import type { ModuleCacheOptions } from '../../src';
+import { ModuleCacheHealthIndicator } from '../../src/health';
 import type { CacheApp } from '../support/app';
 import { useCacheTestBed } from '../support/test-bed';
 import { FakeSource } from '../support/fake-source';
@@ -20,7 +22,9 @@ function start(options: Partial<ModuleCacheOptions> = {}, withTerminus = false):
   const source = new FakeSource().define(`${REALM}a.gts`, ['./b']).define(`${REALM}b.gts`).define(`${REALM}c.gts`);
   return bed.start(
     { source, listener: { applicationName: uniqueName('app') }, ...options },
-    withTerminus ? { imports: [TerminusModule] } : {},
+    withTerminus
+      ? { imports: [TerminusModule], providers: [ModuleCacheHealthIndicator] }
+      : { providers: [HealthIndicatorService, ModuleCacheHealthIndicator] },
   );
 }
 
@@ -120,7 +124,7 @@ describe('ModuleCacheHealthIndicator', () => {
     expect(await backends(applicationName)).toBe(0);
   });
 
-  it('reports a disabled listener as up, and is usable without importing TerminusModule', async () => {
+  it("reports a disabled listener as up, and works with terminus's HealthIndicatorService alone (no TerminusModule)", async () => {
     const { app } = await start({ listener: false });
     const result = await app.get(ModuleCacheHealthIndicator).isHealthy();
     expect(result['module-cache']).toMatchObject({ status: 'up', listener: 'disabled', selfProbe: 'disabled' });

@@ -23,12 +23,12 @@ export interface CacheApp {
 
 /**
  * A Nest application context with TypeORM on `url` and ModuleCacheModule configured with `options`;
- * `extra.imports` are added to the root module (e.g. TerminusModule).
+ * `extra.imports` and `extra.providers` are added to the root module (e.g. TerminusModule and the health indicator).
  */
 export async function createCacheApp(
   url: string,
   options: ModuleCacheOptions,
-  extra: { imports?: ModuleMetadata['imports'] } = {},
+  extra: Pick<ModuleMetadata, 'imports' | 'providers'> = {},
 ): Promise<CacheApp> {
   const moduleRef = await Test.createTestingModule({
     imports: [
@@ -36,6 +36,7 @@ export async function createCacheApp(
       ModuleCacheModule.forRoot(options),
       ...(extra.imports ?? []),
     ],
+    providers: extra.providers ?? [],
   }).compile();
   moduleRef.enableShutdownHooks();
   const app = await moduleRef.init();

@@ -8,7 +8,7 @@ export interface CacheTestBed {
   /** This file's own migrated database (set in beforeAll). */
   readonly db: TestDatabase;
   /** Starts an app with `defaults` overridden by `options`; closed after each test. */
-  start(options: Partial<ModuleCacheOptions>, extra?: { imports?: ModuleMetadata['imports'] }): Promise<CacheApp>;
+  start(options: Partial<ModuleCacheOptions>, extra?: Pick<ModuleMetadata, 'imports' | 'providers'>): Promise<CacheApp>;
   /** Closes one app early (it is then not closed again after the test). */
   close(app: CacheApp): Promise<void>;
 }

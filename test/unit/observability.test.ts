@@ -1,7 +1,8 @@
 import { HealthIndicatorService } from '@nestjs/terminus';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { ModuleCacheHealthIndicator } from '../../src';
+import { ModuleCacheHealthIndicator } from '../../src/health';
+import { ModuleCacheHealth } from '../../src/observability/health';
 import type { ListenerProbe, ListenerState, ModuleCacheInvalidationListener } from '../../src/broadcast/invalidation-listener';
 import type { CachingDefinitionLookup } from '../../src/lookup/caching-definition-lookup';
 import { resolveModuleCacheOptions } from '../../src/module-cache.options';
@@ -16,7 +17,7 @@ function indicator(opts: { state?: ListenerState; probe?: ListenerProbe; usage?:
     opts.listener === false
       ? null
       : ({ state: opts.state ?? 'listening', probe: opts.probe ?? { ok: true } } as unknown as ModuleCacheInvalidationListener);
-  return new ModuleCacheHealthIndicator(new HealthIndicatorService(), lookup, repository, listener);
+  return new ModuleCacheHealthIndicator(new HealthIndicatorService(), new ModuleCacheHealth(lookup, repository, listener));
 }
 
 describe('ModuleCacheHealthIndicator (fakes)', () => {
@@ -63,7 +64,9 @@ describe('ModuleCacheHealthIndicator (fakes)', () => {
     expect((await full.isHealthy())['module-cache']).toMatchObject({ status: 'down', notifyQueueUsage: 0.6 });
     expect((await full.isHealthy())['module-cache'].message).toMatch(/NOTIFY queue is 60\.0% full \(limit 50%\)/);
     expect((await full.isHealthy('module-cache', { maxNotifyQueueUsage: 0.7 }))['module-cache'].status).toBe('up');
-    await expect(full.isHealthy('module-cache', { maxNotifyQueueUsage: 2 })).rejects.toThrow(/maxNotifyQueueUsage must be between 0 and 1/);
+    await expect(full.isHealthy('module-cache', { maxNotifyQueueUsage: 2 })).rejects.toThrow(
+      /maxNotifyQueueUsage: must be between 0 and 1/,
+    );
   });
 
   it('is down when the queue usage cannot be read, or not in time', async () => {

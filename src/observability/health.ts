@@ -1,0 +1,95 @@
+import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
+import { ModuleCacheInvalidationListener } from '../broadcast/invalidation-listener';
+import { ModuleCacheOptionsError } from '../errors';
+import { CachingDefinitionLookup } from '../lookup/caching-definition-lookup';
+import { MODULE_CACHE_REPOSITORY } from '../module-cache.constants';
+import type { ModuleCacheRepository } from '../persistence/module-cache.repository';
+import { messages } from '../messages';
+import { withTimeout } from '../timeout';
+
+export interface ModuleCacheHealthOptions {
+  /** Down when `pg_notification_queue_usage()` is above this fraction (0..1). Default 0.5. */
+  maxNotifyQueueUsage?: number;
+  /** Down when reading the queue usage takes longer than this. Default 3000 ms. */
+  timeoutMs?: number;
+}
+
+export interface ModuleCacheHealthReport {
+  healthy: boolean;
+  /** One sentence per reason it is unhealthy (empty when healthy). */
+  problems: string[];
+  details: Record<string, unknown>;
+}
+
+const DEFAULTS = { maxNotifyQueueUsage: 0.5, timeoutMs: 3_000 };
+
+/**
+ * The cache's health, without any health-check framework: down while the invalidation listener
+ * is not LISTENing (peer invalidations would be missed), when its self-probe failed (NOTIFY
+ * delivery does not work, e.g. behind a transaction-pooling proxy), or when the cluster's NOTIFY
+ * queue fills up (a full queue makes every invalidation fail). `module-cache/health` wraps it
+ * for @nestjs/terminus.
+ */
+@Injectable()
+export class ModuleCacheHealth {
+  private readonly logger = new Logger('ModuleCacheHealth');
+  private wasHealthy: boolean | undefined;
+
+  constructor(
+    private readonly lookup: CachingDefinitionLookup,
+    @Inject(MODULE_CACHE_REPOSITORY) private readonly repository: ModuleCacheRepository,
+    @Optional() @Inject(ModuleCacheInvalidationListener) private readonly listener: ModuleCacheInvalidationListener | null = null,
+  ) {}
+
+  async check(options: ModuleCacheHealthOptions = {}): Promise<ModuleCacheHealthReport> {
+    const { maxNotifyQueueUsage, timeoutMs } = { ...DEFAULTS, ...options };
+    if (!(maxNotifyQueueUsage >= 0 && maxNotifyQueueUsage <= 1)) {
+      throw new ModuleCacheOptionsError(
+        messages.invalidOption('health maxNotifyQueueUsage', `must be between 0 and 1, got ${maxNotifyQueueUsage}`),
+      );
+    }
+    if (!(timeoutMs > 0))
+      throw new ModuleCacheOptionsError(messages.invalidOption('health timeoutMs', `must be positive, got ${timeoutMs}`));
+    const problems: string[] = [];
+
+    const listener = this.listener ? this.listener.state : 'disabled';
+    if (this.listener && listener !== 'listening') problems.push(`invalidation listener is ${listener}, not listening`);
+    const probe = this.listener?.probe;
+    const selfProbe = !probe ? 'disabled' : probe.ok === undefined ? 'pending' : probe.ok ? 'ok' : 'failed';
+    if (probe?.ok === false) problems.push(`self-probe failed: ${probe.reason ?? 'unknown reason'}`);
+
+    let notifyQueueUsage: number | null = null;
+    try {
+      notifyQueueUsage = await withTimeout(this.repository.notifyQueueUsage(), timeoutMs, 'pg_notification_queue_usage()');
+      if (notifyQueueUsage > maxNotifyQueueUsage) {
+        problems.push(`NOTIFY queue is ${(notifyQueueUsage * 100).toFixed(1)}% full (limit ${maxNotifyQueueUsage * 100}%)`);
+      }
+    } catch (error) {
+      problems.push(`pg_notification_queue_usage() failed: ${error instanceof Error ? error.message : String(error)}`);
+    }
+
+    const stats = this.lookup.stats();
+    const details = {
+      listener,
+      selfProbe,
+      ...(probe?.ok === false && probe.reason ? { selfProbeError: probe.reason } : {}),
+      notifyQueueUsage,
+      maxNotifyQueueUsage,
+      hits: stats.hits,
+      computes: stats.computes,
+      discards: stats.discards,
+      reconnects: stats.reconnects,
+    };
+    this.logTransition(problems);
+    return { healthy: problems.length === 0, problems, details };
+  }
+
+  /** One line when health changes, not one per check. */
+  private logTransition(problems: string[]): void {
+    const healthy = problems.length === 0;
+    if (healthy === this.wasHealthy) return;
+    if (!healthy) this.logger.warn(`module cache unhealthy: ${problems.join('; ')}`);
+    else if (this.wasHealthy === false) this.logger.log('module cache healthy again');
+    this.wasHealthy = healthy;
+  }
+}
