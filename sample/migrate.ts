@@ -1,5 +1,5 @@
 import { DataSource } from 'typeorm';
-import { moduleCacheEntities, moduleCacheMigrations } from '../persistence';
+import { moduleCacheEntities, moduleCacheMigrations } from '../src';
 
 /**
  * Runs the cache's migrations once, from the primary, before any worker starts: workers that

@@ -11,7 +11,7 @@ import {
   ModuleCacheOptionsError,
   ModuleCacheSchemaError,
   UnknownRealmError,
-} from '../errors';
+} from '../src';
 
 /** Most specific first: subclasses come before the classes they extend. */
 const STATUS: [new (...args: never[]) => ModuleCacheError, HttpStatus][] = [

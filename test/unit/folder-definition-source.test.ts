@@ -2,11 +2,11 @@ import { cpSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, unlink
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { FolderDefinitionSource, resolveSpecifier } from '../../src/service/folder-definition-source';
-import { moduleURLForFile, watchRealmFolder, type RealmWatcher } from '../../src/service/realm-watcher';
+import { FolderDefinitionSource, resolveSpecifier } from '../../sample/folder-definition-source';
+import { moduleURLForFile, watchRealmFolder, type RealmWatcher } from '../../sample/realm-watcher';
 
 const REALM_URL = 'https://cardstack.test/demo/';
-const SAMPLE_REALM = path.resolve(__dirname, '../../realm');
+const SAMPLE_REALM = path.resolve(__dirname, '../../sample/realms/realm');
 const live = () => ({ signal: new AbortController().signal });
 
 /** Polls until `check` stops throwing, or fails with its last error after the deadline. */
