@@ -15,13 +15,19 @@ export interface WorkerHandle {
 const WORKER = join(__dirname, 'worker.ts');
 
 /** Spawns one worker process (ts-node, transpile-only: decorator metadata is emitted) and waits until its app is up. */
-export async function spawnWorker(name: string, databaseUrl: string, options: Omit<ModuleCacheOptions, 'source'>): Promise<WorkerHandle> {
+export async function spawnWorker(
+  name: string,
+  databaseUrl: string,
+  options: Omit<ModuleCacheOptions, 'source'>,
+  sourceOptions: WorkerSourceOptions = {},
+): Promise<WorkerHandle> {
   const child = fork(WORKER, [], {
     execArgv: ['-r', 'ts-node/register/transpile-only'],
     env: {
       ...process.env,
       DATABASE_URL: databaseUrl,
       WORKER_OPTIONS: JSON.stringify(options),
+      WORKER_SOURCE: JSON.stringify(sourceOptions),
       WORKER_NAME: name,
       TS_NODE_PROJECT: join(__dirname, '../../tsconfig.json'),
       TS_NODE_TRANSPILE_ONLY: '1',
@@ -88,9 +94,20 @@ export async function spawnWorkers(
   count: number,
   databaseUrl: string,
   options: (i: number) => Omit<ModuleCacheOptions, 'source'>,
+  sourceOptions: WorkerSourceOptions = {},
 ): Promise<WorkerHandle[]> {
-  return Promise.all(Array.from({ length: count }, (_, i) => spawnWorker(`w${i}`, databaseUrl, options(i))));
+  return Promise.all(Array.from({ length: count }, (_, i) => spawnWorker(`w${i}`, databaseUrl, options(i), sourceOptions)));
 }
 
-/** The truth table the workers' source reads. */
-export const TRUTH_SQL = `CREATE TABLE IF NOT EXISTS truth (url text PRIMARY KEY, version int NOT NULL DEFAULT 1, deps text[] NOT NULL DEFAULT '{}')`;
+/**
+ * The truth table the workers' source reads: a module's version, its imports, and whether its
+ * own computation fails (`broken`).
+ */
+export const TRUTH_SQL = `CREATE TABLE IF NOT EXISTS truth (
+  url text PRIMARY KEY, version int NOT NULL DEFAULT 1, deps text[] NOT NULL DEFAULT '{}', broken boolean NOT NULL DEFAULT false)`;
+
+/** Options of a worker process besides the cache's own (WORKER_SOURCE). */
+export interface WorkerSourceOptions {
+  /** The source reads its dependencies' versions transitively (as a bundler would) while declaring only direct imports. */
+  transitiveReads?: boolean;
+}

@@ -19,6 +19,7 @@ import {
   type ModuleCacheEvent,
   type ModuleCacheOptions,
 } from '../../src';
+import type { WorkerSourceOptions } from './harness';
 
 export interface WorkerRequest {
   id: number;
@@ -29,8 +30,13 @@ export interface WorkerRequest {
 const databaseUrl = process.env.DATABASE_URL!;
 const options = JSON.parse(process.env.WORKER_OPTIONS ?? '{}') as ModuleCacheOptions;
 const name = process.env.WORKER_NAME ?? `w${process.pid}`;
+const sourceOptions = JSON.parse(process.env.WORKER_SOURCE ?? '{}') as WorkerSourceOptions;
 
-/** Reads `truth(url, version, deps)`; the definitions carry the versions it saw (own and deps'). */
+/**
+ * Reads `truth(url, version, deps, broken)`; the definitions carry the versions it saw (own and
+ * its dependencies'), and a broken module reports its own error. Calls can be held behind a gate,
+ * for every module or for one URL.
+ */
 class TruthSource implements DefinitionSource {
   readonly pool = new Pool({ connectionString: databaseUrl, max: 2, application_name: `truth-${name}` });
   constructor() {
@@ -38,40 +44,62 @@ class TruthSource implements DefinitionSource {
     this.pool.on('error', () => undefined);
   }
 
-  private gate: { promise: Promise<void>; open: () => void } | undefined;
-  waiting = 0;
+  private readonly gates = new Map<string, { promise: Promise<void>; open: () => void }>();
+  private readonly waitingFor = new Map<string, number>();
   calls = 0;
   delayMs = 0;
 
-  hold(): void {
+  /** Holds later calls (for `url`, or for every module when absent) until release(). */
+  hold(url = '*'): void {
     let open!: () => void;
     const promise = new Promise<void>((resolve) => (open = resolve));
-    this.gate = { promise, open };
+    this.gates.set(url, { promise, open });
   }
 
-  release(): void {
-    this.gate?.open();
-    this.gate = undefined;
+  release(url?: string): void {
+    for (const [key, gate] of this.gates) {
+      if (url !== undefined && key !== url) continue;
+      gate.open();
+      this.gates.delete(key);
+    }
+  }
+
+  waiting(url = '*'): number {
+    return url === '*' ? [...this.waitingFor.values()].reduce((a, b) => a + b, 0) : (this.waitingFor.get(url) ?? 0);
   }
 
   async load(url: string): Promise<LoadedModule | null> {
     this.calls++;
-    const { rows } = await this.pool.query<{ version: number; deps: string[] }>(`SELECT version, deps FROM truth WHERE url = $1`, [url]);
+    const { rows } = await this.pool.query<{ version: number; deps: string[]; broken: boolean }>(
+      `SELECT version, deps, broken FROM truth WHERE url = $1`,
+      [url],
+    );
     if (rows.length === 0) return null;
     const depVersions: Record<string, number> = {};
     if (rows[0].deps.length) {
-      const deps = await this.pool.query<{ url: string; version: number }>(`SELECT url, version FROM truth WHERE url = ANY($1)`, [
-        rows[0].deps,
-      ]);
+      // Transitive reads follow the import graph the way a bundler would; direct ones stop at the imports.
+      const deps = await this.pool.query<{ url: string; version: number }>(
+        sourceOptions.transitiveReads
+          ? `WITH RECURSIVE r(url) AS (SELECT unnest($1::text[]) UNION SELECT unnest(t.deps) FROM truth t JOIN r ON t.url = r.url)
+             SELECT t.url, t.version FROM truth t JOIN r ON t.url = r.url WHERE t.url <> $2`
+          : `SELECT url, version FROM truth WHERE url = ANY($1) AND url <> $2`,
+        [rows[0].deps, url],
+      );
       for (const d of deps.rows) depVersions[d.url] = d.version;
     }
-    if (this.gate) {
-      this.waiting++;
-      await this.gate.promise;
-      this.waiting--;
+    const gate = this.gates.get(url) ?? this.gates.get('*');
+    if (gate) {
+      this.waitingFor.set(url, (this.waitingFor.get(url) ?? 0) + 1);
+      await gate.promise;
+      this.waitingFor.set(url, this.waitingFor.get(url)! - 1);
     }
     if (this.delayMs) await new Promise((r) => setTimeout(r, Math.random() * this.delayMs));
-    return { definitions: { value: { version: rows[0].version, depVersions } }, deps: rows[0].deps };
+    const { version, deps, broken } = rows[0];
+    return {
+      definitions: { value: { version, depVersions } },
+      deps,
+      ...(broken ? { error: { message: `broken: ${url} v${version}`, status: 500 } } : {}),
+    };
   }
 }
 
@@ -91,7 +119,8 @@ async function main(): Promise<void> {
   });
   app.enableShutdownHooks();
   const lookup = app.get(CachingDefinitionLookup);
-  const listener = app.get(ModuleCacheInvalidationListener);
+  // null with `listener: false`: a peer that never hears of invalidations (the fence alone protects it).
+  const listener = app.get(ModuleCacheInvalidationListener, { strict: false }) as ModuleCacheInvalidationListener | null;
   const events: ModuleCacheEvent[] = [];
   lookup.events$.subscribe((e) => {
     if (e.type !== 'hit' && e.type !== 'miss') events.push(e);
@@ -107,7 +136,7 @@ async function main(): Promise<void> {
     else if (e.type === 'persisted') timed.push({ type: e.type, at, url: e.url });
   });
   // Wake-ups of coalesced waiters (computed channel) as they arrive, before the coordinator acts on them.
-  listener.rawNotifications$.subscribe(({ channel }) => timed.push({ type: 'raw-notification', at: wallClock(), url: channel }));
+  listener?.rawNotifications$.subscribe(({ channel }) => timed.push({ type: 'raw-notification', at: wallClock(), url: channel }));
 
   const commands: Record<string, (...args: never[]) => unknown> = {
     lookup: (url: string, scope?: string) => lookup.lookup(url, { scope }),
@@ -118,12 +147,12 @@ async function main(): Promise<void> {
     stats: () => lookup.stats(),
     inMemory: (url: string, scope = 'public') => internals.memory.get(url, scope, Number.MAX_SAFE_INTEGER) !== undefined,
     events: () => events.splice(0),
-    hold: () => source.hold(),
-    release: () => source.release(),
-    waiting: () => source.waiting,
+    hold: (url?: string) => source.hold(url),
+    release: (url?: string) => source.release(url),
+    waiting: (url?: string) => source.waiting(url),
     sourceCalls: () => source.calls,
     setDelay: (ms: number) => void (source.delayMs = ms),
-    listenerState: () => ({ state: listener.state, probe: listener.probe, stats: listener.stats() }),
+    listenerState: () => (listener ? { state: listener.state, probe: listener.probe, stats: listener.stats() } : { state: 'disabled' }),
     pid: () => process.pid,
     now: () => wallClock(),
     timedEvents: () => timed.splice(0),
