@@ -21,8 +21,8 @@ async function seedStar(db: BenchDatabase): Promise<void> {
     [REALM, names],
   );
   await db.query(
-    `INSERT INTO module_cache_dependencies (url_hash, scope, consumer_alias_hash, dep_alias_hash)
-     SELECT md5($1 || c || '.gts')::uuid, 'public', md5($1 || c)::uuid, md5($1 || 'hub')::uuid FROM unnest($2::text[]) c`,
+    `INSERT INTO module_cache_edges (consumer_alias_hash, dep_alias_hash)
+     SELECT md5($1 || c)::uuid, md5($1 || 'hub')::uuid FROM unnest($2::text[]) c ON CONFLICT DO NOTHING`,
     [REALM, names.slice(1)],
   );
 }

@@ -15,15 +15,13 @@ import type { ResolvedModuleCacheOptions } from '../module-cache.options';
 import { emptyStats, type ModuleCacheEvent, type ModuleCacheStats } from '../observability/events';
 import { toEntry, type ModuleCacheRepository } from '../persistence/module-cache.repository';
 import { PUBLIC_SCOPE, type DefinitionSource, type LookupOptions, type ModuleCacheEntry } from '../types';
-import { ComputationRunner, DEPENDENCY_CYCLE, type LookupContext } from './computation';
+import { ComputationRunner, DEPENDENCY_CYCLE, type LookupContext, type Resolved, type ResolvedFlight } from './computation';
 import { Generations } from './generations';
 import { subscribeToInvalidations } from './remote-invalidations';
-import { flightKey, InFlight, type Flight } from './in-flight';
+import { flightKey, InFlight } from './in-flight';
 import { Invalidator } from './invalidator';
-import { MemoryTier } from './memory-tier';
+import { MemoryTier, type MemoryRecord } from './memory-tier';
 import { aliasOf, canonicalURL, candidateURLs, RealmRegistry, urlVariants } from './urls';
-
-type EntryFlight = Flight<ModuleCacheEntry | undefined>;
 
 /**
  * The lookup service: memory tier → table tier → source, with single-flight, generation
@@ -39,7 +37,7 @@ export class CachingDefinitionLookup implements OnModuleInit, OnApplicationShutd
   private readonly counters: ModuleCacheStats = emptyStats();
   private readonly generations = new Generations();
   private readonly memory: MemoryTier;
-  private readonly flights = new InFlight<ModuleCacheEntry | undefined>();
+  private readonly flights = new InFlight<Resolved | undefined>();
   private readonly realms: RealmRegistry;
   private readonly shutdown = new AbortController();
   private readonly runner: ComputationRunner;
@@ -67,7 +65,8 @@ export class CachingDefinitionLookup implements OnModuleInit, OnApplicationShutd
       emit: (event) => this.emit(event),
       lookupDependency: (url, scope, waiter) => this.resolve(url, scope, waiter),
       coordinator,
-      remember: (urls, entry, alias) => urls.forEach((u) => this.memory.set(u, entry.scope, alias, entry.realmURL, entry)),
+      remember: (urls, resolved) => urls.forEach((u) => this.memory.set(u, resolved.entry.scope, resolved)),
+      forgetStale: (aliases) => this.forgetModules(aliases),
       tableHit: (ctx, started) => this.countTableHit(ctx, started),
     });
     this.invalidator = new Invalidator({
@@ -110,7 +109,7 @@ export class CachingDefinitionLookup implements OnModuleInit, OnApplicationShutd
 
   /** The entry from memory, else the table, else computed and persisted; undefined when no candidate exists. */
   async lookup(moduleURL: string, options: LookupOptions = {}): Promise<ModuleCacheEntry | undefined> {
-    return this.resolve(moduleURL, scopeOf(options));
+    return (await this.resolve(moduleURL, scopeOf(options)))?.entry;
   }
 
   /** One definition; throws DefinitionNotFoundError when the module or the definition is missing or errored. */
@@ -132,14 +131,14 @@ export class CachingDefinitionLookup implements OnModuleInit, OnApplicationShutd
     const ctx = this.context(moduleURL, scope);
     const started = performance.now();
     const hit = this.memoryHit(ctx, started);
-    if (hit) return hit;
+    if (hit) return hit.entry;
     const snapshot = this.generations.snapshot(ctx.realm, ctx.alias);
     try {
-      const row = await this.repository.read(ctx.candidates, scope, this.options.errorTtlMs);
+      const { row, watermark } = await this.repository.read(ctx.candidates, scope, this.options.errorTtlMs);
       if (!row) return undefined;
       const entry = toEntry(row);
       this.countTableHit(ctx, started);
-      if (this.generations.isCurrent(snapshot)) this.memory.set(ctx.url, scope, ctx.alias, ctx.realm, entry);
+      if (this.generations.isCurrent(snapshot)) this.memory.set(ctx.url, scope, { entry, alias: row.alias, realm: row.realm, watermark });
       return entry;
     } finally {
       this.generations.release(snapshot);
@@ -155,11 +154,11 @@ export class CachingDefinitionLookup implements OnModuleInit, OnApplicationShutd
     for (const input of moduleURLs) {
       const ctx = this.context(input, scope);
       const hit = this.memoryHit(ctx, started);
-      if (hit) result.set(input, hit);
+      if (hit) result.set(input, hit.entry);
       else pending.push({ ...ctx, input });
     }
     if (pending.length) {
-      const rows = await this.repository.readMany([...new Set(pending.flatMap((c) => c.candidates))], scope, this.options.errorTtlMs);
+      const { rows } = await this.repository.readMany([...new Set(pending.flatMap((c) => c.candidates))], scope, this.options.errorTtlMs);
       const byURL = new Map(rows.map((r) => [r.url, r]));
       for (const ctx of pending) {
         const row = ctx.candidates.map((c) => byURL.get(c)).find((r) => r !== undefined);
@@ -209,10 +208,11 @@ export class CachingDefinitionLookup implements OnModuleInit, OnApplicationShutd
     this.flights.drop((f) => set.has(f.alias));
   }
 
-  protected forgetRealm(realm: string): void {
-    this.generations.bumpRealm(realm);
-    this.memory.evictRealm(realm);
-    this.flights.drop((f) => f.realm === realm);
+  /** `prefix`: a realm, or any URL prefix ending in "/": every registered realm under it is forgotten. */
+  protected forgetRealm(prefix: string): void {
+    for (const realm of this.realms.all) if (realm.startsWith(prefix)) this.generations.bumpRealm(realm);
+    this.memory.evictRealm(prefix);
+    this.flights.drop((f) => f.realm.startsWith(prefix));
   }
 
   protected forgetAll(): void {
@@ -225,17 +225,13 @@ export class CachingDefinitionLookup implements OnModuleInit, OnApplicationShutd
     this.events.next(event);
   }
 
-  private async resolve(moduleURL: string, scope: string): Promise<ModuleCacheEntry | undefined>;
+  private async resolve(moduleURL: string, scope: string): Promise<Resolved | undefined>;
+  private async resolve(moduleURL: string, scope: string, waiter: ResolvedFlight): Promise<Resolved | undefined | typeof DEPENDENCY_CYCLE>;
   private async resolve(
     moduleURL: string,
     scope: string,
-    waiter: EntryFlight,
-  ): Promise<ModuleCacheEntry | undefined | typeof DEPENDENCY_CYCLE>;
-  private async resolve(
-    moduleURL: string,
-    scope: string,
-    waiter?: EntryFlight,
-  ): Promise<ModuleCacheEntry | undefined | typeof DEPENDENCY_CYCLE> {
+    waiter?: ResolvedFlight,
+  ): Promise<Resolved | undefined | typeof DEPENDENCY_CYCLE> {
     const started = performance.now();
     const ctx = this.context(moduleURL, scope);
     const hit = this.memoryHit(ctx, started);
@@ -249,7 +245,7 @@ export class CachingDefinitionLookup implements OnModuleInit, OnApplicationShutd
           .find((f) => f !== undefined)
       : this.flights.get(key);
     if (!flight) {
-      flight = this.runner.start(key, ctx, started, waiter === undefined);
+      flight = this.runner.start(key, ctx, started, { coalesce: waiter === undefined });
       this.flights.add(flight);
       const registered = flight;
       flight.promise.then(
@@ -273,9 +269,9 @@ export class CachingDefinitionLookup implements OnModuleInit, OnApplicationShutd
     return { url, realm, scope, alias: aliasOf(url, this.options.extensions), candidates: candidateURLs(url, this.options.extensions) };
   }
 
-  private memoryHit(ctx: LookupContext, started: number): ModuleCacheEntry | undefined {
-    const entry = this.memory.get(ctx.url, ctx.scope, this.options.errorTtlMs);
-    if (entry) {
+  private memoryHit(ctx: LookupContext, started: number): MemoryRecord | undefined {
+    const record = this.memory.get(ctx.url, ctx.scope, this.options.errorTtlMs);
+    if (record) {
       this.counters.hits.memory++;
       if (this.events.observed) {
         this.emit({
@@ -288,7 +284,7 @@ export class CachingDefinitionLookup implements OnModuleInit, OnApplicationShutd
         });
       }
     }
-    return entry;
+    return record;
   }
 
   private countTableHit(ctx: LookupContext, started: number): void {

@@ -10,8 +10,6 @@ export interface GenerationSnapshot {
   readonly global: number;
   readonly realmGeneration: number;
   readonly moduleGeneration: number;
-  /** Date.now() when taken: the database fence refuses snapshots older than its retention. */
-  readonly takenAt: number;
 }
 
 interface ModuleCounter {
@@ -38,7 +36,6 @@ export class Generations {
       global: this.global,
       realmGeneration: this.realms.get(realm) ?? 0,
       moduleGeneration: counter.generation,
-      takenAt: Date.now(),
     };
   }
 

@@ -50,11 +50,16 @@ export class Invalidator {
       for (let attempt = 1; ; attempt++) {
         if (attempt > OPTIMISTIC_INVALIDATION_ATTEMPTS) {
           // The graph kept gaining consumers between our statements: do it in one transaction.
-          affected = await this.d.repository.invalidateModules([alias], this.d.options.fenceRetentionMs, this.d.options.channel, (rows) => {
-            this.d.forgetModules(rows.map((r) => r.alias));
-            payloads = this.encodeModules(realm, variants, rows);
-            return payloads;
-          });
+          ({ rows: affected } = await this.d.repository.invalidateModules(
+            [alias],
+            this.d.options.fenceRetentionMs,
+            this.d.options.channel,
+            (rows) => {
+              this.d.forgetModules(rows.map((r) => r.alias));
+              payloads = this.encodeModules(realm, variants, rows);
+              return payloads;
+            },
+          ));
           sent = payloads.length;
           break;
         }
@@ -94,7 +99,12 @@ export class Invalidator {
     this.d.forgetRealm(realm);
     try {
       const payloads = this.encode({ kind: 'realm', realm });
-      const count = await this.d.repository.clearRealm(realm, this.d.options.channel, payloads);
+      const { deleted: count } = await this.d.repository.clearRealm(
+        realm,
+        this.d.options.fenceRetentionMs,
+        this.d.options.channel,
+        payloads,
+      );
       this.d.stats.notifications.sent += payloads.length;
       this.d.stats.invalidations++;
       this.d.emit({ type: 'invalidated', kind: 'realm', realm, urls: [], durationMs: performance.now() - started });
@@ -112,7 +122,7 @@ export class Invalidator {
     this.d.forgetAll();
     try {
       const payloads = this.encode({ kind: 'global' });
-      const count = await this.d.repository.clearAll(this.d.options.channel, payloads);
+      const { deleted: count } = await this.d.repository.clearAll(this.d.options.fenceRetentionMs, this.d.options.channel, payloads);
       this.d.stats.notifications.sent += payloads.length;
       this.d.stats.invalidations++;
       this.d.emit({ type: 'invalidated', kind: 'global', urls: [], durationMs: performance.now() - started });

@@ -1,17 +1,18 @@
 import { LRUCache } from 'lru-cache';
 import type { ModuleCacheEntry } from '../types';
 
-interface MemoryRecord {
+/** An entry with where it belongs and the fence watermark under which it was read or computed. */
+export interface MemoryRecord {
   entry: ModuleCacheEntry;
   alias: string;
   realm: string;
+  watermark: string;
   storedAt: number;
 }
 
 /**
- * Bounded LRU of entries keyed by (scope, requested URL), with a secondary index by alias
- * (and realm) so an invalidation evicts every spelling and every scope of a module without
- * scanning the cache.
+ * Bounded LRU of entries keyed by (scope, requested URL), with a secondary index by alias so an
+ * invalidation evicts every spelling and every scope of a module without scanning the cache.
  */
 export class MemoryTier {
   private readonly cache: LRUCache<string, MemoryRecord> | undefined;
@@ -25,16 +26,12 @@ export class MemoryTier {
     });
   }
 
-  get enabled(): boolean {
-    return this.cache !== undefined;
-  }
-
   get size(): number {
     return this.cache?.size ?? 0;
   }
 
-  /** The entry, unless it is an error older than errorTtlMs (then it is dropped). */
-  get(url: string, scope: string, errorTtlMs: number): ModuleCacheEntry | undefined {
+  /** The record, unless it is an error older than errorTtlMs (then it is dropped). */
+  get(url: string, scope: string, errorTtlMs: number): MemoryRecord | undefined {
     const key = memoryKey(url, scope);
     const record = this.cache?.get(key);
     if (!record) return undefined;
@@ -43,29 +40,28 @@ export class MemoryTier {
       this.cache!.delete(key);
       return undefined;
     }
-    return record.entry;
+    return record;
   }
 
-  set(url: string, scope: string, alias: string, realm: string, entry: ModuleCacheEntry): void {
+  set(url: string, scope: string, record: Omit<MemoryRecord, 'storedAt'>): void {
     if (!this.cache) return;
     const key = memoryKey(url, scope);
-    this.cache.set(key, { entry, alias, realm, storedAt: Date.now() });
-    let keys = this.byAlias.get(alias);
-    if (!keys) this.byAlias.set(alias, (keys = new Set()));
+    this.cache.set(key, { ...record, storedAt: Date.now() });
+    let keys = this.byAlias.get(record.alias);
+    if (!keys) this.byAlias.set(record.alias, (keys = new Set()));
     keys.add(key);
   }
 
-  evictAlias(alias: string): number {
+  evictAlias(alias: string): void {
     const keys = this.byAlias.get(alias);
-    if (!keys || !this.cache) return 0;
-    const count = keys.size;
+    if (!keys || !this.cache) return;
     for (const key of [...keys]) this.cache.delete(key);
-    return count;
   }
 
-  evictRealm(realm: string): void {
+  /** Evicts every entry whose realm is `prefix` or nested under it. */
+  evictRealm(prefix: string): void {
     if (!this.cache) return;
-    const doomed = [...this.cache.entries()].filter(([, record]) => record.realm === realm).map(([key]) => key);
+    const doomed = [...this.cache.entries()].filter(([, record]) => record.realm.startsWith(prefix)).map(([key]) => key);
     for (const key of doomed) this.cache.delete(key);
   }
 

@@ -1,9 +1,8 @@
 import { CreateModuleCache1764000000000 } from './migrations/1764000000000-create-module-cache';
-import { ModuleCacheDependencyEntity, ModuleCacheEntryEntity, ModuleCacheInvalidationEntity } from './module-cache.entity';
+import { FenceWatermarks1764100000000 } from './migrations/1764100000000-fence-watermarks';
+import { ModuleCacheEdgeEntity, ModuleCacheEntryEntity, ModuleCacheFenceEntity, ModuleCacheFenceLogEntity } from './module-cache.entity';
 
 /** Hand these to your TypeORM DataSource (`entities`). */
-export const moduleCacheEntities = [ModuleCacheEntryEntity, ModuleCacheDependencyEntity, ModuleCacheInvalidationEntity];
+export const moduleCacheEntities = [ModuleCacheEntryEntity, ModuleCacheEdgeEntity, ModuleCacheFenceEntity, ModuleCacheFenceLogEntity];
 /** Hand these to your TypeORM DataSource (`migrations`) and run them (`migrationsRun: true` or the CLI). */
-export const moduleCacheMigrations = [CreateModuleCache1764000000000];
-
-export { ModuleCacheDependencyEntity, ModuleCacheEntryEntity, ModuleCacheInvalidationEntity, CreateModuleCache1764000000000 };
+export const moduleCacheMigrations = [CreateModuleCache1764000000000, FenceWatermarks1764100000000];

@@ -41,31 +41,43 @@ export class ModuleCacheEntryEntity {
   createdAt!: Date;
 }
 
-@Entity({ name: 'module_cache_dependencies', synchronize: false })
-export class ModuleCacheDependencyEntity {
-  @PrimaryColumn({ name: 'url_hash', type: 'uuid' })
-  urlHash!: string;
-
-  @PrimaryColumn({ type: 'text' })
-  scope!: string;
-
+/** One edge of the last known import graph, by alias: kept when the consumer's row is deleted. */
+@Entity({ name: 'module_cache_edges', synchronize: false })
+export class ModuleCacheEdgeEntity {
   @PrimaryColumn({ name: 'dep_alias_hash', type: 'uuid' })
   depAliasHash!: string;
 
-  @Column({ name: 'consumer_alias_hash', type: 'uuid' })
+  @PrimaryColumn({ name: 'consumer_alias_hash', type: 'uuid' })
   consumerAliasHash!: string;
 }
 
-@Entity({ name: 'module_cache_invalidations', synchronize: false })
-export class ModuleCacheInvalidationEntity {
-  @PrimaryColumn({ type: 'text' })
+/** One row: the committed watermark and the highest sequence pruned from the log. */
+@Entity({ name: 'module_cache_fence', synchronize: false })
+export class ModuleCacheFenceEntity {
+  @PrimaryColumn({ type: 'boolean', default: true })
+  id!: boolean;
+
+  @Column({ name: 'committed_seq', type: 'bigint' })
+  committedSeq!: string;
+
+  @Column({ name: 'pruned_seq', type: 'bigint' })
+  prunedSeq!: string;
+}
+
+/** One row per invalidation: a module fan-out (alias hashes), a realm prefix, or everything. */
+@Entity({ name: 'module_cache_fence_log', synchronize: false })
+export class ModuleCacheFenceLogEntity {
+  @PrimaryColumn({ type: 'bigint' })
+  seq!: string;
+
+  @Column({ type: 'text' })
   kind!: 'module' | 'realm' | 'global';
 
-  @PrimaryColumn({ name: 'key_hash', type: 'uuid' })
-  keyHash!: string;
+  @Column({ type: 'text', nullable: true })
+  realm!: string | null;
 
-  @Column({ type: 'bigint' })
-  seq!: string;
+  @Column({ type: 'uuid', array: true, nullable: true })
+  aliases!: string[] | null;
 
   @Column({ name: 'invalidated_at', type: 'timestamptz' })
   invalidatedAt!: Date;

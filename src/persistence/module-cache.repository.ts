@@ -1,6 +1,7 @@
+import { Logger } from '@nestjs/common';
 import { createHash } from 'node:crypto';
-import type { Pool } from 'pg';
-import type { DataSource, QueryRunner } from 'typeorm';
+import type { DataSource } from 'typeorm';
+import type { PostgresDriver } from 'typeorm/driver/postgres/PostgresDriver';
 import { ModuleCacheSchemaError } from '../errors';
 import { messages } from '../messages';
 import type { ModuleCacheEntry, ModuleError } from '../types';
@@ -16,6 +17,12 @@ export interface StoredRow {
   created_at: Date;
 }
 
+/** A row (or none) and the committed fence watermark of the snapshot it was read in. */
+export interface ReadResult {
+  row?: StoredRow;
+  watermark: string;
+}
+
 export interface NewRow {
   url: string;
   scope: string;
@@ -27,6 +34,18 @@ export interface NewRow {
   diagnostics: Record<string, unknown>;
 }
 
+/** A cached entry a computation incorporated, and the watermark under which it was obtained. */
+export interface FencePart {
+  alias: string;
+  realm: string;
+  watermark: string;
+}
+
+export type PersistResult =
+  | { status: 'persisted'; createdAt: Date; watermark: string }
+  /** `stale`: the incorporated aliases (and the module's own, if its inputs moved) invalidated after their watermark. */
+  | { status: 'fenced' | 'expired'; watermark: string; stale: string[] };
+
 export interface InvalidatedRow {
   url: string;
   realm: string;
@@ -36,8 +55,16 @@ export interface InvalidatedRow {
 /** Builds the NOTIFY payloads once the transaction knows what it deleted. */
 export type PayloadBuilder<T> = (result: T) => string[];
 
-const ROW_COLUMNS = `e.url, e.realm, e.scope, e.alias, e.definitions, e.deps, e.error, e.created_at`;
-const FRESH = `(e.error IS NULL OR e.created_at > now() - $3::bigint * interval '1 millisecond')`;
+/** What module_cache_require_read_committed() raises outside READ COMMITTED. */
+const NEEDS_READ_COMMITTED = 'MCRC0';
+
+/** Hands out rows and the committed watermark from one snapshot; error rows count only while younger than `$4` ms. */
+const READ = `
+  SELECT f.committed_seq::text AS watermark, e.url, e.realm, e.scope, e.alias, e.definitions, e.deps, e.error, e.created_at
+    FROM module_cache_fence f
+    LEFT JOIN module_cache_entries e
+      ON e.url_hash = ANY($1::uuid[]) AND e.url = ANY($2::text[]) AND e.scope = $3
+     AND (e.error IS NULL OR e.created_at > now() - $4::bigint * interval '1 millisecond')`;
 
 /** md5(url)::uuid, as the table's generated key columns compute it. */
 export function urlHash(url: string): string {
@@ -45,79 +72,91 @@ export function urlHash(url: string): string {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
 
+interface Statement {
+  /** Hot statements are named (prepared once per pooled connection). */
+  name?: string;
+  text: string;
+  values: unknown[];
+}
+
 /**
  * Everything that speaks SQL. Every statement is parameterised; channel names travel as
- * `pg_notify` arguments, never spliced into SQL.
+ * `pg_notify` arguments, never spliced into SQL. Statements that wait for the fence lock run
+ * under READ COMMITTED whatever the database's default: in one round trip when that is already
+ * the default, else (learnt from the first refusal) inside explicit READ COMMITTED transactions.
  */
 export class ModuleCacheRepository {
-  /** Round trips issued, for the measurements the README reports. */
-  roundTrips = 0;
+  private readonly logger = new Logger('ModuleCacheRepository');
+  private explicitReadCommitted = false;
 
   constructor(private readonly dataSource: DataSource) {}
 
   async assertSchema(): Promise<void> {
-    const rows = await this.query<{ ok: boolean }>(
-      `SELECT to_regclass('module_cache_entries') IS NOT NULL
-          AND to_regprocedure('module_cache_fenced_upsert(text,text,text,text,jsonb,text[],jsonb,jsonb,bigint)') IS NOT NULL AS ok`,
+    const rows = await this.dataSource.query(
+      `SELECT to_regclass('module_cache_fence') IS NOT NULL
+          AND to_regprocedure('module_cache_persist(text,text,text,text,jsonb,text[],jsonb,jsonb,bigint,text[],text[],bigint[])') IS NOT NULL AS ok`,
     );
-    if (!rows[0]?.ok) {
-      throw new ModuleCacheSchemaError(messages.schemaMissing());
-    }
+    if (!rows[0]?.ok) throw new ModuleCacheSchemaError(messages.schemaMissing());
   }
 
-  /** The first fresh row among `candidates`, in candidate order. */
-  async read(candidates: string[], scope: string, errorTtlMs: number): Promise<StoredRow | undefined> {
-    const rows = await this.readMany(candidates, scope, errorTtlMs);
-    if (rows.length <= 1) return rows[0];
-    return candidates.map((c) => rows.find((r) => r.url === c)).find((r) => r !== undefined);
+  /** The first fresh row among `candidates` (in candidate order), and the watermark it is valid as of. */
+  async read(candidates: string[], scope: string, errorTtlMs: number): Promise<ReadResult> {
+    const { rows, watermark } = await this.readMany(candidates, scope, errorTtlMs);
+    const row = rows.length <= 1 ? rows[0] : candidates.map((c) => rows.find((r) => r.url === c)).find((r) => r !== undefined);
+    return { row, watermark };
+  }
+
+  /** Fresh rows for any of `urls` in one query, and the watermark they are valid as of. */
+  async readMany(urls: string[], scope: string, errorTtlMs: number): Promise<{ rows: StoredRow[]; watermark: string }> {
+    const result = await this.run<StoredRow & { watermark: string }>({
+      name: 'module_cache_read_v2',
+      text: READ,
+      values: [urls.map(urlHash), urls, scope, errorTtlMs],
+    });
+    if (result.length === 0) throw new ModuleCacheSchemaError(messages.schemaMissing());
+    return { rows: result.filter((r) => r.url !== null), watermark: result[0].watermark };
   }
 
   /**
-   * The fence watermark a computation must carry: read after the table miss and before the
-   * source runs, so any invalidation from then on gets a higher sequence number.
+   * Persists unless the database saw an invalidation of the module's inputs after `watermark`,
+   * or of an incorporated entry after that entry's own watermark. Decided inside the write.
    */
-  async watermark(): Promise<string> {
-    const [row] = await this.prepared<{ watermark: string }>(
-      'module_cache_watermark',
-      `SELECT module_cache_fence_watermark()::text AS watermark`,
+  async persist(row: NewRow, watermark: string, parts: FencePart[]): Promise<PersistResult> {
+    const [result] = await this.run<{
+      status: PersistResult['status'];
+      created_at: Date | null;
+      watermark: string;
+      stale: string[] | null;
+    }>(
+      {
+        name: 'module_cache_persist_v2',
+        text: `SELECT status, created_at, watermark::text, stale
+                 FROM module_cache_persist($1, $2, $3, $4, $5::jsonb, $6::text[], $7::jsonb, $8::jsonb, $9::bigint, $10::text[], $11::text[], $12::bigint[])`,
+        values: [
+          row.url,
+          row.scope,
+          row.alias,
+          row.realm,
+          JSON.stringify(row.definitions),
+          row.deps,
+          row.error ? JSON.stringify(row.error) : null,
+          JSON.stringify(row.diagnostics),
+          watermark,
+          parts.map((p) => p.alias),
+          parts.map((p) => p.realm),
+          parts.map((p) => p.watermark),
+        ],
+      },
+      { readCommitted: true },
     );
-    return row.watermark;
-  }
-
-  /** Fresh rows for any of `urls` in one query. */
-  async readMany(urls: string[], scope: string, errorTtlMs: number): Promise<StoredRow[]> {
-    if (urls.length === 0) return [];
-    return this.prepared<StoredRow>(
-      'module_cache_read',
-      `SELECT ${ROW_COLUMNS} FROM module_cache_entries e WHERE e.url_hash = ANY($1::uuid[]) AND e.scope = $2 AND ${FRESH}`,
-      [urls.map(urlHash), scope, errorTtlMs],
-    );
-  }
-
-  /** Persists unless the database saw an invalidation of the row, its deps, its realm or everything after `watermark`. */
-  async fencedUpsert(row: NewRow, watermark: string): Promise<Date | undefined> {
-    const result = await this.prepared<{ created_at: Date | null }>(
-      'module_cache_fenced_upsert',
-      `SELECT module_cache_fenced_upsert($1, $2, $3, $4, $5::jsonb, $6::text[], $7::jsonb, $8::jsonb, $9::bigint) AS created_at`,
-      [
-        row.url,
-        row.scope,
-        row.alias,
-        row.realm,
-        JSON.stringify(row.definitions),
-        row.deps,
-        row.error ? JSON.stringify(row.error) : null,
-        JSON.stringify(row.diagnostics),
-        watermark,
-      ],
-    );
-    return result[0]?.created_at ?? undefined;
+    if (result.status === 'persisted') return { status: 'persisted', createdAt: result.created_at!, watermark: result.watermark };
+    return { status: result.status, watermark: result.watermark, stale: result.stale ?? [] };
   }
 
   /**
-   * Fence log, delete and NOTIFY in one statement (one transaction: peers hear of it exactly
-   * when it commits, and a failed NOTIFY rolls the delete back), if the payloads cover the
-   * fan-out: `knownAliasHashes` must contain every affected alias. Otherwise nothing happens
+   * Fan-out, fence log, delete and NOTIFY in one statement (one transaction: peers hear of it
+   * exactly when it commits, and a failed NOTIFY rolls the delete back), if the payloads cover
+   * the fan-out: `knownAliasHashes` must contain every affected alias. Otherwise nothing happens
    * and `done: false` comes back with the current fan-out to encode.
    */
   async invalidateAndNotify(
@@ -126,16 +165,19 @@ export class ModuleCacheRepository {
     retentionMs: number,
     channel: string,
     payloads: string[],
-  ): Promise<{ done: boolean; rows: Array<InvalidatedRow & { alias_hash: string }> }> {
-    const result = await this.prepared<InvalidatedRow & { alias_hash: string; done: boolean }>(
-      'module_cache_invalidate_and_notify',
-      `SELECT url, realm, alias, alias_hash::text, done
-         FROM module_cache_invalidate_and_notify($1::text[], $2::uuid[], $3::bigint, $4, $5::text[])`,
-      [aliases, knownAliasHashes, retentionMs, channel, payloads],
+  ): Promise<{ done: boolean; rows: Array<InvalidatedRow & { alias_hash: string }>; seq?: string }> {
+    const result = await this.run<InvalidatedRow & { alias_hash: string; done: boolean; seq: string | null }>(
+      {
+        name: 'module_cache_invalidate_and_notify_v2',
+        text: `SELECT url, realm, alias, alias_hash::text, done, seq::text
+                 FROM module_cache_invalidate_and_notify($1::text[], $2::uuid[], $3::bigint, $4, $5::text[])`,
+        values: [aliases, knownAliasHashes, retentionMs, channel, payloads],
+      },
+      { readCommitted: true },
     );
     const status = result.at(-1);
     if (!status || status.url !== null) throw new Error('module_cache_invalidate_and_notify returned no status row');
-    return { done: status.done, rows: result.slice(0, -1) };
+    return { done: status.done, rows: result.slice(0, -1), ...(status.seq ? { seq: status.seq } : {}) };
   }
 
   /**
@@ -147,84 +189,85 @@ export class ModuleCacheRepository {
     aliases: string[],
     retentionMs: number,
     channel: string,
-    onAffected: (rows: InvalidatedRow[]) => string[],
-  ): Promise<InvalidatedRow[]> {
-    return this.transaction(async (runner) => {
-      const rows: InvalidatedRow[] = await this.run(runner, `SELECT * FROM module_cache_invalidate_modules($1::text[], $2::bigint)`, [
-        aliases,
-        retentionMs,
-      ]);
-      await this.notify(runner, channel, onAffected(rows));
-      return rows;
+    onAffected: PayloadBuilder<InvalidatedRow[]>,
+  ): Promise<{ rows: InvalidatedRow[]; seq?: string }> {
+    return this.dataSource.transaction('READ COMMITTED', async (manager) => {
+      const rows: Array<InvalidatedRow & { seq: string }> = await manager.query(
+        `SELECT url, realm, alias, seq::text FROM module_cache_invalidate_modules($1::text[], $2::bigint)`,
+        [aliases, retentionMs],
+      );
+      const payloads = onAffected(rows);
+      if (payloads.length) await manager.query(`SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p`, [channel, payloads]);
+      return { rows, ...(rows[0]?.seq ? { seq: rows[0].seq } : {}) };
     });
   }
 
-  async clearRealm(realm: string, channel: string, payloads: string[]): Promise<number> {
-    return this.transaction(async (runner) => {
-      const [row] = await this.run(runner, `SELECT module_cache_clear_realm($1) AS count`, [realm]);
-      await this.notify(runner, channel, payloads);
-      return Number(row.count);
-    });
+  /** Deletes the rows of a realm prefix (nested realms included), logs it and NOTIFYs, in one statement. */
+  async clearRealm(realm: string, retentionMs: number, channel: string, payloads: string[]): Promise<{ deleted: number; seq: string }> {
+    const [row] = await this.run<{ deleted: string; seq: string }>(
+      {
+        text: `SELECT deleted, seq::text FROM module_cache_clear_realm($1, $2::bigint, $3, $4::text[])`,
+        values: [realm, retentionMs, channel, payloads],
+      },
+      { readCommitted: true },
+    );
+    return { deleted: Number(row.deleted), seq: row.seq };
   }
 
-  async clearAll(channel: string, payloads: string[]): Promise<number> {
-    return this.transaction(async (runner) => {
-      const [row] = await this.run(runner, `SELECT module_cache_clear_all() AS count`);
-      await this.notify(runner, channel, payloads);
-      return Number(row.count);
-    });
+  async clearAll(retentionMs: number, channel: string, payloads: string[]): Promise<{ deleted: number; seq: string }> {
+    const [row] = await this.run<{ deleted: string; seq: string }>(
+      {
+        text: `SELECT deleted, seq::text FROM module_cache_clear_all($1::bigint, $2, $3::text[])`,
+        values: [retentionMs, channel, payloads],
+      },
+      { readCommitted: true },
+    );
+    return { deleted: Number(row.deleted), seq: row.seq };
   }
 
   /** Fraction (0..1) of the server's NOTIFY queue in use. */
   async notifyQueueUsage(): Promise<number> {
-    const [row] = await this.query<{ usage: number }>(`SELECT pg_notification_queue_usage() AS usage`);
+    const [row] = await this.run<{ usage: number }>({ text: `SELECT pg_notification_queue_usage() AS usage`, values: [] });
     return Number(row?.usage ?? 0);
   }
 
-  private async notify(runner: QueryRunner, channel: string, payloads: string[]): Promise<void> {
-    if (payloads.length === 0) return;
-    await this.run(runner, `SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p`, [channel, payloads]);
-  }
-
-  private async transaction<T>(work: (runner: QueryRunner) => Promise<T>): Promise<T> {
-    const runner = this.dataSource.createQueryRunner();
-    await runner.connect();
+  /**
+   * One statement on a pooled connection (through the driver's public `obtainMasterConnection`,
+   * so hot statements can be named and planned once per connection). `readCommitted` statements
+   * that the database refuses to run outside READ COMMITTED are run again in such a transaction,
+   * and so are all later ones.
+   */
+  private async run<T>(statement: Statement, { readCommitted = false } = {}): Promise<T[]> {
+    if (readCommitted && this.explicitReadCommitted) return this.inReadCommittedTransaction<T>(statement);
     try {
-      this.roundTrips++;
-      await runner.startTransaction();
-      try {
-        const result = await work(runner);
-        this.roundTrips++;
-        await runner.commitTransaction();
-        return result;
-      } catch (error) {
-        if (runner.isTransactionActive) await runner.rollbackTransaction().catch(() => undefined);
-        throw error;
+      return await this.onPooledConnection<T>(statement);
+    } catch (error) {
+      if (!readCommitted || (error as { code?: string }).code !== NEEDS_READ_COMMITTED) throw error;
+      if (!this.explicitReadCommitted) {
+        this.explicitReadCommitted = true;
+        this.logger.log(`${(error as Error).message}: running the cache's fenced statements in READ COMMITTED transactions from now on`);
       }
-    } finally {
-      await runner.release();
+      return this.inReadCommittedTransaction<T>(statement);
     }
   }
 
-  private async run<T = Record<string, unknown>>(runner: QueryRunner, sql: string, params: unknown[] = []): Promise<T[]> {
-    this.roundTrips++;
-    return runner.query(sql, params);
+  private async onPooledConnection<T>(statement: Statement): Promise<T[]> {
+    const [client, release] = await (this.dataSource.driver as PostgresDriver).obtainMasterConnection();
+    let failure: unknown;
+    try {
+      const result = await (client as { query(config: Statement): Promise<{ rows: T[] }> }).query(statement);
+      return result.rows;
+    } catch (error) {
+      failure = error;
+      throw error;
+    } finally {
+      // A connection whose query failed at the protocol level is not handed out again.
+      release(failure instanceof Error && !(failure as { code?: string }).code ? failure : undefined);
+    }
   }
 
-  private async query<T>(sql: string, params: unknown[] = []): Promise<T[]> {
-    this.roundTrips++;
-    return this.dataSource.query(sql, params);
-  }
-
-  /**
-   * Hot-path statements run as named prepared statements on the DataSource's pg pool, so
-   * Postgres plans them once per connection instead of on every lookup.
-   */
-  private async prepared<T>(name: string, text: string, values: unknown[] = []): Promise<T[]> {
-    const pool = (this.dataSource.driver as unknown as { master?: Pool }).master;
-    if (!pool || typeof pool.query !== 'function') return this.query<T>(text, values);
-    this.roundTrips++;
-    return (await pool.query<T & Record<string, unknown>>({ name, text, values })).rows;
+  private inReadCommittedTransaction<T>(statement: Statement): Promise<T[]> {
+    return this.dataSource.transaction('READ COMMITTED', (manager) => manager.query(statement.text, statement.values));
   }
 }
 

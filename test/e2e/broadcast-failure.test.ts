@@ -28,7 +28,7 @@ describe('a NOTIFY that fails', () => {
   it('rolls the delete back, fails the invalidation with a clear error, and keeps the local invalidation', async () => {
     await cache.lookup.lookup(`${REALM}b.ts`);
     expect(await db.query(`SELECT url FROM module_cache_entries ORDER BY url`)).toHaveLength(2);
-    const logBefore = await db.query(`SELECT * FROM module_cache_invalidations`);
+    const logBefore = await db.query(`SELECT * FROM module_cache_fence_log`);
 
     const error = await cache.lookup.invalidate(`${REALM}a.ts`).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(InvalidationBroadcastError);
@@ -38,7 +38,7 @@ describe('a NOTIFY that fails', () => {
 
     // Nothing of the transaction survived: rows and fence log are as before.
     expect(await db.query(`SELECT url FROM module_cache_entries ORDER BY url`)).toHaveLength(2);
-    expect(await db.query(`SELECT * FROM module_cache_invalidations`)).toEqual(logBefore);
+    expect(await db.query(`SELECT * FROM module_cache_fence_log`)).toEqual(logBefore);
     // Locally the module and its consumer were dropped (conservative): the next lookup reads the table again.
     const tableHits = cache.lookup.stats().hits.table;
     await cache.lookup.lookup(`${REALM}a.ts`);

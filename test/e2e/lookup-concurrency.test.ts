@@ -6,6 +6,7 @@ import type { ModuleCacheRepository } from '../../src/persistence/module-cache.r
 import type { CacheApp } from '../support/app';
 import { useCacheTestBed } from '../support/test-bed';
 import { FakeSource } from '../support/fake-source';
+import { lockWaits } from '../support/backends';
 import { waitFor } from '../support/wait';
 
 const REALM = 'https://example.test/realm/';
@@ -130,15 +131,15 @@ describe('invalidation during an in-flight computation', () => {
     const source = new FakeSource().define(url);
     const { app, lookup } = await start(source);
     const repository = app.get<ModuleCacheRepository>(MODULE_CACHE_REPOSITORY);
-    const real = repository.fencedUpsert.bind(repository);
+    const real = repository.persist.bind(repository);
     let raced = false;
-    repository.fencedUpsert = async (row, watermark) => {
+    repository.persist = async (row, watermark, parts) => {
       if (!raced) {
         raced = true; // local generations were checked already; now the module changes and is invalidated
         source.version = 2;
         await lookup.invalidate(url);
       }
-      return real(row, watermark);
+      return real(row, watermark, parts);
     };
     const entry = await lookup.lookup(url);
     expect(entry?.definitions).toEqual({ value: { version: 2, url } });
@@ -175,17 +176,37 @@ describe('invalidation during an in-flight computation', () => {
       await peer.query(`SELECT * FROM module_cache_invalidate_modules($1::text[], 60000)`, [[`${REALM}locked`]]);
       source.version = 2;
       source.release();
-      await waitFor(
-        async () => (await bed.db.query(`SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`)).length > 0,
-        5000,
-        'the persist to wait on the fence lock',
-      );
+      await waitFor(async () => (await lockWaits(bed.db, 'advisory')) > 0, 5000, 'the persist to wait on the fence lock');
       await peer.query('COMMIT');
     } finally {
       await peer.end();
     }
     expect((await pending)?.definitions).toEqual({ value: { version: 2, url } });
     expect(await storedVersion(url)).toBe(2);
+  });
+
+  it('a read that raced the invalidation transaction does not leave the old entry in memory', async () => {
+    const url = `${REALM}raced.ts`;
+    const source = new FakeSource().define(url);
+    const { lookup } = await start(source);
+    await lookup.lookup(url);
+    // Hold the invalidation mid-transaction: another session locks the row it must delete.
+    const lock = new Client({ connectionString: bed.db.url, application_name: 'row-lock' });
+    await lock.connect();
+    try {
+      await lock.query('BEGIN');
+      await lock.query(`SELECT 1 FROM module_cache_entries WHERE url = $1 FOR UPDATE`, [url]);
+      source.version = 2;
+      const invalidating = lookup.invalidate(url);
+      await waitFor(async () => (await lockWaits(bed.db, 'transactionid')) > 0, 5000, 'the invalidation to wait on the row lock');
+      // Local state was cleared before the transaction; this read still sees the old row (uncommitted delete).
+      expect((await lookup.lookup(url))?.definitions).toEqual({ value: { version: 1, url } });
+      await lock.query('COMMIT');
+      await invalidating;
+    } finally {
+      await lock.end();
+    }
+    expect((await lookup.lookup(url))?.definitions).toEqual({ value: { version: 2, url } });
   });
 
   it('gives up with a clear error after maxRetries discarded attempts', async () => {

@@ -20,7 +20,7 @@ const ours = async () =>
   ).map((r) => r.name);
 
 describe('migration', () => {
-  it('creates logged tables, the fence sequence and functions, and its down() removes all of them', async () => {
+  it('creates logged tables, the fence state, log and functions; each down() undoes its migration', async () => {
     const dataSource = new DataSource({ type: 'postgres', url: db.url, entities: moduleCacheEntities, migrations: moduleCacheMigrations });
     await dataSource.initialize();
     try {
@@ -28,17 +28,23 @@ describe('migration', () => {
       expect(await ours()).toEqual(
         expect.arrayContaining([
           'module_cache_entries',
-          'module_cache_dependencies',
-          'module_cache_invalidations',
+          'module_cache_edges',
+          'module_cache_fence',
+          'module_cache_fence_log',
           'module_cache_fence_seq',
-          'module_cache_fenced_upsert',
+          'module_cache_persist',
           'module_cache_invalidate_and_notify',
         ]),
       );
       const persistence = await db.query<{ relpersistence: string }>(
-        `SELECT DISTINCT relpersistence FROM pg_class WHERE relname IN ('module_cache_entries', 'module_cache_dependencies', 'module_cache_invalidations')`,
+        `SELECT DISTINCT relpersistence FROM pg_class WHERE relname IN ('module_cache_entries', 'module_cache_edges', 'module_cache_fence', 'module_cache_fence_log')`,
       );
       expect(persistence).toEqual([{ relpersistence: 'p' }]); // logged, on purpose (see the migration)
+      // Each down() restores the layout before it: the second migration's down() gives back the first's.
+      await dataSource.undoLastMigration();
+      expect(await ours()).toEqual(
+        expect.arrayContaining(['module_cache_dependencies', 'module_cache_invalidations', 'module_cache_fenced_upsert']),
+      );
       await dataSource.undoLastMigration();
       expect(await ours()).toEqual([]);
     } finally {

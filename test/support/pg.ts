@@ -10,3 +10,21 @@ export async function queryOnce<T extends Record<string, unknown>>(url: string, 
     await client.end();
   }
 }
+
+/**
+ * Runs `work` and counts the statements sent to the server meanwhile by any `pg` client in this
+ * process (measured from the outside: the library keeps no such counter).
+ */
+export async function countStatements<T>(work: () => Promise<T>): Promise<{ result: T; statements: number }> {
+  const original = Client.prototype.query;
+  let statements = 0;
+  Client.prototype.query = function (this: Client, ...args: unknown[]) {
+    statements++;
+    return (original as (...a: unknown[]) => unknown).apply(this, args);
+  } as typeof original;
+  try {
+    return { result: await work(), statements };
+  } finally {
+    Client.prototype.query = original;
+  }
+}

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Generations } from '../../src/lookup/generations';
 import { MemoryTier } from '../../src/lookup/memory-tier';
+import type { ModuleCacheEntry } from '../../src';
 import { aliasOf, candidateURLs, canonicalURL, normaliseDependency, RealmRegistry, urlVariants } from '../../src/lookup/urls';
 
 const EXT = ['.gts', '.ts', '.gjs', '.js'];
@@ -61,22 +62,31 @@ describe('generations', () => {
 });
 
 describe('memory tier', () => {
-  const entry = (url: string) => ({ url, realmURL: 'r/', scope: 'public', definitions: {}, deps: [], createdAt: new Date() });
+  const entry = (url: string): ModuleCacheEntry => ({
+    url,
+    realmURL: 'r/',
+    scope: 'public',
+    definitions: {},
+    deps: [],
+    createdAt: new Date(),
+  });
+  const record = (alias: string, e: ModuleCacheEntry) => ({ entry: e, alias, realm: 'r/', watermark: '0' });
 
   it('evicts by alias across scopes and keeps its alias index bounded by the LRU', () => {
     const m = new MemoryTier(2);
-    m.set('r/a.ts', 'public', 'r/a', 'r/', entry('r/a.ts'));
-    m.set('r/a', 'u1', 'r/a', 'r/', entry('r/a.ts'));
-    expect(m.evictAlias('r/a')).toBe(2);
+    m.set('r/a.ts', 'public', record('r/a', entry('r/a.ts')));
+    m.set('r/a', 'u1', record('r/a', entry('r/a.ts')));
+    expect(m.size).toBe(2);
+    m.evictAlias('r/a');
     expect(m.size).toBe(0);
-    for (let i = 0; i < 100; i++) m.set(`r/${i}`, 'public', `r/${i}`, 'r/', entry(`r/${i}`));
+    for (let i = 0; i < 100; i++) m.set(`r/${i}`, 'public', record(`r/${i}`, entry(`r/${i}`)));
     expect(m.size).toBe(2);
     expect((m as unknown as { byAlias: Map<string, unknown> }).byAlias.size).toBe(2);
   });
 
   it('expires error entries after the TTL', () => {
     const m = new MemoryTier(10);
-    m.set('r/e', 'public', 'r/e', 'r/', { ...entry('r/e'), error: { message: 'x' }, createdAt: new Date(Date.now() - 1000) });
+    m.set('r/e', 'public', record('r/e', { ...entry('r/e'), error: { message: 'x' }, createdAt: new Date(Date.now() - 1000) }));
     expect(m.get('r/e', 'public', 500)).toBeUndefined();
   });
 });
