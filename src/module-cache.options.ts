@@ -3,86 +3,14 @@ import { z } from 'zod';
 import { DEFAULT_EXTENSIONS, MODULE_CACHE_COMPUTED_CHANNEL, MODULE_CACHE_INVALIDATED_CHANNEL } from './module-cache.constants';
 import { ModuleCacheOptionsError } from './errors';
 import { messages } from './messages';
-import {
-  isRegistryLike,
-  METRIC_PREFIX,
-  resolveMetricsOptions,
-  type ModuleCacheMetricsOptions,
-  type ResolvedMetricsOptions,
-} from './observability/metrics-options';
+import { isRegistryLike, METRIC_PREFIX, resolveMetricsOptions } from './observability/metrics-options';
 import type { DefinitionSource } from './types';
 
 /** Postgres identifiers we accept as channel names: they are also quoted wherever used. */
 export const CHANNEL_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
-export interface ListenerOptions {
-  /** A `pg` ClientConfig for the dedicated LISTEN connection; derived from the DataSource when absent. */
-  connection?: ClientConfig;
-  /** `application_name` of the listener's connection (visible in pg_stat_activity). */
-  applicationName?: string;
-  reconnect?: { initialDelayMs?: number; maxDelayMs?: number };
-  /** How long the startup self-probe waits for its own NOTIFY. */
-  selfProbeTimeoutMs?: number;
-}
-
-export interface ModuleCacheOptions {
-  /** The computation to cache; alternatively provide DEFINITION_SOURCE yourself. */
-  source?: DefinitionSource;
-  /** Registered realm URLs (each must end with `/`). */
-  realms: string[];
-  channel?: string;
-  extensions?: string[];
-  errorTtlMs?: number;
-  memory?: { maxEntries?: number } | false;
-  listener?: ListenerOptions | false;
-  coalesceAcrossProcesses?: boolean;
-  /** Channel on which finished computations wake waiting processes. */
-  computedChannel?: string;
-  /** How long a process waits for a peer's computation before giving up. */
-  coalesceWaitTimeoutMs?: number;
-  /** How often a waiting process re-tries the claim, to take over from a peer that died. */
-  coalesceTakeoverCheckMs?: number;
-  signingSecret?: string;
-  /** Name of the TypeORM DataSource to use (a module-definition extra: also top-level in forRootAsync). */
-  dataSourceName?: string;
-  /** A source call that takes longer is aborted and fails the lookup. */
-  sourceTimeoutMs?: number;
-  /** Discarded (invalidated mid-flight) computations are retried at most this many times. */
-  maxRetries?: number;
-  /** How long the database remembers a module invalidation for fencing in-flight writes. */
-  fenceRetentionMs?: number;
-  /** Prometheus metrics through prom-client (optional peer dependency); off by default. */
-  metrics?: boolean | ModuleCacheMetricsOptions;
-}
-
-export interface ResolvedModuleCacheOptions {
-  source?: DefinitionSource;
-  realms: string[];
-  channel: string;
-  extensions: string[];
-  errorTtlMs: number;
-  memory: { maxEntries: number } | false;
-  listener:
-    | {
-        connection?: ClientConfig;
-        applicationName: string;
-        reconnect: { initialDelayMs: number; maxDelayMs: number };
-        selfProbeTimeoutMs: number;
-      }
-    | false;
-  coalesceAcrossProcesses: boolean;
-  computedChannel: string;
-  coalesceWaitTimeoutMs: number;
-  coalesceTakeoverCheckMs: number;
-  signingSecret?: string;
-  dataSourceName?: string;
-  sourceTimeoutMs: number;
-  maxRetries: number;
-  fenceRetentionMs: number;
-  metrics: ResolvedMetricsOptions | false;
-}
-
 const positiveInt = z.number().int().positive();
+const channel = z.string().regex(CHANNEL_NAME, 'must match /^[a-z_][a-z0-9_]{0,62}$/');
 const realmURL = z.string().refine((s) => {
   try {
     const u = new URL(s);
@@ -92,51 +20,73 @@ const realmURL = z.string().refine((s) => {
   }
 }, 'must be an absolute, canonical http(s) URL ending with "/" and without query or hash');
 
+const LISTENER_DEFAULTS = {
+  applicationName: 'module-cache-listener',
+  reconnect: { initialDelayMs: 100, maxDelayMs: 10_000 },
+  selfProbeTimeoutMs: 5_000,
+};
+
+const listenerSchema = z
+  .object({
+    /** A `pg` ClientConfig for the dedicated LISTEN connection; derived from the DataSource when absent. */
+    connection: z
+      .custom<ClientConfig>((v) => typeof v === 'object' && v !== null && !Array.isArray(v), 'must be a pg ClientConfig object')
+      .optional(),
+    /** `application_name` of the listener's connection (visible in pg_stat_activity). */
+    applicationName: z.string().min(1).max(63).default(LISTENER_DEFAULTS.applicationName),
+    /** Capped exponential backoff between reconnect attempts, with jitter. */
+    reconnect: z
+      .object({ initialDelayMs: positiveInt.default(100), maxDelayMs: positiveInt.default(10_000) })
+      .strict()
+      .default(LISTENER_DEFAULTS.reconnect),
+    /** How long the startup self-probe waits for its own NOTIFY. */
+    selfProbeTimeoutMs: positiveInt.default(LISTENER_DEFAULTS.selfProbeTimeoutMs),
+  })
+  .strict();
+
 const schema = z
   .object({
+    /** The computation to cache; alternatively provide DEFINITION_SOURCE yourself. */
     source: z
       .custom<DefinitionSource>(
         (v) => typeof v === 'object' && v !== null && typeof (v as DefinitionSource).load === 'function',
         'must be an object with a load(moduleURL, context) method',
       )
       .optional(),
+    /** Registered realm URLs (each must end with `/`). */
     realms: z.array(realmURL).min(1, 'must list at least one realm URL'),
-    channel: z.string().regex(CHANNEL_NAME, 'must match /^[a-z_][a-z0-9_]{0,62}$/').default(MODULE_CACHE_INVALIDATED_CHANNEL),
+    /** NOTIFY channel of invalidations. */
+    channel: channel.default(MODULE_CACHE_INVALIDATED_CHANNEL),
+    /** Executable extensions: alias trimming and extensionless candidates, in order. */
     extensions: z
       .array(z.string().regex(/^\.[A-Za-z0-9]+$/, 'each must look like ".ts"'))
       .min(1)
       .default([...DEFAULT_EXTENSIONS]),
+    /** An error entry older than this counts as a miss. */
     errorTtlMs: z.number().int().nonnegative().default(30_000),
+    /** The bounded LRU memory tier, or `false` for none. */
     memory: z.union([z.literal(false), z.object({ maxEntries: positiveInt.default(10_000) }).strict()]).default({ maxEntries: 10_000 }),
-    listener: z
-      .union([
-        z.literal(false),
-        z
-          .object({
-            connection: z.record(z.string(), z.unknown()).optional(),
-            applicationName: z.string().min(1).max(63).default('module-cache-listener'),
-            reconnect: z
-              .object({ initialDelayMs: positiveInt.default(100), maxDelayMs: positiveInt.default(10_000) })
-              .strict()
-              .default({ initialDelayMs: 100, maxDelayMs: 10_000 }),
-            selfProbeTimeoutMs: positiveInt.default(5_000),
-          })
-          .strict(),
-      ])
-      .default({
-        applicationName: 'module-cache-listener',
-        reconnect: { initialDelayMs: 100, maxDelayMs: 10_000 },
-        selfProbeTimeoutMs: 5_000,
-      }),
+    /** The dedicated LISTEN connection; `false` disables receiving broadcasts (and coalescing). */
+    listener: z.union([z.literal(false), listenerSchema]).default(LISTENER_DEFAULTS),
+    /** One computation per key across all processes (needs the listener). */
     coalesceAcrossProcesses: z.boolean().default(true),
-    computedChannel: z.string().regex(CHANNEL_NAME, 'must match /^[a-z_][a-z0-9_]{0,62}$/').default(MODULE_CACHE_COMPUTED_CHANNEL),
+    /** Channel on which finished computations wake waiting processes. */
+    computedChannel: channel.default(MODULE_CACHE_COMPUTED_CHANNEL),
+    /** How long a process waits for a peer's computation before giving up. */
     coalesceWaitTimeoutMs: positiveInt.default(120_000),
+    /** How often a waiting process re-tries the claim, to take over from a peer that died. */
     coalesceTakeoverCheckMs: positiveInt.default(1_000),
+    /** HMAC-SHA256 key: every payload is signed, unsigned or forged ones are rejected. */
     signingSecret: z.string().min(16, 'must be at least 16 characters').optional(),
+    /** Name of the TypeORM DataSource to use (a module-definition extra: also top-level in forRootAsync). */
     dataSourceName: z.string().min(1).optional(),
+    /** A source call that takes longer is aborted and fails the lookup. */
     sourceTimeoutMs: positiveInt.default(60_000),
+    /** Discarded (invalidated mid-flight) computations are retried at most this many times. */
     maxRetries: z.number().int().min(0).max(100).default(3),
+    /** How long the database remembers an invalidation for fencing in-flight writes. */
     fenceRetentionMs: positiveInt.default(15 * 60_000),
+    /** Prometheus metrics through prom-client (optional peer dependency): `true`, or `{ registry, prefix }`. */
     metrics: z
       .union(
         [
@@ -171,6 +121,12 @@ const schema = z
     }
   });
 
+/** What `ModuleCacheModule.forRoot()` (or a `forRootAsync` factory) takes. */
+export type ModuleCacheOptions = z.input<typeof schema>;
+export type ListenerOptions = z.input<typeof listenerSchema>;
+/** The options with every default filled in, as the providers receive them. */
+export type ResolvedModuleCacheOptions = z.output<typeof schema>;
+
 /** Validates user options and fills defaults; throws ModuleCacheOptionsError naming each bad option. */
 export function resolveModuleCacheOptions(options: unknown): ResolvedModuleCacheOptions {
   if (typeof options !== 'object' || options === null) {
@@ -181,10 +137,5 @@ export function resolveModuleCacheOptions(options: unknown): ResolvedModuleCache
     const problems = result.error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(options)'}: ${i.message}`);
     throw new ModuleCacheOptionsError(messages.invalidOptions(problems));
   }
-  const o = result.data;
-  return {
-    ...o,
-    realms: [...new Set(o.realms)],
-    listener: o.listener === false ? false : { ...o.listener, connection: o.listener.connection as ClientConfig | undefined },
-  } as ResolvedModuleCacheOptions;
+  return { ...result.data, realms: [...new Set(result.data.realms)] };
 }

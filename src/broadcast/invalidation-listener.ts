@@ -1,8 +1,6 @@
 import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { Client, escapeIdentifier, type ClientConfig, type Notification } from 'pg';
 import { BehaviorSubject, Subject, distinctUntilChanged, type Observable } from 'rxjs';
-import { ModuleCacheOptionsError } from '../errors';
-import { CHANNEL_NAME } from '../module-cache.options';
 import { encodeProbe, isProbePayload, parseInvalidation, type InvalidationMessage } from './invalidation-message';
 
 export type ListenerState = 'connecting' | 'listening' | 'reconnecting' | 'closed';
@@ -64,20 +62,8 @@ export class ModuleCacheInvalidationListener implements OnModuleInit, OnApplicat
   private rejectLog = { windowStart: 0, logged: 0, suppressed: 0 };
 
   constructor(@Inject(LISTENER_CONFIG) private readonly config: ListenerConfig) {
-    const channels = [config.channel, ...(config.extraChannels ?? [])];
-    for (const [i, channel] of channels.entries()) {
-      const name = i === 0 ? 'channel' : `extraChannels[${i - 1}]`;
-      if (typeof channel !== 'string' || !CHANNEL_NAME.test(channel)) {
-        throw new ModuleCacheOptionsError(`listener ${name}: ${JSON.stringify(channel)} must match ${CHANNEL_NAME}`);
-      }
-      if (channels.indexOf(channel) !== i) throw new ModuleCacheOptionsError(`listener ${name}: channel "${channel}" is listed twice`);
-    }
-    if (!config.applicationName) throw new ModuleCacheOptionsError('listener applicationName: must be a non-empty string');
-    const { initialDelayMs, maxDelayMs } = config.reconnect;
-    if (!(initialDelayMs > 0 && maxDelayMs >= initialDelayMs)) {
-      throw new ModuleCacheOptionsError('listener reconnect: need 0 < initialDelayMs <= maxDelayMs');
-    }
-    this.channels = channels;
+    // Validated with the options (names, quoting happens at LISTEN).
+    this.channels = [config.channel, ...(config.extraChannels ?? [])];
   }
 
   get state(): ListenerState {

@@ -30,16 +30,16 @@ export interface InvalidatorDeps {
  * deletes rows, writes the fence log and NOTIFYs peers in one transaction.
  */
 export class Invalidator {
-  constructor(private readonly d: InvalidatorDeps) {}
+  constructor(private readonly deps: InvalidatorDeps) {}
 
   /** Invalidates the module, its URL variants and every transitive consumer (all scopes); returns the URLs invalidated. */
   async invalidate(moduleURL: string): Promise<string[]> {
     const started = performance.now();
     const url = canonicalURL(moduleURL);
-    const realm = this.d.realms.resolve(url);
-    const alias = aliasOf(url, this.d.options.extensions);
-    const variants = urlVariants(url, this.d.options.extensions);
-    this.d.forgetModules([alias]);
+    const realm = this.deps.realms.resolve(url);
+    const alias = aliasOf(url, this.deps.options.extensions);
+    const variants = urlVariants(url, this.deps.options.extensions);
+    this.deps.forgetModules([alias]);
     let affected: InvalidatedRow[] = [];
     let sent = 0;
     try {
@@ -50,12 +50,12 @@ export class Invalidator {
       for (let attempt = 1; ; attempt++) {
         if (attempt > OPTIMISTIC_INVALIDATION_ATTEMPTS) {
           // The graph kept gaining consumers between our statements: do it in one transaction.
-          ({ rows: affected } = await this.d.repository.invalidateModules(
+          ({ rows: affected } = await this.deps.repository.invalidateModules(
             [alias],
-            this.d.options.fenceRetentionMs,
-            this.d.options.channel,
+            this.deps.options.fenceRetentionMs,
+            this.deps.options.channel,
             (rows) => {
-              this.d.forgetModules(rows.map((r) => r.alias));
+              this.deps.forgetModules(rows.map((r) => r.alias));
               payloads = this.encodeModules(realm, variants, rows);
               return payloads;
             },
@@ -63,11 +63,11 @@ export class Invalidator {
           sent = payloads.length;
           break;
         }
-        const result = await this.d.repository.invalidateAndNotify(
+        const result = await this.deps.repository.invalidateAndNotify(
           [alias],
           known,
-          this.d.options.fenceRetentionMs,
-          this.d.options.channel,
+          this.deps.options.fenceRetentionMs,
+          this.deps.options.channel,
           payloads,
         );
         if (result.done) {
@@ -75,7 +75,7 @@ export class Invalidator {
           sent = payloads.length;
           break;
         }
-        this.d.forgetModules(result.rows.map((r) => r.alias));
+        this.deps.forgetModules(result.rows.map((r) => r.alias));
         known = [urlHash(alias), ...result.rows.map((r) => r.alias_hash)];
         payloads = this.encodeModules(realm, variants, result.rows);
       }
@@ -83,59 +83,63 @@ export class Invalidator {
       throw this.broadcastFailure(`invalidate(${url})`, error);
     } finally {
       // Again after commit: a read that raced the transaction must not repopulate memory.
-      this.d.forgetModules([alias, ...affected.map((r) => r.alias)]);
+      this.deps.forgetModules([alias, ...affected.map((r) => r.alias)]);
     }
-    this.d.stats.notifications.sent += sent;
+    this.deps.stats.notifications.sent += sent;
     const urls = [...new Set([...variants, ...affected.map((r) => r.url)])];
-    this.d.stats.invalidations++;
-    this.d.emit({ type: 'invalidated', kind: 'module', realm, urls, durationMs: performance.now() - started });
+    this.deps.stats.invalidations++;
+    this.deps.emit({ type: 'invalidated', kind: 'module', realm, urls, durationMs: performance.now() - started });
     return urls;
   }
 
   /** Clears every row of one registered realm, here and in every peer. Returns the rows deleted. */
   async clearRealm(realmURL: string): Promise<number> {
     const started = performance.now();
-    const realm = this.d.realms.canonicalRealm(realmURL);
-    this.d.forgetRealm(realm);
+    const realm = this.deps.realms.canonicalRealm(realmURL);
+    this.deps.forgetRealm(realm);
     try {
       const payloads = this.encode({ kind: 'realm', realm });
-      const { deleted: count } = await this.d.repository.clearRealm(
+      const { deleted: count } = await this.deps.repository.clearRealm(
         realm,
-        this.d.options.fenceRetentionMs,
-        this.d.options.channel,
+        this.deps.options.fenceRetentionMs,
+        this.deps.options.channel,
         payloads,
       );
-      this.d.stats.notifications.sent += payloads.length;
-      this.d.stats.invalidations++;
-      this.d.emit({ type: 'invalidated', kind: 'realm', realm, urls: [], durationMs: performance.now() - started });
+      this.deps.stats.notifications.sent += payloads.length;
+      this.deps.stats.invalidations++;
+      this.deps.emit({ type: 'invalidated', kind: 'realm', realm, urls: [], durationMs: performance.now() - started });
       return count;
     } catch (error) {
       throw this.broadcastFailure(`clearRealm(${realm})`, error);
     } finally {
-      this.d.forgetRealm(realm);
+      this.deps.forgetRealm(realm);
     }
   }
 
   /** Clears everything, here and in every peer. Returns the rows deleted. */
   async clearAll(): Promise<number> {
     const started = performance.now();
-    this.d.forgetAll();
+    this.deps.forgetAll();
     try {
       const payloads = this.encode({ kind: 'global' });
-      const { deleted: count } = await this.d.repository.clearAll(this.d.options.fenceRetentionMs, this.d.options.channel, payloads);
-      this.d.stats.notifications.sent += payloads.length;
-      this.d.stats.invalidations++;
-      this.d.emit({ type: 'invalidated', kind: 'global', urls: [], durationMs: performance.now() - started });
+      const { deleted: count } = await this.deps.repository.clearAll(
+        this.deps.options.fenceRetentionMs,
+        this.deps.options.channel,
+        payloads,
+      );
+      this.deps.stats.notifications.sent += payloads.length;
+      this.deps.stats.invalidations++;
+      this.deps.emit({ type: 'invalidated', kind: 'global', urls: [], durationMs: performance.now() - started });
       return count;
     } catch (error) {
       throw this.broadcastFailure('clearAll()', error);
     } finally {
-      this.d.forgetAll();
+      this.deps.forgetAll();
     }
   }
 
   private encode(target: InvalidationTarget): string[] {
-    return encodeInvalidations(target, { origin: this.d.origin, signingSecret: this.d.options.signingSecret });
+    return encodeInvalidations(target, { origin: this.deps.origin, signingSecret: this.deps.options.signingSecret });
   }
 
   private encodeModules(realm: string, variants: string[], rows: InvalidatedRow[]): string[] {
@@ -144,7 +148,7 @@ export class Invalidator {
 
   private broadcastFailure(what: string, error: unknown): ModuleCacheError {
     const message = error instanceof Error ? error.message : String(error);
-    this.d.logger.error(`${what} failed; local caches were cleared but peers were not told: ${message}`);
+    this.deps.logger.error(`${what} failed; local caches were cleared but peers were not told: ${message}`);
     return new InvalidationBroadcastError(messages.broadcastFailed(what, message), {
       cause: error,
     });

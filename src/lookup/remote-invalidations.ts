@@ -22,60 +22,60 @@ export interface RemoteInvalidationHandlers {
  * inside registered realms are applied, so a stranger on the channel can at worst cause
  * recomputations, never unbounded state.
  */
-export function subscribeToInvalidations(listener: ModuleCacheInvalidationListener, h: RemoteInvalidationHandlers): Subscription {
+export function subscribeToInvalidations(listener: ModuleCacheInvalidationListener, handlers: RemoteInvalidationHandlers): Subscription {
   const subscription = new Subscription();
   subscription.add(
     listener.notifications$.subscribe((message) => {
-      if (message.origin === h.origin) return; // our own echo: applied before the NOTIFY was sent
-      h.received();
+      if (message.origin === handlers.origin) return; // our own echo: applied before the NOTIFY was sent
+      handlers.received();
       try {
-        apply(message, h);
+        apply(message, handlers);
       } catch (error) {
-        h.logger.warn(`ignored an invalidation message: ${error instanceof Error ? error.message : String(error)}`);
+        handlers.logger.warn(`ignored an invalidation message: ${error instanceof Error ? error.message : String(error)}`);
       }
     }),
   );
   subscription.add(
     listener.resync$.subscribe(() => {
       // Notifications sent while we were not listening are lost: assume everything changed.
-      h.forgetAll();
-      h.logger.log('listener (re)connected: resynced (global generation bumped, memory cleared, in-flight dropped)');
-      h.emit({ type: 'resync' });
+      handlers.forgetAll();
+      handlers.logger.log('listener (re)connected: resynced (global generation bumped, memory cleared, in-flight dropped)');
+      handlers.emit({ type: 'resync' });
     }),
   );
-  subscription.add(listener.state$.subscribe((state) => h.emit({ type: 'listener-state', state })));
+  subscription.add(listener.state$.subscribe((state) => handlers.emit({ type: 'listener-state', state })));
   return subscription;
 }
 
-function apply(message: InvalidationMessage, h: RemoteInvalidationHandlers): void {
+function apply(message: InvalidationMessage, handlers: RemoteInvalidationHandlers): void {
   switch (message.kind) {
     case 'module': {
       const aliases = new Set<string>();
       const urls: string[] = [];
       for (const raw of message.urls) {
         const url = safeCanonical(raw);
-        if (!url || !h.realms.find(url)) continue;
+        if (!url || !handlers.realms.find(url)) continue;
         urls.push(url);
-        aliases.add(aliasOf(url, h.extensions));
+        aliases.add(aliasOf(url, handlers.extensions));
       }
-      h.forgetModules(aliases);
-      h.emit({ type: 'remote-invalidated', kind: 'module', realm: message.realm, urls, origin: message.origin });
+      handlers.forgetModules(aliases);
+      handlers.emit({ type: 'remote-invalidated', kind: 'module', realm: message.realm, urls, origin: message.origin });
       return;
     }
     case 'realm': {
-      if (!h.realms.has(message.realm)) {
+      if (!handlers.realms.has(message.realm)) {
         // A realm we do not serve may still contain ours (a prefix): be conservative.
-        const inside = h.realms.all.filter((r) => r.startsWith(message.realm));
-        inside.forEach((r) => h.forgetRealm(r));
+        const inside = handlers.realms.all.filter((r) => r.startsWith(message.realm));
+        inside.forEach((r) => handlers.forgetRealm(r));
       } else {
-        h.forgetRealm(message.realm);
+        handlers.forgetRealm(message.realm);
       }
-      h.emit({ type: 'remote-invalidated', kind: 'realm', realm: message.realm, urls: [], origin: message.origin });
+      handlers.emit({ type: 'remote-invalidated', kind: 'realm', realm: message.realm, urls: [], origin: message.origin });
       return;
     }
     case 'global':
-      h.forgetAll();
-      h.emit({ type: 'remote-invalidated', kind: 'global', urls: [], origin: message.origin });
+      handlers.forgetAll();
+      handlers.emit({ type: 'remote-invalidated', kind: 'global', urls: [], origin: message.origin });
   }
 }
 

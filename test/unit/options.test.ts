@@ -39,6 +39,19 @@ describe('option validation', () => {
     expect(() => resolveModuleCacheOptions(options)).toThrow(message);
   });
 
+  it('accepts only plain lower-case identifiers as channel names (they are also quoted at LISTEN)', () => {
+    for (const channel of ['Module_Cache', 'module-cache', '1channel', '', 'x'.repeat(64), 'a"; DROP TABLE t; --', 'ümlaut']) {
+      expect(() => resolveModuleCacheOptions({ realms: ['https://a.test/r/'], source, channel })).toThrow(/channel: must match/);
+      expect(() => resolveModuleCacheOptions({ realms: ['https://a.test/r/'], source, computedChannel: channel })).toThrow(
+        /computedChannel: must match/,
+      );
+    }
+    expect(() => resolveModuleCacheOptions({ realms: ['https://a.test/r/'], source, channel: 'x'.repeat(63) })).not.toThrow();
+    expect(() => resolveModuleCacheOptions({ realms: ['https://a.test/r/'], source, computedChannel: 'module_cache_invalidated' })).toThrow(
+      /computedChannel: must differ from channel/,
+    );
+  });
+
   it('rejects a non-object', () => {
     expect(() => resolveModuleCacheOptions(undefined)).toThrow(/expected an object/);
   });
