@@ -6,6 +6,9 @@ import { messages } from './messages';
 import { isRegistryLike, METRIC_PREFIX, resolveMetricsOptions } from './observability/metrics-options';
 import type { DefinitionSource } from './types';
 
+/** The listener's own connection settings: a `pg` ClientConfig. */
+export type ListenerConnectionOptions = ClientConfig;
+
 /** Postgres identifiers we accept as channel names: they are also quoted wherever used. */
 export const CHANNEL_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
@@ -121,8 +124,9 @@ const schema = z
     }
   });
 
-/** What `ModuleCacheModule.forRoot()` (or a `forRootAsync` factory) takes. */
-export type ModuleCacheOptions = z.input<typeof schema>;
+/** What `ModuleCacheModule.forRoot()` (or a `forRootAsync` factory) takes (an interface, so declarations can name it). */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export interface ModuleCacheOptions extends z.input<typeof schema> {}
 export type ListenerOptions = z.input<typeof listenerSchema>;
 /** The options with every default filled in, as the providers receive them. */
 export type ResolvedModuleCacheOptions = z.output<typeof schema>;
