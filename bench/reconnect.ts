@@ -1,12 +1,12 @@
 /**
- * Listener reconnect: a ModuleCacheInvalidationListener (constructed directly, default-ish
- * backoff: initialDelayMs 100) whose backend is killed with pg_terminate_backend; time from
+ * Listener reconnect: the dedicated ListenConnection (constructed directly, default backoff:
+ * initialDelayMs 100) whose backend is killed with pg_terminate_backend; time from
  * the kill until its state is 'listening' again. Baseline: what a reconnect costs without any
  * backoff — a fresh pg connect + LISTEN, measured in the same run.
  */
-import { randomUUID } from 'node:crypto';
 import { Client } from 'pg';
-import { ModuleCacheInvalidationListener, MODULE_CACHE_INVALIDATED_CHANNEL, type ListenerState } from '../src';
+import { MODULE_CACHE_INVALIDATED_CHANNEL, type ListenerState } from '../src';
+import { ListenConnection } from '../src/broadcast/listen-connection';
 import { benchClient, benchDatabase, ms, onCleanup, progress, runBench, sleep, summarize, times } from './support';
 
 const KILLS = 10;
@@ -16,13 +16,12 @@ const BACKOFF = { initialDelayMs: 100, maxDelayMs: 10_000 };
 runBench('reconnect', async () => {
   const db = await benchDatabase();
   const admin = await benchClient(db.url, 'module-cache-bench-admin');
-  const listener = new ModuleCacheInvalidationListener({
+  const listener = new ListenConnection({
     connection: { connectionString: db.url },
-    channel: MODULE_CACHE_INVALIDATED_CHANNEL,
+    channels: [MODULE_CACHE_INVALIDATED_CHANNEL],
     applicationName: APP,
     reconnect: BACKOFF,
-    selfProbeTimeoutMs: 5_000,
-    origin: randomUUID(),
+    queryTimeoutMs: 5_000,
   });
   onCleanup('the listener', () => listener.stop());
   let changed: ((state: ListenerState) => void) | undefined;
@@ -58,7 +57,7 @@ runBench('reconnect', async () => {
     await client.end();
   }
   const [ours, base] = [summarize(samples), summarize(fresh)];
-  const stats = listener.stats();
+  const stats = { reconnects: listener.reconnects };
   const rows = [
     {
       measure: `listener backend killed → listening again, p50 (${KILLS} kills, backoff from ${BACKOFF.initialDelayMs} ms)`,

@@ -1,11 +1,13 @@
 import { Catch, HttpStatus, Logger, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
 import {
   CoalesceTimeoutError,
-  ComputationDiscardedError,
   DefinitionNotFoundError,
   DefinitionSourceError,
   DefinitionSourceTimeoutError,
   InvalidationBroadcastError,
+  InvalidRealmURLError,
+  InvalidScopeError,
+  ModuleCacheShutdownError,
   InvalidModuleURLError,
   ModuleCacheError,
   ModuleCacheOptionsError,
@@ -22,9 +24,11 @@ const STATUS: [new (...args: never[]) => ModuleCacheError, HttpStatus][] = [
   // A peer process computing the module neither finished nor let go in time.
   [CoalesceTimeoutError, HttpStatus.GATEWAY_TIMEOUT],
   [DefinitionSourceError, HttpStatus.BAD_GATEWAY],
-  // Both are transient: the module kept changing, or the database could not broadcast.
-  [ComputationDiscardedError, HttpStatus.SERVICE_UNAVAILABLE],
+  // Transient: the database could not broadcast, or the process is shutting down.
   [InvalidationBroadcastError, HttpStatus.SERVICE_UNAVAILABLE],
+  [ModuleCacheShutdownError, HttpStatus.SERVICE_UNAVAILABLE],
+  [InvalidScopeError, HttpStatus.BAD_REQUEST],
+  [InvalidRealmURLError, HttpStatus.BAD_REQUEST],
   [ModuleCacheOptionsError, HttpStatus.INTERNAL_SERVER_ERROR],
   [ModuleCacheSchemaError, HttpStatus.INTERNAL_SERVER_ERROR],
 ];
@@ -35,19 +39,20 @@ interface JsonResponse {
 }
 
 /**
- * The library's errors as HTTP answers, in one place. The base class itself is what the lookup
- * throws for bad arguments (e.g. an over-long scope), hence 400; a subclass not listed here is
- * one this filter does not know yet, hence 500 (and logged).
+ * The library's errors as HTTP answers, in one place; one not listed here is one this filter does
+ * not know yet, hence 500 (and logged). The body carries the error's stable `code`.
  */
 @Catch(ModuleCacheError)
 export class ModuleCacheExceptionFilter implements ExceptionFilter<ModuleCacheError> {
   private readonly logger = new Logger('ModuleCacheExceptionFilter');
 
   catch(error: ModuleCacheError, host: ArgumentsHost): void {
-    const status =
-      STATUS.find(([type]) => error instanceof type)?.[1] ??
-      (error.constructor === ModuleCacheError ? HttpStatus.BAD_REQUEST : HttpStatus.INTERNAL_SERVER_ERROR);
-    if (status >= 500) this.logger.error(`${error.name}: ${error.message}`);
-    host.switchToHttp().getResponse<JsonResponse>().status(status).json({ statusCode: status, error: error.name, message: error.message });
+    const status = STATUS.find(([type]) => error instanceof type)?.[1] ?? HttpStatus.INTERNAL_SERVER_ERROR;
+    if (status >= 500) this.logger.error(`${error.name} (${error.code}): ${error.message}`);
+    host
+      .switchToHttp()
+      .getResponse<JsonResponse>()
+      .status(status)
+      .json({ statusCode: status, error: error.name, code: error.code, message: error.message });
   }
 }

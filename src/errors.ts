@@ -68,11 +68,6 @@ export class ModuleCacheShutdownError extends ModuleCacheError {
   readonly code = 'E_SHUTTING_DOWN';
 }
 
-/** Every attempt was discarded because the module kept being invalidated while it computed. */
-export class ComputationDiscardedError extends ModuleCacheError {
-  readonly code = 'E_COMPUTATION_DISCARDED';
-}
-
 /** The delete+notify transaction of an invalidation failed; local state was still invalidated. */
 export class InvalidationBroadcastError extends ModuleCacheError {
   readonly code = 'E_INVALIDATION_BROADCAST';

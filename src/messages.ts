@@ -32,6 +32,10 @@ export const messages = {
     'module-cache tables are missing or out of date: add `moduleCacheMigrations` to your DataSource `migrations` and run them (e.g. `migrationsRun: true`)',
   invalidOptions: (problems: string[]) => `invalid module-cache options: ${problems.join('; ')}`,
   invalidOption: (path: string, why: string) => `invalid module-cache options: ${path}: ${why}`,
+  notPostgres: (type: string) =>
+    `invalid module-cache options: the TypeORM DataSource must be a PostgreSQL one (type: 'postgres'), got type: '${type}'`,
+  dataSourceNameFromFactory: () =>
+    'invalid module-cache options: dataSourceName: pass it to forRootAsync({ dataSourceName, useFactory }) itself, not in what useFactory returns (the DataSource to inject must be known when the module is declared)',
   noSource: () => 'invalid module-cache options: source: pass options.source or provide DEFINITION_SOURCE in an imported module',
   promClientMissing: (why: string) =>
     `invalid module-cache options: metrics: needs the optional peer dependency prom-client (npm install prom-client@^15): ${why}`,

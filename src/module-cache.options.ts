@@ -26,7 +26,8 @@ const realmURL = z.string().refine((s) => {
 const LISTENER_DEFAULTS = {
   applicationName: 'module-cache-listener',
   reconnect: { initialDelayMs: 100, maxDelayMs: 10_000 },
-  selfProbeTimeoutMs: 5_000,
+  heartbeat: { intervalMs: 5_000, timeoutMs: 5_000 },
+  queryTimeoutMs: 5_000,
 };
 
 const listenerSchema = z
@@ -42,8 +43,17 @@ const listenerSchema = z
       .object({ initialDelayMs: positiveInt.default(100), maxDelayMs: positiveInt.default(10_000) })
       .strict()
       .default(LISTENER_DEFAULTS.reconnect),
-    /** How long the startup self-probe waits for its own NOTIFY. */
-    selfProbeTimeoutMs: positiveInt.default(LISTENER_DEFAULTS.selfProbeTimeoutMs),
+    /**
+     * Every `intervalMs` a probe NOTIFY goes out through the DataSource pool and must reach the
+     * listener within `timeoutMs`; memory is trusted only for `intervalMs + timeoutMs` after the
+     * last probe that did. A deaf listener is found out (and fresh data served) within their sum.
+     */
+    heartbeat: z
+      .object({ intervalMs: positiveInt.default(5_000), timeoutMs: positiveInt.default(5_000) })
+      .strict()
+      .default(LISTENER_DEFAULTS.heartbeat),
+    /** Longest a claim statement on the dedicated connection may take; the lookup then computes without coalescing. */
+    queryTimeoutMs: positiveInt.default(LISTENER_DEFAULTS.queryTimeoutMs),
   })
   .strict();
 
@@ -81,8 +91,6 @@ const schema = z
     coalesceTakeoverCheckMs: positiveInt.default(1_000),
     /** HMAC-SHA256 key: every payload is signed, unsigned or forged ones are rejected. */
     signingSecret: z.string().min(16, 'must be at least 16 characters').optional(),
-    /** Name of the TypeORM DataSource to use (a module-definition extra: also top-level in forRootAsync). */
-    dataSourceName: z.string().min(1).optional(),
     /** A source call that takes longer is aborted and fails the lookup. */
     sourceTimeoutMs: positiveInt.default(60_000),
     /** Discarded (invalidated mid-flight) computations are retried at most this many times. */
@@ -136,6 +144,8 @@ export function resolveModuleCacheOptions(options: unknown): ResolvedModuleCache
   if (typeof options !== 'object' || options === null) {
     throw new ModuleCacheOptionsError(messages.invalidOptions(['(options): expected an object']));
   }
+  // forRoot() strips its extras; only a forRootAsync factory can hand this in, and too late.
+  if ('dataSourceName' in options) throw new ModuleCacheOptionsError(messages.dataSourceNameFromFactory());
   const result = schema.safeParse(options);
   if (!result.success) {
     const problems = result.error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(options)'}: ${i.message}`);

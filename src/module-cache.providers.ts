@@ -1,9 +1,16 @@
 import type { Provider } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
 import { randomUUID } from 'node:crypto';
-import type { ClientConfig } from 'pg';
 import type { DataSource } from 'typeorm';
-import { LISTENER_CONFIG, ModuleCacheInvalidationListener, type ListenerConfig } from './broadcast/invalidation-listener';
+import {
+  LISTENER_CONFIG,
+  ModuleCacheInvalidationListener,
+  NOTIFICATION_TRANSPORT,
+  PROBE_SENDER,
+  type ListenerConfig,
+  type ProbeSender,
+} from './broadcast/invalidation-listener';
+import { ListenConnection, type NotificationTransport } from './broadcast/listen-connection';
 import { PopulateCoordinator } from './coordination/populate-coordinator';
 import { ModuleCacheOptionsError } from './errors';
 import { messages } from './messages';
@@ -18,24 +25,9 @@ import {
 } from './module-cache.constants';
 import { MODULE_CACHE_OPTIONS } from './module-cache.module-definition';
 import { resolveModuleCacheOptions, type ResolvedModuleCacheOptions } from './module-cache.options';
+import { dedicatedConnectionConfig } from './persistence/dedicated-connection-config';
 import { ModuleCacheRepository } from './persistence/module-cache.repository';
 import type { DefinitionSource } from './types';
-
-/** The listener's own connection settings, from options or else from the DataSource's. */
-function listenerConnection(dataSource: DataSource, configured?: ClientConfig): ClientConfig {
-  if (configured) return configured;
-  const o = dataSource.options as { url?: string; host?: string; port?: number; username?: string; password?: string; database?: string };
-  const ssl = (dataSource.options as { ssl?: ClientConfig['ssl'] }).ssl;
-  return {
-    ...(o.url ? { connectionString: o.url } : {}),
-    ...(o.host ? { host: o.host } : {}),
-    ...(o.port ? { port: o.port } : {}),
-    ...(o.username ? { user: o.username } : {}),
-    ...(typeof o.password === 'string' ? { password: o.password } : {}),
-    ...(o.database ? { database: o.database } : {}),
-    ...(ssl ? { ssl } : {}),
-  };
-}
 
 export const moduleCacheProviders: Provider[] = [
   { provide: RESOLVED_MODULE_CACHE_OPTIONS, useFactory: resolveModuleCacheOptions, inject: [MODULE_CACHE_OPTIONS] },
@@ -58,43 +50,57 @@ export const moduleCacheProviders: Provider[] = [
     useFactory: (dataSource: DataSource) => new ModuleCacheRepository(dataSource),
   },
   {
-    provide: LISTENER_CONFIG,
-    inject: [RESOLVED_MODULE_CACHE_OPTIONS, MODULE_CACHE_DATA_SOURCE, MODULE_CACHE_ORIGIN],
-    useFactory: (options: ResolvedModuleCacheOptions, dataSource: DataSource, origin: string): ListenerConfig | null => {
+    // The process's one dedicated connection: invalidations, wake-ups and claims.
+    provide: NOTIFICATION_TRANSPORT,
+    inject: [RESOLVED_MODULE_CACHE_OPTIONS, MODULE_CACHE_DATA_SOURCE],
+    useFactory: (options: ResolvedModuleCacheOptions, dataSource: DataSource): NotificationTransport | null => {
       if (options.listener === false) return null;
-      return {
-        connection: listenerConnection(dataSource, options.listener.connection),
-        channel: options.channel,
-        extraChannels: options.coalesceAcrossProcesses ? [options.computedChannel] : [],
+      return new ListenConnection({
+        connection: options.listener.connection ?? dedicatedConnectionConfig(dataSource),
         applicationName: options.listener.applicationName,
+        channels: options.coalesceAcrossProcesses ? [options.channel, options.computedChannel] : [options.channel],
         reconnect: options.listener.reconnect,
-        selfProbeTimeoutMs: options.listener.selfProbeTimeoutMs,
-        signingSecret: options.signingSecret,
-        origin,
-      };
+        queryTimeoutMs: options.listener.queryTimeoutMs,
+      });
     },
   },
   {
+    provide: LISTENER_CONFIG,
+    inject: [RESOLVED_MODULE_CACHE_OPTIONS, MODULE_CACHE_ORIGIN],
+    useFactory: (options: ResolvedModuleCacheOptions, origin: string): ListenerConfig | null =>
+      options.listener === false
+        ? null
+        : { channel: options.channel, signingSecret: options.signingSecret, origin, heartbeat: options.listener.heartbeat },
+  },
+  {
+    // Probes take the path peers' invalidations take: a NOTIFY through the DataSource's pool.
+    provide: PROBE_SENDER,
+    inject: [MODULE_CACHE_REPOSITORY],
+    useFactory:
+      (repository: ModuleCacheRepository): ProbeSender =>
+      (channel, payload) =>
+        repository.notify(channel, payload),
+  },
+  {
     provide: ModuleCacheInvalidationListener,
-    inject: [LISTENER_CONFIG],
-    useFactory: (config: ListenerConfig | null) => (config ? new ModuleCacheInvalidationListener(config) : null),
+    inject: [LISTENER_CONFIG, NOTIFICATION_TRANSPORT, PROBE_SENDER],
+    useFactory: (config: ListenerConfig | null, transport: NotificationTransport | null, probe: ProbeSender) =>
+      config && transport ? new ModuleCacheInvalidationListener(config, transport, probe) : null,
   },
   {
     provide: MODULE_CACHE_COORDINATOR,
-    inject: [RESOLVED_MODULE_CACHE_OPTIONS, LISTENER_CONFIG, ModuleCacheInvalidationListener],
-    useFactory: (options: ResolvedModuleCacheOptions, config: ListenerConfig | null, listener: ModuleCacheInvalidationListener | null) => {
-      // Waiters are woken through the listener: without one there is nothing to coalesce with.
-      if (!options.coalesceAcrossProcesses || !config || !listener) return null;
+    inject: [RESOLVED_MODULE_CACHE_OPTIONS, NOTIFICATION_TRANSPORT, MODULE_CACHE_ORIGIN],
+    useFactory: (options: ResolvedModuleCacheOptions, transport: NotificationTransport | null, origin: string) => {
+      // Waiters are woken through the dedicated connection: without one there is nothing to coalesce with.
+      if (!options.coalesceAcrossProcesses || !transport) return null;
       return new PopulateCoordinator(
         {
-          connection: config.connection,
-          applicationName: `${config.applicationName}-claims`.slice(0, 63),
           computedChannel: options.computedChannel,
-          origin: config.origin,
+          origin,
           waitTimeoutMs: options.coalesceWaitTimeoutMs,
           takeoverCheckMs: options.coalesceTakeoverCheckMs,
         },
-        listener.rawNotifications$,
+        transport,
       );
     },
   },

@@ -1,25 +1,26 @@
 import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
-import { Client, escapeIdentifier, type ClientConfig, type Notification } from 'pg';
-import { BehaviorSubject, Subject, distinctUntilChanged, type Observable } from 'rxjs';
+import { Subject, filter, map, type Observable, type Subscription } from 'rxjs';
+import { deadline } from '../timeout';
 import { encodeProbe, isProbePayload, parseInvalidation, type InvalidationMessage } from './invalidation-message';
+import type { ListenerState, NotificationTransport } from './listen-connection';
 
-export type ListenerState = 'connecting' | 'listening' | 'reconnecting' | 'closed';
+export type { ListenerState } from './listen-connection';
 
 export interface ListenerConfig {
-  /** A dedicated connection: never a pooled one, never one that runs transactions. */
-  connection: ClientConfig;
   channel: string;
-  /** Also LISTENed; their payloads are passed through unparsed on rawNotifications$. */
-  extraChannels?: string[];
-  applicationName: string;
-  reconnect: { initialDelayMs: number; maxDelayMs: number };
-  selfProbeTimeoutMs: number;
   signingSecret?: string;
   /** This process's origin id; its own echoes are still emitted (the consumer ignores them). */
   origin: string;
+  /** A probe NOTIFY goes out through the DataSource pool every `intervalMs` and must arrive within `timeoutMs`. */
+  heartbeat: { intervalMs: number; timeoutMs: number };
 }
 
+/** Sends one NOTIFY through the path peers use (the DataSource's pool). */
+export type ProbeSender = (channel: string, payload: string) => Promise<void>;
+
 export const LISTENER_CONFIG = Symbol('LISTENER_CONFIG');
+export const NOTIFICATION_TRANSPORT = Symbol('NOTIFICATION_TRANSPORT');
+export const PROBE_SENDER = Symbol('PROBE_SENDER');
 
 export interface ListenerProbe {
   ok: boolean | undefined;
@@ -29,232 +30,151 @@ export interface ListenerProbe {
 
 const PREVIEW_CHARS = 200;
 const REJECT_LOGS_PER_MINUTE = 20;
-const END_GRACE_MS = 1_000;
 
 /**
- * Owns the one dedicated LISTEN connection (connect, LISTEN, error, reconnect, close) and
- * turns the channel into Observables. It knows nothing of the lookup: the lookup subscribes.
- * Notifications sent while disconnected are lost, hence resync$ after every (re)connect.
+ * The invalidation channel, parsed: turns the dedicated connection's notifications into
+ * validated messages, and proves with a heartbeat that they still arrive. Every
+ * `heartbeat.intervalMs` a probe is NOTIFYed through the DataSource pool — the path peers' own
+ * invalidations take — and must come back on the listener within `heartbeat.timeoutMs`. Until
+ * one has, and as soon as one is overdue, the memory tier is not trusted; a probe that does not
+ * arrive also makes the connection reconnect (and so resync). It knows nothing of the lookup:
+ * the lookup subscribes.
  */
 @Injectable()
 export class ModuleCacheInvalidationListener implements OnModuleInit, OnApplicationShutdown {
   private readonly logger = new Logger('ModuleCacheInvalidationListener');
-  private readonly state$$ = new BehaviorSubject<ListenerState>('closed');
   private readonly messages$$ = new Subject<InvalidationMessage>();
-  private readonly raw$$ = new Subject<{ channel: string; payload: string }>();
-  private readonly resync$$ = new Subject<void>();
   readonly notifications$: Observable<InvalidationMessage> = this.messages$$.asObservable();
-  readonly rawNotifications$: Observable<{ channel: string; payload: string }> = this.raw$$.asObservable();
-  readonly state$: Observable<ListenerState> = this.state$$.pipe(distinctUntilChanged());
-  readonly resync$: Observable<void> = this.resync$$.asObservable();
+  readonly state$: Observable<ListenerState>;
+  /** After every (re)connect: notifications sent while not listening are lost. */
+  readonly resync$: Observable<void>;
 
-  private readonly channels: string[];
-  private client: Client | undefined;
-  private started: Promise<void> | undefined;
-  private stopping: Promise<void> | undefined;
-  private reconnectLoop: Promise<void> | undefined;
-  private wakeFromBackoff: (() => void) | undefined;
-  private backoffTimer: NodeJS.Timeout | undefined;
-  private readonly probeClients = new Set<Client>();
+  private readonly subscription: Subscription;
   private readonly pendingProbes = new Map<string, () => void>();
   private probeResult: ListenerProbe = { ok: undefined };
-  private counters = { received: 0, rejected: 0, reconnects: 0, lastRejectReason: undefined as string | undefined };
+  /** performance.now() until which the memory tier may be trusted. */
+  private trustedUntil = 0;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  /** The probe started when the connection last (re)connected. */
+  private connectProbe: Promise<boolean> | undefined;
+  private stopped = false;
+  private counters = { received: 0, rejected: 0, lastRejectReason: undefined as string | undefined };
   private rejectLog = { windowStart: 0, logged: 0, suppressed: 0 };
 
-  constructor(@Inject(LISTENER_CONFIG) private readonly config: ListenerConfig) {
-    // Validated with the options (names, quoting happens at LISTEN).
-    this.channels = [config.channel, ...(config.extraChannels ?? [])];
+  constructor(
+    @Inject(LISTENER_CONFIG) private readonly config: ListenerConfig,
+    @Inject(NOTIFICATION_TRANSPORT) private readonly transport: NotificationTransport,
+    @Inject(PROBE_SENDER) private readonly sendProbe: ProbeSender,
+  ) {
+    this.state$ = transport.state$;
+    this.resync$ = transport.resync$;
+    this.subscription = transport.notifications$
+      .pipe(
+        filter((n) => n.channel === config.channel),
+        map((n) => n.payload),
+      )
+      .subscribe((payload) => this.onPayload(payload));
+    // A new connection has not proven itself yet: probe it at once.
+    this.subscription.add(
+      transport.resync$.subscribe(() => {
+        this.trustedUntil = 0;
+        this.connectProbe = this.selfProbe();
+      }),
+    );
   }
 
   get state(): ListenerState {
-    return this.state$$.value;
+    return this.transport.state;
   }
 
   get probe(): ListenerProbe {
     return { ...this.probeResult };
   }
 
-  stats(): { received: number; rejected: number; reconnects: number; lastRejectReason?: string } {
-    const { lastRejectReason, ...rest } = this.counters;
-    return lastRejectReason === undefined ? rest : { ...rest, lastRejectReason };
+  /** Whether a heartbeat has proven, recently enough, that invalidations reach this process. */
+  isTrusted(now = performance.now()): boolean {
+    return now < this.trustedUntil;
   }
 
-  onModuleInit(): Promise<void> {
-    return this.start();
+  stats(): { received: number; rejected: number; reconnects: number; lastRejectReason?: string } {
+    const { lastRejectReason, ...rest } = this.counters;
+    const base = { ...rest, reconnects: this.transport.reconnects };
+    return lastRejectReason === undefined ? base : { ...base, lastRejectReason };
+  }
+
+  /** LISTEN is active before the application is ready; the first probe runs before it, too. */
+  async onModuleInit(): Promise<void> {
+    await this.transport.start();
+    // A first connect that failed keeps retrying in the background; it probes when it succeeds.
+    if (this.connectProbe) await this.connectProbe;
+    else this.recordProbe(false, `listener is ${this.state}`);
+    this.scheduleHeartbeat();
   }
 
   onApplicationShutdown(): Promise<void> {
     return this.stop();
   }
 
-  /** Connects, LISTENs and self-probes. A failed first connect does not throw: it keeps retrying in the background. */
-  start(): Promise<void> {
-    this.started ??= (async () => {
-      if (this.stopping) return;
-      this.setState('connecting');
-      try {
-        await this.connectAndListen();
-      } catch (err) {
-        if (this.stopping) return;
-        this.logger.error(`initial connection failed, retrying in the background: ${describe(err)}`);
-        this.ensureReconnecting();
-        return;
-      }
-      this.onListening();
-      await this.selfProbe();
-    })();
-    return this.started;
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearTimeout(this.heartbeatTimer);
+    for (const resolve of this.pendingProbes.values()) resolve();
+    this.subscription.unsubscribe();
+    await this.transport.stop();
+    this.messages$$.complete();
   }
 
-  /** Prompt even mid-reconnect or mid-backoff; leaves no connection open. Idempotent. */
-  stop(): Promise<void> {
-    this.stopping ??= (async () => {
-      clearTimeout(this.backoffTimer);
-      this.wakeFromBackoff?.();
-      for (const resolve of this.pendingProbes.values()) resolve();
-      const clients = [this.client, ...this.probeClients].filter((c): c is Client => c !== undefined);
-      this.client = undefined;
-      this.probeClients.clear();
-      await Promise.all([...clients.map(endClient), this.reconnectLoop]);
-      this.setState('closed');
-      for (const subject of [this.messages$$, this.raw$$, this.resync$$, this.state$$]) subject.complete();
-    })();
-    return this.stopping;
-  }
-
-  /** NOTIFYs itself from a separate short-lived connection and waits for the echo. */
+  /** NOTIFYs a probe through the DataSource pool and waits for it on the listener. */
   async selfProbe(): Promise<boolean> {
-    const record = (ok: boolean, reason?: string): boolean => {
-      this.probeResult = { ok, reason, at: new Date() };
-      if (!ok) this.logger.warn(`self-probe failed: ${reason}`);
-      return ok;
-    };
-    if (this.stopping || this.state !== 'listening')
-      return record(false, `listener is ${this.stopping ? 'stopping' : this.state}, not listening`);
+    if (this.stopped || this.state !== 'listening') return this.recordProbe(false, `listener is ${this.stopped ? 'stopped' : this.state}`);
     const payload = encodeProbe(this.config.origin);
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), this.config.selfProbeTimeoutMs)));
-    const arrived = new Promise<'arrived' | 'stopped'>((resolve) =>
-      this.pendingProbes.set(payload, () => resolve(this.stopping ? 'stopped' : 'arrived')),
-    );
+    const sentAt = performance.now();
+    const { timeoutMs, intervalMs } = this.config.heartbeat;
+    const timeout = deadline(timeoutMs, () => new Error('timeout'));
+    const arrived = new Promise<void>((resolve) => this.pendingProbes.set(payload, resolve));
     try {
-      const outcome = await Promise.race([deadline, this.sendProbe(payload).then((error) => error ?? arrived)]);
-      if (outcome === 'arrived') return record(true);
-      if (outcome === 'stopped' || this.stopping) return record(false, 'listener stopped during the probe');
-      if (outcome !== 'timeout') return record(false, `could not send the probe NOTIFY: ${outcome}`);
-      return record(
-        false,
-        `its own NOTIFY did not arrive within ${this.config.selfProbeTimeoutMs} ms. LISTEN/NOTIFY delivery is not working on this ` +
-          'connection (a transaction-pooling proxy such as PgBouncer drops LISTEN registrations): peer invalidations will be missed',
-      );
+      await Promise.race([this.sendProbe(this.config.channel, payload), timeout.expired]);
+      await Promise.race([arrived, timeout.expired]);
+      if (this.stopped) return this.recordProbe(false, 'listener stopped during the probe');
+      this.trustedUntil = sentAt + intervalMs + timeoutMs;
+      return this.recordProbe(true);
+    } catch (error) {
+      const reason =
+        (error as Error).message === 'timeout'
+          ? `a probe NOTIFY sent through the DataSource pool did not arrive on the listener within ${timeoutMs} ms: ` +
+            'the listener is deaf (a half-open or stalled connection), points at another server than the pool, ' +
+            'or goes through a transaction-pooling proxy such as PgBouncer (which drops LISTEN registrations); ' +
+            'peer invalidations may be missed, so memory is not trusted and the listener reconnects'
+          : `could not send the probe NOTIFY through the DataSource pool: ${(error as Error).message}`;
+      this.recordProbe(false, reason);
+      this.transport.reconnect('heartbeat probe failed');
+      return false;
     } finally {
-      clearTimeout(timer);
+      timeout.cancel();
       this.pendingProbes.delete(payload);
     }
   }
 
-  /** Resolves to an error description, or undefined once the NOTIFY was sent. */
-  private async sendProbe(payload: string): Promise<string | undefined> {
-    const client = this.newClient(`${this.config.applicationName.slice(0, 57)}-probe`);
-    this.probeClients.add(client);
-    client.on('error', () => undefined);
+  private scheduleHeartbeat(): void {
+    if (this.stopped) return;
+    this.heartbeatTimer = setTimeout(() => {
+      void this.selfProbe().finally(() => this.scheduleHeartbeat());
+    }, this.config.heartbeat.intervalMs);
+    this.heartbeatTimer.unref();
+  }
+
+  /** One log line per change, not one per heartbeat. */
+  private recordProbe(ok: boolean, reason?: string): boolean {
+    const before = this.probeResult.ok;
+    this.probeResult = { ok, reason, at: new Date() };
+    if (!ok && before !== false) this.logger.warn(`heartbeat failed: ${reason}`);
+    if (ok && before === false) this.logger.log('heartbeat ok again: invalidations reach this process');
+    return ok;
+  }
+
+  private onPayload(payload: string): void {
     try {
-      await client.connect();
-      await client.query('SELECT pg_notify($1, $2)', [this.config.channel, payload]);
-      return undefined;
-    } catch (err) {
-      return describe(err);
-    } finally {
-      // stop() empties the set when it ends the probe clients itself.
-      if (this.probeClients.delete(client)) await endClient(client);
-    }
-  }
-
-  private newClient(applicationName: string): Client {
-    return new Client({
-      ...this.config.connection,
-      application_name: applicationName,
-      keepAlive: true,
-      keepAliveInitialDelayMillis: 10_000,
-    });
-  }
-
-  private async connectAndListen(): Promise<void> {
-    if (this.stopping) throw new Error('listener stopped');
-    const client = this.newClient(this.config.applicationName);
-    this.client = client;
-    client.on('error', (err) => this.onConnectionLost(client, err));
-    client.on('end', () => this.onConnectionLost(client));
-    client.on('notification', (n) => this.onNotification(n));
-    try {
-      await client.connect();
-      for (const channel of this.channels) await client.query(`LISTEN ${escapeIdentifier(channel)}`);
-    } catch (err) {
-      // Not ours any more means stop() already ended it.
-      if (this.client === client) {
-        this.client = undefined;
-        await endClient(client);
-      }
-      throw err;
-    }
-    if (this.client !== client) throw new Error('listener stopped');
-  }
-
-  private onListening(): void {
-    this.setState('listening');
-    this.resync$$.next();
-  }
-
-  private onConnectionLost(client: Client, err?: Error): void {
-    // Every client reports its loss twice ('error' then 'end'); only the current one matters.
-    if (client !== this.client || this.state !== 'listening' || this.stopping) return;
-    this.client = undefined;
-    this.logger.warn(`connection lost: ${err ? describe(err) : 'ended'}`);
-    void endClient(client);
-    this.ensureReconnecting();
-  }
-
-  private ensureReconnecting(): void {
-    if (this.stopping || this.reconnectLoop) return;
-    this.setState('reconnecting');
-    this.reconnectLoop = this.reconnectForever()
-      .catch((err) => this.logger.error(`reconnect loop failed: ${describe(err)}`))
-      .finally(() => (this.reconnectLoop = undefined));
-  }
-
-  private async reconnectForever(): Promise<void> {
-    const { initialDelayMs, maxDelayMs } = this.config.reconnect;
-    for (let attempt = 0; !this.stopping; attempt++) {
-      const delay = Math.min(maxDelayMs, initialDelayMs * 2 ** Math.min(attempt, 30));
-      await this.sleep(delay / 2 + Math.random() * (delay / 2));
-      if (this.stopping) return;
-      try {
-        await this.connectAndListen();
-      } catch (err) {
-        if (this.stopping) return;
-        if (attempt < 3 || attempt % 10 === 0) this.logger.warn(`reconnect attempt ${attempt + 1} failed: ${describe(err)}`);
-        continue;
-      }
-      this.counters.reconnects++;
-      this.onListening();
-      if (this.probeResult.ok !== true) void this.selfProbe();
-      return;
-    }
-  }
-
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      this.wakeFromBackoff = resolve;
-      this.backoffTimer = setTimeout(resolve, ms);
-    });
-  }
-
-  private onNotification({ channel, payload = '' }: Notification): void {
-    try {
-      if (channel !== this.config.channel) {
-        if (this.channels.includes(channel)) this.raw$$.next({ channel, payload });
-        return;
-      }
       if (isProbePayload(payload)) {
         this.pendingProbes.get(payload)?.();
         return;
@@ -270,7 +190,7 @@ export class ModuleCacheInvalidationListener implements OnModuleInit, OnApplicat
       }
     } catch (err) {
       // Subjects report subscriber errors themselves; this only guards our own bookkeeping.
-      this.logger.error(`notification handling failed: ${describe(err)}`);
+      this.logger.error(`notification handling failed: ${err instanceof Error ? err.message : String(err)}`);
     }
   }
 
@@ -287,24 +207,4 @@ export class ModuleCacheInvalidationListener implements OnModuleInit, OnApplicat
     const preview = payload.length > PREVIEW_CHARS ? `${payload.slice(0, PREVIEW_CHARS)}…` : payload;
     this.logger.warn(`rejected payload on "${this.config.channel}" (${reason}): ${JSON.stringify(preview)}`);
   }
-
-  private setState(state: ListenerState): void {
-    if (this.state$$.value === state || (this.stopping && state !== 'closed')) return;
-    this.logger.log(`state ${this.state$$.value} -> ${state}`);
-    this.state$$.next(state);
-  }
-}
-
-/** end(), but never hanging: a connection stuck mid-handshake is destroyed after a grace period. */
-async function endClient(client: Client): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), END_GRACE_MS)));
-  const outcome = await Promise.race([client.end().catch(() => undefined), timedOut]);
-  clearTimeout(timer);
-  // pg has no public "destroy": reach for the socket so shutdown stays prompt.
-  if (outcome === 'timeout') (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
-}
-
-function describe(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

@@ -1,12 +1,12 @@
 import { Logger } from '@nestjs/common';
 import { createHash } from 'node:crypto';
-import { Client, type ClientConfig } from 'pg';
-import type { Observable, Subscription } from 'rxjs';
+import { filter, type Subscription } from 'rxjs';
+import type { NotificationTransport } from '../broadcast/listen-connection';
+import { CoalesceTimeoutError } from '../errors';
+import { messages } from '../messages';
+import type { ReadResult, StoredRow } from '../persistence/module-cache.repository';
 
 export interface CoordinatorConfig {
-  /** Settings of the dedicated claims connection (the listener's, with its own application_name). */
-  connection: ClientConfig;
-  applicationName: string;
   computedChannel: string;
   origin: string;
   waitTimeoutMs: number;
@@ -14,37 +14,40 @@ export interface CoordinatorConfig {
   takeoverCheckMs: number;
 }
 
-export interface Wake {
-  /** Resolves 'woken' on a wake-up for the key (also one that came before wait()), else 'tick' after `ms`. */
-  wait(ms: number): Promise<'woken' | 'tick'>;
-  cancel(): void;
-}
+export type Coordination =
+  /** A peer computed it: its row, read after the wake-up (or after winning a claim too late). */
+  | { kind: 'row'; row: StoredRow; watermark: string; woken: boolean }
+  /** This process holds the claim; the miss was confirmed under `watermark`. Release it when done. */
+  | { kind: 'claimed'; key: string; watermark: string }
+  /** Claims are unavailable: compute without coalescing. */
+  | { kind: 'alone' };
 
-/** Advisory-lock key space of claims: 64-bit keys, apart from the two-int fence lock. */
+/** A wake-up names the claim key's hash; anything else on the channel is ignored (untrusted hints). */
 const WAKE_PAYLOAD = /^\{"h":"(-?[0-9]{1,20})","o":"[^"]{1,255}"\}$/;
 
 /**
- * Cross-process populate coalescing. A claim is a session-level advisory lock held on one
- * dedicated connection per process, so it dies with the process (or its connection) and a
- * waiter takes over; no pooled connection is held while a module computes or while a caller
- * waits. Finishing (persisted, discarded, failed, or nothing found) NOTIFYs the key's hash on
- * the computed channel; waiters subscribe before they check, so no wake-up is lost.
+ * Cross-process populate coalescing. A claim is a session-level advisory lock held by the
+ * process's dedicated connection, so it dies with the process (or its connection) and a waiter
+ * takes over; no pooled connection is held while a module computes or while a caller waits.
+ * Finishing (persisted, discarded, failed, or nothing found) NOTIFYs the key's hash on the
+ * computed channel; waiters subscribe before they check, so no wake-up is lost.
  */
 export class PopulateCoordinator {
   private readonly logger = new Logger('PopulateCoordinator');
   private readonly waiters = new Map<string, Set<() => void>>();
   private readonly subscription: Subscription;
-  private client: Promise<Client> | undefined;
-  private closed = false;
-  claimsHeld = 0;
+  private readonly releasing = new Set<Promise<void>>();
+  private unavailableSince: number | undefined;
+  takeovers = 0;
+  /** Lookups computed without coalescing because claims were unavailable. */
+  uncoordinated = 0;
 
   constructor(
     private readonly config: CoordinatorConfig,
-    raw$: Observable<{ channel: string; payload: string }>,
+    private readonly transport: NotificationTransport,
   ) {
-    this.subscription = raw$.subscribe(({ channel, payload }) => {
-      if (channel !== config.computedChannel) return;
-      const match = WAKE_PAYLOAD.exec(payload); // untrusted: a hint to re-read, nothing more
+    this.subscription = transport.notifications$.pipe(filter((n) => n.channel === config.computedChannel)).subscribe(({ payload }) => {
+      const match = WAKE_PAYLOAD.exec(payload);
       if (!match) return;
       for (const wake of this.waiters.get(match[1]) ?? []) wake();
     });
@@ -55,8 +58,85 @@ export class PopulateCoordinator {
     return createHash('sha256').update(flightKey).digest().readBigInt64BE(0).toString();
   }
 
+  /**
+   * Claims `key` across processes, or waits to be woken by the claimant and reads its result
+   * with `read`. A claim is released on every path that does not hand it to the caller.
+   */
+  async coordinate(key: string, read: () => Promise<ReadResult>, url: string): Promise<Coordination> {
+    const deadline = Date.now() + this.config.waitTimeoutMs;
+    for (let round = 0; ; round++) {
+      const wake = this.subscribe(key);
+      try {
+        const claim = await this.transport.tryLock(key);
+        if (claim === 'unavailable') return this.alone();
+        this.available();
+        if (claim) {
+          let again: ReadResult;
+          try {
+            // A peer may have finished between our read and our claim.
+            again = await read();
+          } catch (error) {
+            this.release(key);
+            throw error;
+          }
+          if (again.row) {
+            this.release(key);
+            return { kind: 'row', row: again.row, watermark: again.watermark, woken: false };
+          }
+          if (round > 0) this.takeovers++;
+          return { kind: 'claimed', key, watermark: again.watermark };
+        }
+        const remaining = deadline - Date.now();
+        if (remaining <= 0) {
+          const error = new CoalesceTimeoutError(messages.coalesceTimeout(url, this.config.waitTimeoutMs));
+          this.logger.warn(error.message);
+          throw error;
+        }
+        if ((await wake.wait(Math.min(this.config.takeoverCheckMs, remaining))) === 'woken') {
+          const again = await read();
+          if (again.row) return { kind: 'row', row: again.row, watermark: again.watermark, woken: true };
+          // Finished without a row (discarded, failed or not found): claim it ourselves.
+        }
+      } finally {
+        wake.cancel();
+      }
+    }
+  }
+
+  /** Wakes the key's waiters everywhere and lets go of the claim, in one statement. */
+  release(key: string): void {
+    const payload = JSON.stringify({ h: key, o: this.config.origin });
+    const done: Promise<void> = this.transport
+      .unlockAndNotify(key, this.config.computedChannel, payload)
+      // The connection is gone, and with it the claim: waiters take over at their next check.
+      .catch((error: unknown) => this.logger.debug(`could not release claim ${key}: ${(error as Error).message}`))
+      .finally(() => this.releasing.delete(done));
+    this.releasing.add(done);
+  }
+
+  /** Waits for releases in flight (so peers are woken), then stops listening for wake-ups. */
+  async close(): Promise<void> {
+    await Promise.all(this.releasing);
+    this.subscription.unsubscribe();
+  }
+
+  private alone(): Coordination {
+    this.uncoordinated++;
+    if (this.unavailableSince === undefined) {
+      this.unavailableSince = Date.now();
+      this.logger.warn('claims are unavailable (the dedicated connection is down or slow): computing without cross-process coalescing');
+    }
+    return { kind: 'alone' };
+  }
+
+  private available(): void {
+    if (this.unavailableSince === undefined) return;
+    this.logger.log(`claims available again after ${Date.now() - this.unavailableSince} ms`);
+    this.unavailableSince = undefined;
+  }
+
   /** Registers interest in the key's wake-ups; call before checking the table or the claim. */
-  subscribe(key: string): Wake {
+  private subscribe(key: string): { wait(ms: number): Promise<'woken' | 'tick'>; cancel(): void } {
     let woken = false;
     let resolveWait: ((why: 'woken' | 'tick') => void) | undefined;
     const wake = () => {
@@ -68,7 +148,7 @@ export class PopulateCoordinator {
     set.add(wake);
     return {
       wait: (ms) =>
-        new Promise((resolve) => {
+        new Promise<'woken' | 'tick'>((resolve) => {
           if (woken) return resolve('woken');
           const timer = setTimeout(() => resolve('tick'), Math.max(1, ms));
           resolveWait = (why) => {
@@ -78,69 +158,11 @@ export class PopulateCoordinator {
         }).finally(() => {
           woken = false;
           resolveWait = undefined;
-        }) as Promise<'woken' | 'tick'>,
+        }),
       cancel: () => {
         set!.delete(wake);
         if (set!.size === 0 && this.waiters.get(key) === set) this.waiters.delete(key);
       },
     };
-  }
-
-  /** True if this process now holds the claim; 'unavailable' if the claims connection is down (compute uncoordinated). */
-  async tryClaim(key: string): Promise<boolean | 'unavailable'> {
-    try {
-      const client = await this.connection();
-      const { rows } = await client.query<{ ok: boolean }>(`SELECT pg_try_advisory_lock($1::bigint) AS ok`, [key]);
-      if (rows[0].ok) this.claimsHeld++;
-      return rows[0].ok;
-    } catch (error) {
-      this.logger.warn(`claims connection unavailable, computing without cross-process coalescing: ${(error as Error).message}`);
-      return 'unavailable';
-    }
-  }
-
-  /** Wakes the key's waiters everywhere and lets go of the claim, in one statement. */
-  async release(key: string): Promise<void> {
-    this.claimsHeld--;
-    const payload = JSON.stringify({ h: key, o: this.config.origin });
-    try {
-      const client = await this.connection();
-      await client.query(`SELECT pg_notify($1, $2), pg_advisory_unlock($3::bigint)`, [this.config.computedChannel, payload, key]);
-    } catch (error) {
-      // The connection is gone, and with it the claim: waiters take over at their next check.
-      this.logger.warn(`could not release claim ${key}: ${(error as Error).message}`);
-    }
-  }
-
-  async close(): Promise<void> {
-    this.closed = true;
-    this.subscription.unsubscribe();
-    const client = await this.client?.catch(() => undefined);
-    this.client = undefined;
-    await client?.end().catch(() => undefined);
-  }
-
-  private connection(): Promise<Client> {
-    if (this.closed) return Promise.reject(new Error('coordinator closed'));
-    if (!this.client) {
-      const client = new Client({ ...this.config.connection, application_name: this.config.applicationName, keepAlive: true });
-      const forget = () => {
-        if (this.client === attempt) this.client = undefined;
-      };
-      client.on('error', (error) => {
-        this.logger.warn(`claims connection error (its claims are released): ${error.message}`);
-        forget();
-      });
-      client.on('end', forget);
-      const attempt: Promise<Client> = client.connect().then(
-        () => client,
-        (error: unknown) => {
-          forget();
-          throw error;
-        },
-      );
-      this.client = attempt;
-    }
-    return this.client;
   }
 }

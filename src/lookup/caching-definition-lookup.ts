@@ -1,4 +1,12 @@
-import { Inject, Injectable, Logger, Optional, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
+import {
+  Inject,
+  Injectable,
+  Logger,
+  Optional,
+  type BeforeApplicationShutdown,
+  type OnApplicationShutdown,
+  type OnModuleInit,
+} from '@nestjs/common';
 import { Subject, type Observable, type Subscription } from 'rxjs';
 import { ModuleCacheInvalidationListener } from '../broadcast/invalidation-listener';
 import type { PopulateCoordinator } from '../coordination/populate-coordinator';
@@ -29,7 +37,7 @@ import { aliasOf, canonicalURL, candidateURLs, RealmRegistry, urlVariants } from
  * the dependency graph and reaches peers by NOTIFY in the same transaction as the delete.
  */
 @Injectable()
-export class CachingDefinitionLookup implements OnModuleInit, OnApplicationShutdown {
+export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationShutdown, OnApplicationShutdown {
   private readonly logger = new Logger('CachingDefinitionLookup');
   private readonly events = new Subject<ModuleCacheEvent>();
   /** Every hit, miss, computation, persist, discard, invalidation and listener change. */
@@ -98,13 +106,28 @@ export class CachingDefinitionLookup implements OnModuleInit, OnApplicationShutd
 
   async onModuleInit(): Promise<void> {
     await this.repository.assertSchema();
+    if (!this.listener && this.options.memory !== false) {
+      this.logger.warn(
+        'listener: false — this process does not hear invalidations made by other processes, so its memory tier can serve ' +
+          'entries they invalidated; use memory: false when several processes share the table',
+      );
+    }
   }
 
-  async onApplicationShutdown(): Promise<void> {
+  /**
+   * Before connections close: abandon in-flight computations (their callers get
+   * ModuleCacheShutdownError) and let go of their claims, so that peers are woken and the
+   * dedicated connection closes with nothing in flight.
+   */
+  async beforeApplicationShutdown(): Promise<void> {
     this.subscription?.unsubscribe();
     this.shutdown.abort();
-    this.events.complete();
+    await Promise.allSettled(this.flights.all().map((f) => f.promise));
     await this.coordinator?.close();
+  }
+
+  onApplicationShutdown(): void {
+    this.events.complete();
   }
 
   /** The entry from memory, else the table, else computed and persisted; undefined when no candidate exists. */
@@ -188,6 +211,8 @@ export class CachingDefinitionLookup implements OnModuleInit, OnApplicationShutd
     const listener = this.listener?.stats();
     return structuredClone({
       ...this.counters,
+      takeovers: this.coordinator?.takeovers ?? 0,
+      uncoordinated: this.coordinator?.uncoordinated ?? 0,
       notifications: { ...this.counters.notifications, rejected: listener?.rejected ?? 0 },
       reconnects: listener?.reconnects ?? 0,
       inFlight: this.flights.size,
@@ -236,16 +261,19 @@ export class CachingDefinitionLookup implements OnModuleInit, OnApplicationShutd
     const ctx = this.context(moduleURL, scope);
     const hit = this.memoryHit(ctx, started);
     if (hit) return hit;
-    const key = flightKey(ctx.realm, ctx.url, scope);
-    // A dependency (stored as an alias) joins a flight for any spelling of the module, so
-    // `x.ts` ↔ `x` cycles are seen and nothing is computed twice.
-    let flight = waiter
-      ? urlVariants(ctx.url, this.options.extensions)
-          .map((variant) => this.flights.get(flightKey(ctx.realm, variant, scope)))
-          .find((f) => f !== undefined)
-      : this.flights.get(key);
+    // A dependency lookup (stored as an alias) joins a local flight for any spelling of the module,
+    // so `x.ts` ↔ `x` cycles are seen and nothing is computed twice; it never joins a flight that
+    // coalesces across processes, which may wait on a peer's claim (two processes computing each
+    // other's imports would wait on each other). A top-level lookup joins either kind.
+    const coalesce = waiter === undefined;
+    let flight = coalesce
+      ? (this.flights.get(flightKey(ctx.realm, ctx.url, scope, { coalesce: true })) ??
+        this.flights.get(flightKey(ctx.realm, ctx.url, scope, { coalesce: false })))
+      : urlVariants(ctx.url, this.options.extensions)
+          .map((variant) => this.flights.get(flightKey(ctx.realm, variant, scope, { coalesce: false })))
+          .find((f) => f !== undefined);
     if (!flight) {
-      flight = this.runner.start(key, ctx, started, { coalesce: waiter === undefined });
+      flight = this.runner.start(flightKey(ctx.realm, ctx.url, scope, { coalesce }), ctx, started, { coalesce });
       this.flights.add(flight);
       const registered = flight;
       flight.promise.then(
@@ -270,6 +298,8 @@ export class CachingDefinitionLookup implements OnModuleInit, OnApplicationShutd
   }
 
   private memoryHit(ctx: LookupContext, started: number): MemoryRecord | undefined {
+    // Only while the heartbeat proves that invalidations reach this process.
+    if (this.listener && !this.listener.isTrusted()) return undefined;
     const record = this.memory.get(ctx.url, ctx.scope, this.options.errorTtlMs);
     if (record) {
       this.counters.hits.memory++;

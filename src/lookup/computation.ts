@@ -1,7 +1,5 @@
 import { Logger } from '@nestjs/common';
-import { PopulateCoordinator } from '../coordination/populate-coordinator';
-import { CoalesceTimeoutError, ComputationDiscardedError, DefinitionSourceError } from '../errors';
-import { messages } from '../messages';
+import { PopulateCoordinator, type Coordination } from '../coordination/populate-coordinator';
 import type { ResolvedModuleCacheOptions } from '../module-cache.options';
 import type { ModuleCacheEvent, ModuleCacheStats } from '../observability/events';
 import { toEntry, type FencePart, type ModuleCacheRepository, type StoredRow } from '../persistence/module-cache.repository';
@@ -27,13 +25,18 @@ export interface Resolved {
   alias: string;
   realm: string;
   watermark: string;
+  /** A result every persist of which was refused (churn): served to the callers waiting for it, never stored or built upon. */
+  unpersisted?: true;
 }
 
 export const DEPENDENCY_CYCLE = Symbol('dependency-cycle');
 
 export type ResolvedFlight = Flight<Resolved | undefined>;
 type DiscardReason = Extract<ModuleCacheEvent, { type: 'discarded' }>['reason'];
-type Outcome = { done: true; resolved: Resolved | undefined } | { done: false; reason: DiscardReason };
+type Outcome = { done: true; resolved: Resolved | undefined } | { done: false; reason: DiscardReason; last: Resolved };
+
+/** Dependency lookups of one computation that run at once. */
+const DEPENDENCY_CONCURRENCY = 8;
 
 export interface ComputationDeps {
   options: ResolvedModuleCacheOptions;
@@ -54,15 +57,12 @@ export interface ComputationDeps {
   coordinator: PopulateCoordinator | null;
 }
 
-type Coordination =
-  | { kind: 'row'; row: StoredRow; watermark: string; woken: boolean }
-  | { kind: 'claimed'; key: string; watermark: string }
-  | { kind: 'alone' };
-
 /**
  * One flight's work: read the table (rows come with the fence watermark they are valid as of),
  * else compute from the source, attach dependency errors, and persist through the database
- * fence; a discarded attempt is retried with a new snapshot, at most `maxRetries` times.
+ * fence. A discarded attempt is retried with a new snapshot, at most `maxRetries` times; when
+ * every attempt was discarded, the callers already waiting get the last result anyway (neither
+ * stored nor kept in memory): churn alone never fails a lookup.
  */
 export class ComputationRunner {
   private readonly logger = new Logger('CachingDefinitionLookup');
@@ -70,8 +70,8 @@ export class ComputationRunner {
   constructor(private readonly deps: ComputationDeps) {}
 
   /**
-   * `coalesce: false` for dependency lookups: waiting on a peer from inside a computation could
-   * deadlock across processes.
+   * `coalesce: false` for dependency lookups: a computation never waits on a peer's claim (two
+   * processes computing each other's imports would wait on each other).
    */
   start(key: string, ctx: LookupContext, started: number, { coalesce }: { coalesce: boolean }): ResolvedFlight {
     const flight: ResolvedFlight = {
@@ -80,27 +80,22 @@ export class ComputationRunner {
       url: ctx.url,
       alias: ctx.alias,
       scope: ctx.scope,
+      coalesce,
       promise: Promise.resolve(undefined),
       waitingOn: new Set(),
     };
     // Taken before the first await: anything that invalidates from here on is seen.
     const snapshot = this.deps.generations.snapshot(ctx.realm, ctx.alias);
-    flight.promise = this.run(flight, ctx, snapshot, started, coalesce);
+    flight.promise = this.run(flight, ctx, snapshot, started);
     return flight;
   }
 
-  private async run(
-    flight: ResolvedFlight,
-    ctx: LookupContext,
-    first: GenerationSnapshot,
-    started: number,
-    coalesce: boolean,
-  ): Promise<Resolved | undefined> {
+  private async run(flight: ResolvedFlight, ctx: LookupContext, first: GenerationSnapshot, started: number): Promise<Resolved | undefined> {
     let snapshot = first;
     for (let attempt = 1; ; attempt++) {
       let outcome: Outcome;
       try {
-        outcome = await this.attempt(flight, ctx, snapshot, attempt, started, coalesce);
+        outcome = await this.attempt(flight, ctx, snapshot, attempt, started);
       } finally {
         this.deps.generations.release(snapshot);
       }
@@ -108,11 +103,20 @@ export class ComputationRunner {
       this.deps.stats.discards++;
       this.deps.emit({ type: 'discarded', reason: outcome.reason, attempt, url: ctx.url, realm: ctx.realm, scope: ctx.scope });
       if (attempt > this.deps.options.maxRetries) {
-        const error = new ComputationDiscardedError(
-          `${ctx.url} was invalidated during each of ${attempt} computations; giving up (maxRetries = ${this.deps.options.maxRetries})`,
+        this.deps.stats.servedUnpersisted++;
+        this.logger.warn(
+          `${ctx.url} (${ctx.scope}) was invalidated during each of ${attempt} computations: serving the last result to the ` +
+            `callers already waiting, neither stored nor kept in memory (maxRetries = ${this.deps.options.maxRetries})`,
         );
-        this.logger.warn(error.message);
-        throw error;
+        this.deps.emit({
+          type: 'served-unpersisted',
+          reason: outcome.reason,
+          attempts: attempt,
+          url: ctx.url,
+          realm: ctx.realm,
+          scope: ctx.scope,
+        });
+        return { ...outcome.last, unpersisted: true };
       }
       this.logger.debug(`${ctx.url} (${ctx.scope}): computation discarded (${outcome.reason}), retrying`);
       this.deps.stats.retries++;
@@ -126,12 +130,12 @@ export class ComputationRunner {
     snapshot: GenerationSnapshot,
     attempt: number,
     started: number,
-    coalesce: boolean,
   ): Promise<Outcome> {
-    const { repository, options, stats } = this.deps;
-    const read = await repository.read(ctx.candidates, ctx.scope, options.errorTtlMs);
-    if (read.row) {
-      const outcome = this.serveRow(read.row, read.watermark, ctx, snapshot);
+    const { repository, options, stats, coordinator } = this.deps;
+    const read = () => repository.read(ctx.candidates, ctx.scope, options.errorTtlMs);
+    const first = await read();
+    if (first.row) {
+      const outcome = this.serveRow(first.row, first.watermark, ctx, snapshot);
       if (outcome.done) this.deps.tableHit(ctx, started);
       return outcome;
     }
@@ -139,7 +143,10 @@ export class ComputationRunner {
       stats.misses++;
       this.deps.emit({ type: 'miss', url: ctx.url, realm: ctx.realm, scope: ctx.scope, durationMs: performance.now() - started });
     }
-    const coordination: Coordination = coalesce && this.deps.coordinator ? await this.coordinate(flight, ctx) : { kind: 'alone' };
+    const coordination: Coordination =
+      flight.coalesce && coordinator
+        ? await coordinator.coordinate(PopulateCoordinator.keyOf(flight.key), read, ctx.url)
+        : { kind: 'alone' };
     if (coordination.kind === 'row') {
       stats.coalescedWaits++;
       this.deps.emit({
@@ -154,62 +161,20 @@ export class ComputationRunner {
     }
     // The miss was read under this watermark: the source runs after it, so whatever it reads is
     // at least as new, and every invalidation it could have missed has a higher sequence.
-    const watermark = coordination.kind === 'claimed' ? coordination.watermark : read.watermark;
+    const watermark = coordination.kind === 'claimed' ? coordination.watermark : first.watermark;
     try {
       return await this.compute(flight, ctx, snapshot, attempt, watermark);
     } finally {
-      if (coordination.kind === 'claimed') void this.deps.coordinator!.release(coordination.key);
+      if (coordination.kind === 'claimed') coordinator!.release(coordination.key);
     }
   }
 
   private serveRow(row: StoredRow, watermark: string, ctx: LookupContext, snapshot: GenerationSnapshot): Outcome {
-    // The row may belong to an invalidation that just committed: read again rather than serve it.
-    if (!this.deps.generations.isCurrent(snapshot)) return { done: false, reason: 'invalidated-locally' };
     const resolved: Resolved = { entry: toEntry(row), alias: row.alias, realm: row.realm, watermark };
+    // The row may belong to an invalidation that just committed: read again rather than serve it.
+    if (!this.deps.generations.isCurrent(snapshot)) return { done: false, reason: 'invalidated-locally', last: resolved };
     this.deps.remember([ctx.url], resolved);
     return { done: true, resolved };
-  }
-
-  /**
-   * Claims the key across processes, or waits to be woken by the claimant and reads its
-   * result. The wake-up subscription exists before every check, so none is missed; a claimant
-   * that dies releases its claim with its connection and the next check takes over.
-   */
-  private async coordinate(flight: ResolvedFlight, ctx: LookupContext): Promise<Coordination> {
-    const coordinator = this.deps.coordinator!;
-    const { repository, options } = this.deps;
-    const key = PopulateCoordinator.keyOf(flight.key);
-    const deadline = Date.now() + options.coalesceWaitTimeoutMs;
-    for (let round = 0; ; round++) {
-      const wake = coordinator.subscribe(key);
-      try {
-        const claim = await coordinator.tryClaim(key);
-        if (claim === 'unavailable') return { kind: 'alone' };
-        if (claim) {
-          // A peer may have finished between our read and our claim.
-          const again = await repository.read(ctx.candidates, ctx.scope, options.errorTtlMs);
-          if (again.row) {
-            void coordinator.release(key);
-            return { kind: 'row', row: again.row, watermark: again.watermark, woken: false };
-          }
-          if (round > 0) this.deps.stats.takeovers++;
-          return { kind: 'claimed', key, watermark: again.watermark };
-        }
-        const remaining = deadline - Date.now();
-        if (remaining <= 0) {
-          const error = new CoalesceTimeoutError(messages.coalesceTimeout(ctx.url, options.coalesceWaitTimeoutMs));
-          this.logger.warn(error.message);
-          throw error;
-        }
-        if ((await wake.wait(Math.min(options.coalesceTakeoverCheckMs, remaining))) === 'woken') {
-          const again = await repository.read(ctx.candidates, ctx.scope, options.errorTtlMs);
-          if (again.row) return { kind: 'row', row: again.row, watermark: again.watermark, woken: true };
-          // Finished without a row (discarded, failed or not found): claim it ourselves.
-        }
-      } finally {
-        wake.cancel();
-      }
-    }
   }
 
   private async compute(
@@ -252,7 +217,19 @@ export class ComputationRunner {
         durationMs: performance.now() - computeStarted,
         ...(error ? { error: error.message } : {}),
       });
-      if (!generations.isCurrent(snapshot)) return { done: false, reason: 'invalidated-locally' };
+      const entry: ModuleCacheEntry = {
+        url: candidate,
+        realmURL: ctx.realm,
+        scope: ctx.scope,
+        definitions: loaded.definitions,
+        deps,
+        ...(error ? { error } : {}),
+        createdAt: new Date(),
+      };
+      const unstored: Resolved = { entry, alias, realm: ctx.realm, watermark };
+      if (!generations.isCurrent(snapshot)) return { done: false, reason: 'invalidated-locally', last: unstored };
+      // Built on a result that could not be stored itself: store neither.
+      if (incorporated.unpersisted) return { done: false, reason: 'stale-dependency', last: unstored };
       const persistStarted = performance.now();
       const persisted = await repository.persist(
         {
@@ -271,7 +248,7 @@ export class ComputationRunner {
       if (persisted.status !== 'persisted') {
         // What the database knows to be stale, this process may not have heard of yet.
         this.deps.forgetStale(persisted.stale.filter((a) => a !== alias));
-        return { done: false, reason: persisted.status === 'expired' ? 'fence-expired' : 'fenced-by-database' };
+        return { done: false, reason: persisted.status === 'expired' ? 'fence-expired' : 'fenced-by-database', last: unstored };
       }
       stats.persisted++;
       this.deps.emit({
@@ -281,20 +258,7 @@ export class ComputationRunner {
         scope: ctx.scope,
         durationMs: performance.now() - persistStarted,
       });
-      const resolved: Resolved = {
-        entry: {
-          url: candidate,
-          realmURL: ctx.realm,
-          scope: ctx.scope,
-          definitions: loaded.definitions,
-          deps,
-          ...(error ? { error } : {}),
-          createdAt: persisted.createdAt,
-        },
-        alias,
-        realm: ctx.realm,
-        watermark: persisted.watermark,
-      };
+      const resolved: Resolved = { ...unstored, entry: { ...entry, createdAt: persisted.createdAt }, watermark: persisted.watermark };
       if (generations.isCurrent(snapshot)) this.deps.remember([...new Set([ctx.url, candidate])], resolved);
       return { done: true, resolved };
     }
@@ -303,30 +267,35 @@ export class ComputationRunner {
 
   /**
    * Errors of the module's dependencies inside registered realms (looked up, so computed if
-   * needed), and every cached entry that went into them, for the fence.
+   * needed; at most DEPENDENCY_CONCURRENCY at once), and every cached entry that went into
+   * them, for the fence. Only modules' own errors and "not found" are errors: a dependency
+   * lookup that fails (the source threw, a timeout, the database, shutdown) fails this one too.
    */
   private async dependencyErrors(
     flight: ResolvedFlight,
     deps: string[],
     scope: string,
-  ): Promise<{ errors: ModuleError[]; parts: FencePart[] }> {
+  ): Promise<{ errors: ModuleError[]; parts: FencePart[]; unpersisted: boolean }> {
     const inRealm = deps.filter((dep) => this.deps.realms.find(dep) !== undefined);
+    const found: Array<Resolved | undefined | typeof DEPENDENCY_CYCLE> = [];
+    for (let i = 0; i < inRealm.length; i += DEPENDENCY_CONCURRENCY) {
+      found.push(
+        ...(await Promise.all(inRealm.slice(i, i + DEPENDENCY_CONCURRENCY).map((dep) => this.deps.lookupDependency(dep, scope, flight)))),
+      );
+    }
     const parts: FencePart[] = [];
-    const errors = await Promise.all(
-      inRealm.map(async (dep): Promise<ModuleError[]> => {
-        try {
-          const resolved = await this.deps.lookupDependency(dep, scope, flight);
-          if (resolved === DEPENDENCY_CYCLE) return [];
-          if (resolved === undefined) return [{ message: `module not found: ${dep}`, status: 404, url: dep }];
-          parts.push({ alias: resolved.alias, realm: resolved.realm, watermark: resolved.watermark });
-          const { entry } = resolved;
-          return entry.error ? [{ ...entry.error, url: entry.error.url ?? entry.url }] : [];
-        } catch (error) {
-          const message = error instanceof Error ? error.message : String(error);
-          return [{ message, status: error instanceof DefinitionSourceError ? 502 : 500, url: dep }];
-        }
-      }),
-    );
-    return { errors: errors.flat(), parts };
+    const errors: ModuleError[] = [];
+    let unpersisted = false;
+    found.forEach((resolved, i) => {
+      if (resolved === DEPENDENCY_CYCLE) return;
+      if (resolved === undefined) {
+        errors.push({ message: `module not found: ${inRealm[i]}`, status: 404, url: inRealm[i] });
+        return;
+      }
+      if (resolved.unpersisted) unpersisted = true;
+      parts.push({ alias: resolved.alias, realm: resolved.realm, watermark: resolved.watermark });
+      if (resolved.entry.error) errors.push({ ...resolved.entry.error, url: resolved.entry.error.url ?? resolved.entry.url });
+    });
+    return { errors, parts, unpersisted };
   }
 }

@@ -5,13 +5,15 @@ export interface Flight<T> {
   readonly url: string;
   readonly alias: string;
   readonly scope: string;
+  /** Whether it coalesces across processes (and so may wait on a peer's claim); dependency lookups never join such a flight. */
+  readonly coalesce: boolean;
   promise: Promise<T>;
   /** Flights this one is awaiting (dependency lookups): a wait-for graph to refuse deadlocks. */
   readonly waitingOn: Set<Flight<T>>;
 }
 
-export function flightKey(realm: string, url: string, scope: string): string {
-  return `${realm}\u0000${url}\u0000${scope}`;
+export function flightKey(realm: string, url: string, scope: string, { coalesce }: { coalesce: boolean }): string {
+  return `${realm}\u0000${url}\u0000${scope}${coalesce ? '' : '\u0000local'}`;
 }
 
 /** Per-key single-flight; removal is identity-checked so a finished flight never evicts its successor. */
@@ -20,6 +22,10 @@ export class InFlight<T> {
 
   get size(): number {
     return this.flights.size;
+  }
+
+  all(): Flight<T>[] {
+    return [...this.flights.values()];
   }
 
   get(key: string): Flight<T> | undefined {

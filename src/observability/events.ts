@@ -2,6 +2,13 @@ import type { ListenerState } from '../broadcast/invalidation-listener';
 
 export type CacheTier = 'memory' | 'table';
 
+/**
+ * Why a computation's result was not stored: the module was invalidated here meanwhile; the
+ * database refused it (something it was built from was invalidated since); its watermark is older
+ * than the fence log reaches; or it was built on a dependency result that could not be stored.
+ */
+export type DiscardReason = 'invalidated-locally' | 'fenced-by-database' | 'fence-expired' | 'stale-dependency';
+
 interface Located {
   url: string;
   realm: string;
@@ -15,7 +22,9 @@ export type ModuleCacheEvent =
   | ({ type: 'computed'; durationMs: number; attempt: number; error?: string } & Located)
   | ({ type: 'persisted'; durationMs: number } & Located)
   | ({ type: 'coalesced'; durationMs: number; woken: boolean } & Located)
-  | ({ type: 'discarded'; reason: 'invalidated-locally' | 'fenced-by-database' | 'fence-expired'; attempt: number } & Located)
+  | ({ type: 'discarded'; reason: DiscardReason; attempt: number } & Located)
+  /** Every attempt was discarded: the callers already waiting got the last result, neither stored nor kept in memory. */
+  | ({ type: 'served-unpersisted'; reason: DiscardReason; attempts: number } & Located)
   | { type: 'invalidated'; kind: 'module' | 'realm' | 'global'; realm?: string; urls: string[]; durationMs: number }
   | { type: 'remote-invalidated'; kind: 'module' | 'realm' | 'global'; realm?: string; urls: string[]; origin: string }
   | { type: 'listener-state'; state: ListenerState }
@@ -32,6 +41,10 @@ export interface ModuleCacheStats {
   coalescedWaits: number;
   /** Claims taken over from a peer that died or let go without a result. */
   takeovers: number;
+  /** Lookups computed without cross-process coalescing because claims were unavailable. */
+  uncoordinated: number;
+  /** Lookups answered with a result none of whose attempts could be stored (churn). */
+  servedUnpersisted: number;
   sourceErrors: number;
   invalidations: number;
   notifications: { sent: number; received: number; rejected: number };
@@ -51,6 +64,8 @@ export function emptyStats(): ModuleCacheStats {
     retries: 0,
     coalescedWaits: 0,
     takeovers: 0,
+    uncoordinated: 0,
+    servedUnpersisted: 0,
     sourceErrors: 0,
     invalidations: 0,
     notifications: { sent: 0, received: 0, rejected: 0 },

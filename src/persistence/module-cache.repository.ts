@@ -225,6 +225,11 @@ export class ModuleCacheRepository {
     return { deleted: Number(row.deleted), seq: row.seq };
   }
 
+  /** One NOTIFY through the pool: the path peers' invalidations take (heartbeat probes use it). */
+  async notify(channel: string, payload: string): Promise<void> {
+    await this.run({ text: `SELECT pg_notify($1, $2)`, values: [channel, payload] });
+  }
+
   /** Fraction (0..1) of the server's NOTIFY queue in use. */
   async notifyQueueUsage(): Promise<number> {
     const [row] = await this.run<{ usage: number }>({ text: `SELECT pg_notification_queue_usage() AS usage`, values: [] });

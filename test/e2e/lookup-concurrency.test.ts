@@ -1,6 +1,6 @@
 import { Client } from 'pg';
 import { describe, expect, it } from 'vitest';
-import { ComputationDiscardedError, DefinitionSourceError, DefinitionSourceTimeoutError, type ModuleCacheOptions } from '../../src';
+import { DefinitionSourceError, DefinitionSourceTimeoutError, type ModuleCacheEvent, type ModuleCacheOptions } from '../../src';
 import { MODULE_CACHE_REPOSITORY } from '../../src/module-cache.constants';
 import type { ModuleCacheRepository } from '../../src/persistence/module-cache.repository';
 import type { CacheApp } from '../support/app';
@@ -209,17 +209,23 @@ describe('invalidation during an in-flight computation', () => {
     expect((await lookup.lookup(url))?.definitions).toEqual({ value: { version: 2, url } });
   });
 
-  it('gives up with a clear error after maxRetries discarded attempts', async () => {
+  it('when every attempt is invalidated, the waiting caller gets the last result, neither stored nor kept in memory', async () => {
     const url = `${REALM}churn.ts`;
     const source = new FakeSource();
     const { lookup } = await start(source, { maxRetries: 2 });
+    const events: ModuleCacheEvent[] = [];
+    lookup.events$.subscribe((e) => events.push(e));
+    let version = 0;
     source.set(url, async () => {
+      const seen = ++version;
       await lookup.invalidate(url); // invalidated during every computation
-      return { definitions: {}, deps: [] };
+      return { definitions: { version: seen }, deps: [] };
     });
-    const error = await lookup.lookup(url).catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(ComputationDiscardedError);
-    expect((error as Error).message).toMatch(/each of 3 computations/);
-    expect(lookup.stats().retries).toBe(2);
+    expect((await lookup.lookup(url))?.definitions).toEqual({ version: 3 });
+    expect(lookup.stats()).toMatchObject({ retries: 2, discards: 3, servedUnpersisted: 1, persisted: 0, memoryEntries: 0 });
+    expect(events.filter((e) => e.type === 'served-unpersisted')).toEqual([
+      { type: 'served-unpersisted', reason: 'invalidated-locally', attempts: 3, url, realm: REALM, scope: 'public' },
+    ]);
+    expect(await bed.db.query(`SELECT 1 FROM module_cache_entries WHERE url = $1`, [url])).toEqual([]);
   });
 });

@@ -19,6 +19,8 @@ import {
   type ModuleCacheEvent,
   type ModuleCacheOptions,
 } from '../../src';
+import { NOTIFICATION_TRANSPORT } from '../../src/broadcast/invalidation-listener';
+import type { NotificationTransport } from '../../src/broadcast/listen-connection';
 import type { WorkerSourceOptions } from './harness';
 
 export interface WorkerRequest {
@@ -136,7 +138,8 @@ async function main(): Promise<void> {
     else if (e.type === 'persisted') timed.push({ type: e.type, at, url: e.url });
   });
   // Wake-ups of coalesced waiters (computed channel) as they arrive, before the coordinator acts on them.
-  listener?.rawNotifications$.subscribe(({ channel }) => timed.push({ type: 'raw-notification', at: wallClock(), url: channel }));
+  const transport = app.get<NotificationTransport | null>(NOTIFICATION_TRANSPORT, { strict: false });
+  transport?.notifications$.subscribe(({ channel }) => timed.push({ type: 'raw-notification', at: wallClock(), url: channel }));
 
   const commands: Record<string, (...args: never[]) => unknown> = {
     lookup: (url: string, scope?: string) => lookup.lookup(url, { scope }),
