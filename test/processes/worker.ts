@@ -11,6 +11,7 @@ import { TypeOrmModule } from '@nestjs/typeorm';
 import { Pool } from 'pg';
 import {
   CachingDefinitionLookup,
+  ModuleCacheHealth,
   ModuleCacheInvalidationListener,
   ModuleCacheModule,
   moduleCacheEntities,
@@ -20,6 +21,8 @@ import {
   type ModuleCacheOptions,
 } from '../../src';
 import { NOTIFICATION_TRANSPORT } from '../../src/broadcast/invalidation-listener';
+import { MODULE_CACHE_REPOSITORY } from '../../src/module-cache.constants';
+import type { ModuleCacheRepository } from '../../src/persistence/module-cache.repository';
 import type { NotificationTransport } from '../../src/broadcast/listen-connection';
 import type { WorkerSourceOptions } from './harness';
 
@@ -141,6 +144,16 @@ async function main(): Promise<void> {
   const transport = app.get<NotificationTransport | null>(NOTIFICATION_TRANSPORT, { strict: false });
   transport?.notifications$.subscribe(({ channel }) => timed.push({ type: 'raw-notification', at: wallClock(), url: channel }));
 
+  // Fault injection: the n-th table read from now on fails (as a dropped pooled connection would).
+  const repository = app.get<ModuleCacheRepository>(MODULE_CACHE_REPOSITORY);
+  const realRead = repository.read.bind(repository);
+  let readsUntilFailure = 0;
+  repository.read = (...args: Parameters<ModuleCacheRepository['read']>) => {
+    if (readsUntilFailure > 0 && --readsUntilFailure === 0) return Promise.reject(new Error('table read failed (injected)'));
+    return realRead(...args);
+  };
+  const health = app.get(ModuleCacheHealth);
+
   const commands: Record<string, (...args: never[]) => unknown> = {
     lookup: (url: string, scope?: string) => lookup.lookup(url, { scope }),
     lookupCached: (url: string) => lookup.lookupCached(url),
@@ -157,6 +170,8 @@ async function main(): Promise<void> {
     setDelay: (ms: number) => void (source.delayMs = ms),
     listenerState: () => (listener ? { state: listener.state, probe: listener.probe, stats: listener.stats() } : { state: 'disabled' }),
     pid: () => process.pid,
+    failRead: (n: number) => void (readsUntilFailure = n),
+    health: () => health.check(),
     now: () => wallClock(),
     timedEvents: () => timed.splice(0),
     timedInvalidate: async (url: string) => {
