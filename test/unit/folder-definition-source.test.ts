@@ -1,26 +1,15 @@
 import { cpSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { EventEmitter } from 'node:events';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { FolderDefinitionSource, resolveSpecifier } from '../../sample/folder-definition-source';
-import { moduleURLForFile, watchRealmFolder, type RealmWatcher } from '../../sample/realm-watcher';
+import { moduleURLForFile, watchRealmFolder, type RealmWatcher, type RealmWatcherLogger } from '../../sample/realm-watcher';
+import { waitFor } from '../support/wait';
 
 const REALM_URL = 'https://cardstack.test/demo/';
 const SAMPLE_REALM = path.resolve(__dirname, '../../sample/realms/realm');
 const live = () => ({ signal: new AbortController().signal });
-
-/** Polls until `check` stops throwing, or fails with its last error after the deadline. */
-async function eventually(check: () => void, deadlineMs = 5_000): Promise<void> {
-  const until = Date.now() + deadlineMs;
-  for (;;) {
-    try {
-      return check();
-    } catch (e) {
-      if (Date.now() > until) throw e;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-}
 
 function copyOfSampleRealm(): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'module-cache-realm-'));
@@ -185,6 +174,26 @@ describe('watchRealmFolder', () => {
   let rootDir: string;
   let watcher: RealmWatcher;
   let changed: string[];
+  let barriers = 0;
+  const isBarrier = (url: string) => url.startsWith(`${REALM_URL}zz-barrier-`);
+  const distinct = (urls: string[]) => [...new Set(urls)];
+
+  /** Waits until `url` has been reported (however long the watcher takes to notice). */
+  const reported = (url: string) => waitFor(() => changed.includes(url), 10_000, `${url} to be reported`);
+
+  /**
+   * A settle check that knows nothing of the debounce: a module added now is reported after the
+   * writes made before it (each file waits out the same debounce, in the order its events arrive),
+   * so once it is, those have been reported too, duplicates included. (Chokidar holds deletions
+   * back a little to recognise atomic saves: the tests wait for those reports by name first.)
+   * Returns what was reported, barriers left out.
+   */
+  async function settled(): Promise<string[]> {
+    const name = `zz-barrier-${++barriers}.ts`;
+    writeFileSync(path.join(rootDir, name), 'export {};');
+    await reported(`${REALM_URL}${name}`);
+    return changed.filter((url) => !isBarrier(url));
+  }
 
   beforeEach(async () => {
     rootDir = copyOfSampleRealm();
@@ -198,35 +207,116 @@ describe('watchRealmFolder', () => {
   });
 
   it('reports an edited module by its URL, once per burst of writes', async () => {
+    // Synchronous writes in one tick reach the watcher as one batch of file-system events: one burst.
+    // (That a burst is one call whatever its timing is tested with a fake watcher below.)
     for (let i = 0; i < 3; i++) writeFileSync(path.join(rootDir, 'pet.ts'), `export const version = ${i};`);
-    await eventually(() => expect(changed).toContain(`${REALM_URL}pet.ts`));
-    // A later edit elsewhere is a barrier: once it is reported, a duplicate for pet.ts would have been too.
+    await reported(`${REALM_URL}pet.ts`);
+    expect(await settled()).toEqual([`${REALM_URL}pet.ts`]);
     writeFileSync(path.join(rootDir, 'person.ts'), 'export class Person {}');
-    await eventually(() => expect(changed).toEqual([`${REALM_URL}pet.ts`, `${REALM_URL}person.ts`]));
+    await reported(`${REALM_URL}person.ts`);
+    expect(await settled()).toEqual([`${REALM_URL}pet.ts`, `${REALM_URL}person.ts`]);
   });
 
   it('reports added and deleted modules, nested and with characters that need escaping', async () => {
     mkdirSync(path.join(rootDir, 'new dir'));
     writeFileSync(path.join(rootDir, 'new dir', 'späť #1.gts'), 'export const x = 1;');
     const added = `${REALM_URL}new%20dir/${encodeURIComponent('späť #1.gts')}`;
-    await eventually(() => expect(changed).toEqual([added]));
+    await reported(added);
+    expect(distinct(await settled())).toEqual([added]);
     // The URL the watcher reports is the one the source loads the file by.
     const source = new FolderDefinitionSource({ rootDir, realmURL: REALM_URL });
     expect((await source.load(added, live()))?.definitions).toEqual({ x: { kind: 'const', line: 1 } });
     unlinkSync(path.join(rootDir, 'utils', 'format.ts'));
-    await eventually(() => expect(changed).toEqual([added, `${REALM_URL}utils/format.ts`]));
+    await reported(`${REALM_URL}utils/format.ts`);
+    expect(distinct(await settled())).toEqual([added, `${REALM_URL}utils/format.ts`]);
   });
 
   it('reports an atomic save (write a temp file, rename it over the module) as a change of the module', async () => {
     writeFileSync(path.join(rootDir, 'pet.ts.tmp'), 'export class Pet {}');
     renameSync(path.join(rootDir, 'pet.ts.tmp'), path.join(rootDir, 'pet.ts'));
-    await eventually(() => expect(changed).toEqual([`${REALM_URL}pet.ts`]));
+    await reported(`${REALM_URL}pet.ts`);
+    expect(distinct(await settled())).toEqual([`${REALM_URL}pet.ts`]);
   });
 
   it('ignores files that are not modules', async () => {
     writeFileSync(path.join(rootDir, 'notes.md'), 'hello');
     writeFileSync(path.join(rootDir, 'person.ts'), 'export class Person {}');
-    await eventually(() => expect(changed).toEqual([`${REALM_URL}person.ts`]));
+    await reported(`${REALM_URL}person.ts`);
+    expect(distinct(await settled())).toEqual([`${REALM_URL}person.ts`]);
+  });
+});
+
+describe('watchRealmFolder with a fake file watcher and fake timers', () => {
+  /** Stands in for chokidar's FSWatcher: the test emits its events. */
+  class FakeFileWatcher extends EventEmitter {
+    closed = false;
+    async close(): Promise<void> {
+      this.closed = true;
+    }
+  }
+  const file = (rel: string) => path.join('/realm', rel);
+
+  afterEach(() => {
+    vi.useRealTimers();
+    vi.doUnmock('chokidar');
+    vi.resetModules();
+  });
+
+  /** The sample's watchRealmFolder over a fake chokidar, its debounce on fake timers; `calls` records onChange. */
+  async function watchFake(onChange: (url: string) => void = () => undefined, logger?: RealmWatcherLogger) {
+    const fake = new FakeFileWatcher();
+    vi.doMock('chokidar', () => ({ watch: () => fake }));
+    vi.resetModules();
+    const { watchRealmFolder: watchWithFake } = await import('../../sample/realm-watcher');
+    vi.useFakeTimers();
+    const calls: string[] = [];
+    const watcher = watchWithFake(
+      '/realm',
+      REALM_URL,
+      (url) => {
+        calls.push(url);
+        onChange(url);
+      },
+      logger,
+    );
+    fake.emit('ready');
+    await watcher.ready;
+    return { fake, watcher, calls };
+  }
+
+  it('turns a burst of events for one file into one call per file, after the burst, whatever the debounce duration', async () => {
+    const { fake, calls } = await watchFake();
+    for (let i = 0; i < 5; i++) fake.emit('all', 'change', file('pet.ts'));
+    fake.emit('all', 'add', file('person.ts'));
+    fake.emit('all', 'unlink', file('person.ts'));
+    // Not modules, or not a file event: never reported.
+    fake.emit('all', 'change', file('notes.md'));
+    fake.emit('all', 'addDir', file('dir.ts'));
+    expect(calls).toEqual([]); // nothing while the burst may go on
+    vi.runAllTimers();
+    expect(calls).toEqual([`${REALM_URL}pet.ts`, `${REALM_URL}person.ts`]);
+    // The next burst of the same file is reported again.
+    fake.emit('all', 'change', file('pet.ts'));
+    vi.runAllTimers();
+    expect(calls).toEqual([`${REALM_URL}pet.ts`, `${REALM_URL}person.ts`, `${REALM_URL}pet.ts`]);
+  });
+
+  it('drops a pending burst on close, and survives a consumer that throws', async () => {
+    const warnings: string[] = [];
+    const { fake, watcher, calls } = await watchFake(
+      (url) => {
+        if (url.endsWith('bad.ts')) throw new Error('consumer bug');
+      },
+      { warn: (message) => warnings.push(message) },
+    );
+    fake.emit('all', 'change', file('bad.ts'));
+    vi.runAllTimers();
+    expect(warnings).toEqual([expect.stringMatching(/onChange\(.*bad\.ts\) threw: consumer bug/)]);
+    fake.emit('all', 'change', file('pet.ts'));
+    await watcher.close();
+    vi.runAllTimers();
+    expect(calls).toEqual([`${REALM_URL}bad.ts`]);
+    expect(fake.closed).toBe(true);
   });
 });
 

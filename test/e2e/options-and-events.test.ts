@@ -1,0 +1,676 @@
+import { Global, Inject, Injectable, Module, type INestApplicationContext, type ModuleMetadata } from '@nestjs/common';
+import { Test } from '@nestjs/testing';
+import { TypeOrmModule, getDataSourceToken } from '@nestjs/typeorm';
+import { randomBytes } from 'node:crypto';
+import { firstValueFrom } from 'rxjs';
+import { DataSource } from 'typeorm';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  CachingDefinitionLookup,
+  CoalesceTimeoutError,
+  DEFINITION_SOURCE,
+  ModuleCacheInvalidationListener,
+  ModuleCacheModule,
+  ModuleCacheOptionsError,
+  moduleCacheEntities,
+  type ModuleCacheEvent,
+  type ModuleCacheOptions,
+} from '../../src';
+import { migrate, type CacheApp } from '../support/app';
+import { claimHeld, databaseClock, waitForClaimAttempts } from '../support/claims';
+import { createTestDatabase, type TestDatabase } from '../support/database';
+import { FakeSource } from '../support/fake-source';
+import { useCacheTestBed } from '../support/test-bed';
+import { waitFor } from '../support/wait';
+
+const REALM = 'https://example.test/opts/';
+const NESTED = `${REALM}nested/`;
+const OTHER = 'https://example.test/other/';
+const bed = useCacheTestBed({ realms: [REALM, NESTED, OTHER], listener: false });
+
+/** Apps this file builds itself (custom module graphs): closed after each test, like the bed's. */
+const opened: INestApplicationContext[] = [];
+afterEach(async () => {
+  await Promise.all(opened.splice(0).map((app) => app.close()));
+});
+
+const uniqueName = (label: string) => `mc-opts-${label}-${randomBytes(3).toString('hex')}`;
+const listening = (label: string) => ({ applicationName: uniqueName(label), reconnect: { initialDelayMs: 50, maxDelayMs: 200 } });
+
+function typeOrm(url: string, name?: string) {
+  return TypeOrmModule.forRoot({
+    type: 'postgres',
+    url,
+    entities: moduleCacheEntities,
+    retryAttempts: 1,
+    retryDelay: 100,
+    ...(name ? { name } : {}),
+  });
+}
+
+/** Compiles and starts an application context from `metadata` (closed after the test). */
+async function startModule(metadata: ModuleMetadata): Promise<INestApplicationContext> {
+  const app = await (await Test.createTestingModule(metadata).compile()).init();
+  opened.push(app);
+  return app;
+}
+
+/** The error a module graph fails to start with (undefined when it starts). */
+async function startupError(metadata: ModuleMetadata): Promise<unknown> {
+  return startModule(metadata).then(
+    () => undefined,
+    (error: unknown) => error,
+  );
+}
+
+/** Every event `lookup` emits from now on. */
+function record(lookup: CachingDefinitionLookup): ModuleCacheEvent[] {
+  const seen: ModuleCacheEvent[] = [];
+  lookup.events$.subscribe((event) => seen.push(event));
+  return seen;
+}
+
+function ofType<T extends ModuleCacheEvent['type']>(events: ModuleCacheEvent[], type: T): Extract<ModuleCacheEvent, { type: T }>[] {
+  return events.filter((e): e is Extract<ModuleCacheEvent, { type: T }> => e.type === type);
+}
+
+const duration = expect.any(Number) as unknown as number;
+
+/** `work`, or a failure naming `what` once `ms` passed (a missed wake-up fails here, not at the test timeout). */
+async function within<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not done within ${ms} ms`)), ms)));
+  try {
+    return await Promise.race([work, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A raw message on an invalidation channel, as any peer (or a test) can send it. */
+const notify = (channel: string, message: object) => bed.db.query('SELECT pg_notify($1, $2)', [channel, JSON.stringify(message)]);
+
+const rowCount = async (where = 'true', params: unknown[] = []) =>
+  Number((await bed.db.query<{ n: string }>(`SELECT count(*) AS n FROM module_cache_entries WHERE ${where}`, params))[0].n);
+
+// ---------------------------------------------------------------------------------------------
+
+const CONFIG = Symbol('CONFIG');
+interface Config {
+  realm: string;
+  source: FakeSource;
+}
+
+describe('forRootAsync and isGlobal', () => {
+  it('forRootAsync builds the options with a factory that reads an injected config provider', async () => {
+    const source = new FakeSource().define(`${REALM}async.ts`);
+    @Module({ providers: [{ provide: CONFIG, useValue: { realm: REALM, source } satisfies Config }], exports: [CONFIG] })
+    class ConfigModule {}
+    const app = await startModule({
+      imports: [
+        typeOrm(bed.db.url),
+        ModuleCacheModule.forRootAsync({
+          imports: [ConfigModule],
+          inject: [CONFIG],
+          useFactory: (config: Config): ModuleCacheOptions => ({ realms: [config.realm], source: config.source, listener: false }),
+        }),
+      ],
+    });
+    const entry = await app.get(CachingDefinitionLookup).lookup(`${REALM}async.ts`);
+    expect(entry?.definitions).toEqual({ value: { version: 1, url: `${REALM}async.ts` } });
+    expect(source.calls).toEqual([`${REALM}async.ts`]);
+    expect(await rowCount('url = $1', [`${REALM}async.ts`])).toBe(1);
+  });
+
+  it('isGlobal: true makes CachingDefinitionLookup injectable in a module that does not import ModuleCacheModule', async () => {
+    @Injectable()
+    class Feature {
+      constructor(@Inject(CachingDefinitionLookup) readonly lookup: CachingDefinitionLookup) {}
+    }
+    @Module({ providers: [Feature], exports: [Feature] })
+    class FeatureModule {}
+    const source = new FakeSource().define(`${REALM}global.ts`);
+    const options: ModuleCacheOptions = { realms: [REALM], source, listener: false };
+
+    // The control: without isGlobal the feature module cannot see the lookup.
+    const error = await startupError({ imports: [typeOrm(bed.db.url), ModuleCacheModule.forRoot(options), FeatureModule] });
+    expect((error as Error)?.message).toMatch(/can't resolve dependencies of the Feature/i);
+
+    const app = await startModule({
+      imports: [typeOrm(bed.db.url), ModuleCacheModule.forRoot({ ...options, isGlobal: true }), FeatureModule],
+    });
+    const feature = app.get(Feature);
+    expect(feature.lookup).toBe(app.get(CachingDefinitionLookup));
+    expect((await feature.lookup.lookup(`${REALM}global.ts`))?.url).toBe(`${REALM}global.ts`);
+  });
+
+  it('forRootAsync({ isGlobal: true }) is global too', async () => {
+    @Injectable()
+    class Feature {
+      constructor(@Inject(CachingDefinitionLookup) readonly lookup: CachingDefinitionLookup) {}
+    }
+    @Module({ providers: [Feature] })
+    class FeatureModule {}
+    const source = new FakeSource().define(`${REALM}global-async.ts`);
+    const app = await startModule({
+      imports: [
+        typeOrm(bed.db.url),
+        ModuleCacheModule.forRootAsync({ isGlobal: true, useFactory: () => ({ realms: [REALM], source, listener: false as const }) }),
+        FeatureModule,
+      ],
+    });
+    expect((await app.get(Feature).lookup.lookup(`${REALM}global-async.ts`))?.url).toBe(`${REALM}global-async.ts`);
+  });
+});
+
+describe('the DEFINITION_SOURCE token', () => {
+  it('a source provided under DEFINITION_SOURCE (no options.source) computes the lookups', async () => {
+    const source = new FakeSource().define(`${REALM}token.ts`);
+    @Module({ providers: [{ provide: DEFINITION_SOURCE, useValue: source }], exports: [DEFINITION_SOURCE] })
+    class SourceModule {}
+    const app = await startModule({
+      imports: [typeOrm(bed.db.url), SourceModule, ModuleCacheModule.forRoot({ realms: [REALM], listener: false })],
+    });
+    expect((await app.get(CachingDefinitionLookup).lookup(`${REALM}token.ts`))?.definitions).toEqual({
+      value: { version: 1, url: `${REALM}token.ts` },
+    });
+    expect(source.calls).toEqual([`${REALM}token.ts`]);
+  });
+
+  it('a class provider under DEFINITION_SOURCE gets its own dependencies injected', async () => {
+    @Injectable()
+    class Greeting {
+      readonly word = 'hello';
+    }
+    @Injectable()
+    class GreetingSource {
+      constructor(@Inject(Greeting) private readonly greeting: Greeting) {}
+      async load(url: string) {
+        return { definitions: { said: `${this.greeting.word} ${url}` }, deps: [] };
+      }
+    }
+    @Module({ providers: [Greeting, { provide: DEFINITION_SOURCE, useClass: GreetingSource }], exports: [DEFINITION_SOURCE] })
+    class SourceModule {}
+    const app = await startModule({
+      imports: [typeOrm(bed.db.url), ModuleCacheModule.forRoot({ realms: [REALM], listener: false }), SourceModule],
+    });
+    expect((await app.get(CachingDefinitionLookup).lookup(`${REALM}class.ts`))?.definitions).toEqual({ said: `hello ${REALM}class.ts` });
+  });
+
+  it('a source from an async factory in a module ModuleCacheModule cannot see is found once it exists', async () => {
+    @Injectable()
+    class Dep {
+      readonly version = 7;
+    }
+    @Module({
+      providers: [
+        Dep,
+        {
+          provide: DEFINITION_SOURCE,
+          inject: [Dep],
+          // Still resolving while ModuleCacheModule's providers are built.
+          useFactory: async (dep: Dep) => {
+            await new Promise((resolve) => setTimeout(resolve, 50));
+            return { load: async () => ({ definitions: { version: dep.version }, deps: [] }) };
+          },
+        },
+      ],
+      exports: [DEFINITION_SOURCE],
+    })
+    class SourceModule {}
+    for (const imports of [
+      [SourceModule, ModuleCacheModule.forRoot({ realms: [REALM], listener: false })],
+      [ModuleCacheModule.forRoot({ realms: [REALM], listener: false }), SourceModule],
+    ]) {
+      const app = await startModule({ imports: [typeOrm(bed.db.url), ...imports] });
+      expect((await app.get(CachingDefinitionLookup).lookup(`${REALM}async-${imports.length}-${Math.random()}.ts`))?.definitions).toEqual({
+        version: 7,
+      });
+    }
+  });
+
+  it('with neither options.source nor DEFINITION_SOURCE, startup fails with a message naming `source`', async () => {
+    const error = await startupError({ imports: [typeOrm(bed.db.url), ModuleCacheModule.forRoot({ realms: [REALM], listener: false })] });
+    expect(error).toBeInstanceOf(ModuleCacheOptionsError);
+    expect((error as ModuleCacheOptionsError).code).toBe('E_INVALID_OPTIONS');
+    expect((error as Error).message).toMatch(/^invalid module-cache options: source: .*DEFINITION_SOURCE/);
+  });
+});
+
+describe('dataSourceName', () => {
+  let other: TestDatabase;
+
+  beforeAll(async () => {
+    other = await createTestDatabase();
+    await migrate(other.url);
+  });
+  afterAll(async () => {
+    await other?.drop();
+  });
+
+  /** Where the rows of `url` went: the default DataSource's database, the named one's, or both. */
+  async function whereStored(url: string): Promise<{ default: number; other: number }> {
+    const count = async (db: TestDatabase) =>
+      Number((await db.query<{ n: string }>('SELECT count(*) AS n FROM module_cache_entries WHERE url = $1', [url]))[0].n);
+    return { default: await count(bed.db), other: await count(other) };
+  }
+
+  /** The database the dedicated connection `applicationName` is connected to. */
+  async function listenerDatabase(applicationName: string): Promise<string[]> {
+    const rows = await bed.db.query<{ datname: string }>('SELECT datname FROM pg_stat_activity WHERE application_name = $1', [
+      applicationName,
+    ]);
+    return rows.map((r) => r.datname);
+  }
+
+  it('forRoot({ dataSourceName }) writes to the named DataSource, and its listener connects there too', async () => {
+    const source = new FakeSource().define(`${REALM}named.ts`);
+    const listener = listening('named');
+    const app = await startModule({
+      imports: [
+        typeOrm(bed.db.url),
+        typeOrm(other.url, 'other'),
+        ModuleCacheModule.forRoot({ realms: [REALM], source, listener, dataSourceName: 'other' }),
+      ],
+    });
+    const lookup = app.get(CachingDefinitionLookup);
+    await lookup.lookup(`${REALM}named.ts`);
+    expect(await whereStored(`${REALM}named.ts`)).toEqual({ default: 0, other: 1 });
+    // Derived from the named DataSource: the listener hears NOTIFYs sent through that DataSource's pool.
+    expect(await listenerDatabase(listener.applicationName)).toEqual([other.name]);
+    expect(app.get(ModuleCacheInvalidationListener).probe.ok).toBe(true);
+    // A fresh app on the same named DataSource finds the row in the table.
+    const second = await startModule({
+      imports: [
+        typeOrm(bed.db.url),
+        typeOrm(other.url, 'other'),
+        ModuleCacheModule.forRoot({ realms: [REALM], source: new FakeSource(), listener: false, dataSourceName: 'other' }),
+      ],
+    });
+    expect((await second.get(CachingDefinitionLookup).lookup(`${REALM}named.ts`))?.url).toBe(`${REALM}named.ts`);
+    expect(second.get(CachingDefinitionLookup).stats().hits.table).toBe(1);
+    await other.query('DELETE FROM module_cache_entries');
+  });
+
+  it('forRootAsync({ dataSourceName, useFactory }) writes to the named DataSource', async () => {
+    const source = new FakeSource().define(`${REALM}named-async.ts`);
+    const app = await startModule({
+      imports: [
+        typeOrm(bed.db.url),
+        typeOrm(other.url, 'other'),
+        ModuleCacheModule.forRootAsync({
+          dataSourceName: 'other',
+          useFactory: () => ({ realms: [REALM], source, listener: false as const }),
+        }),
+      ],
+    });
+    await app.get(CachingDefinitionLookup).lookup(`${REALM}named-async.ts`);
+    expect(await whereStored(`${REALM}named-async.ts`)).toEqual({ default: 0, other: 1 });
+    await other.query('DELETE FROM module_cache_entries');
+  });
+
+  it('a useFactory that returns dataSourceName fails startup, pointing at forRootAsync', async () => {
+    const error = await startupError({
+      imports: [
+        typeOrm(bed.db.url),
+        typeOrm(other.url, 'other'),
+        ModuleCacheModule.forRootAsync({
+          useFactory: () => ({ realms: [REALM], source: new FakeSource(), listener: false, dataSourceName: 'other' }) as ModuleCacheOptions,
+        }),
+      ],
+    });
+    expect(error).toBeInstanceOf(ModuleCacheOptionsError);
+    expect((error as Error).message).toMatch(/dataSourceName: pass it to forRootAsync\(\{ dataSourceName, useFactory \}\) itself/);
+  });
+});
+
+describe('a DataSource that is not PostgreSQL', () => {
+  it('is refused at startup with a message naming its type', async () => {
+    // A real TypeORM DataSource of another type, never initialised: constructing it needs no server.
+    // (Its driver object is a stub: TypeORM takes Expo's SQLite client from the options.)
+    const sqlite = new DataSource({ type: 'expo', database: 'unused', driver: { openDatabaseAsync: async () => ({}) } });
+    @Global()
+    @Module({ providers: [{ provide: getDataSourceToken(), useValue: sqlite }], exports: [getDataSourceToken()] })
+    class SqliteModule {}
+    for (const listener of [{ applicationName: uniqueName('expo') }, false as const]) {
+      const error = await startupError({
+        imports: [SqliteModule, ModuleCacheModule.forRoot({ realms: [REALM], source: new FakeSource(), listener })],
+      });
+      expect(error).toBeInstanceOf(ModuleCacheOptionsError);
+      expect((error as Error).message).toMatch(/must be a PostgreSQL one \(type: 'postgres'\), got type: 'expo'/);
+    }
+  });
+});
+
+describe('memory: false', () => {
+  it('serves every lookup after the first from the table, none from memory', async () => {
+    const source = new FakeSource().define(`${REALM}no-memory.ts`);
+    const { lookup } = await bed.start({ source, memory: false });
+    const events = record(lookup);
+    for (let i = 0; i < 5; i++) expect((await lookup.lookup(`${REALM}no-memory.ts`))?.url).toBe(`${REALM}no-memory.ts`);
+    expect(await lookup.lookupCached(`${REALM}no-memory.ts`)).toBeDefined();
+    const stats = lookup.stats();
+    expect(stats.computes).toBe(1);
+    expect(stats.hits).toEqual({ memory: 0, table: 5 });
+    expect(stats.memoryEntries).toBe(0);
+    expect(ofType(events, 'hit').map((e) => e.tier)).toEqual(['table', 'table', 'table', 'table', 'table']);
+  });
+});
+
+describe('custom extensions, channel and computedChannel', () => {
+  it("extensions ['.js']: candidates, aliases, dependencies and invalidated variants use only them", async () => {
+    const source = new FakeSource()
+      .set(`${REALM}x.js`, { definitions: { x: 1 }, deps: ['./dep.js', './other.ts'] })
+      .set(`${REALM}dep.js`, { definitions: {}, deps: [] })
+      .set(`${REALM}other.ts`, { definitions: {}, deps: [] });
+    const { lookup } = await bed.start({ source, extensions: ['.js'] });
+    const x = await lookup.lookup(`${REALM}x`);
+    expect(x?.url).toBe(`${REALM}x.js`);
+    // `.js` is trimmed from aliases; `.ts` is not an executable extension here, so it stays.
+    expect(x?.deps).toEqual([`${REALM}dep`, `${REALM}other.ts`]);
+    expect(source.calls.slice(0, 1)).toEqual([`${REALM}x.js`]);
+    expect(await bed.db.query('SELECT alias FROM module_cache_entries WHERE url = $1', [`${REALM}x.js`])).toEqual([{ alias: `${REALM}x` }]);
+
+    // An extensionless URL tries `.js`, then itself; `y.ts` is never a candidate.
+    source.calls.length = 0;
+    source.define(`${REALM}y.ts`);
+    expect(await lookup.lookup(`${REALM}y`)).toBeUndefined();
+    expect(source.calls).toEqual([`${REALM}y.js`, `${REALM}y`]);
+    // And `z.ts` is extensionless under these rules.
+    source.calls.length = 0;
+    await lookup.lookup(`${REALM}z.ts`);
+    expect(source.calls).toEqual([`${REALM}z.ts.js`, `${REALM}z.ts`]);
+
+    expect((await lookup.invalidate(`${REALM}dep.js`)).sort()).toEqual([`${REALM}dep`, `${REALM}dep.js`, `${REALM}x.js`]);
+  });
+
+  it('a custom channel reaches the apps on that channel and no app on the default one', async () => {
+    const channels = { channel: 'mc_opts_invalidated', computedChannel: 'mc_opts_computed' };
+    const sender = await bed.start({ source: new FakeSource(), listener: listening('sender'), ...channels });
+    const peer = await bed.start({ source: new FakeSource(), listener: listening('peer'), ...channels });
+    const stranger = await bed.start({ source: new FakeSource(), listener: listening('stranger') });
+    const peerEvents = record(peer.lookup);
+    const strangerEvents = record(stranger.lookup);
+
+    await sender.lookup.invalidate(`${REALM}custom.ts`);
+    await waitFor(() => ofType(peerEvents, 'remote-invalidated').length === 1, 10_000, 'the peer to hear the invalidation');
+    expect(ofType(peerEvents, 'remote-invalidated')[0]).toMatchObject({
+      kind: 'module',
+      realm: REALM,
+      urls: expect.arrayContaining([`${REALM}custom.ts`]),
+      origin: sender.lookup.origin,
+    });
+
+    // NOTIFYs reach each listener in commit order: once a marker sent after the invalidation
+    // arrives on the default channel, the invalidation would have arrived before it.
+    await notify('module_cache_invalidated', { k: 'module', r: REALM, m: [`${REALM}marker.ts`], o: 'marker' });
+    await waitFor(() => ofType(strangerEvents, 'remote-invalidated').length === 1, 10_000, 'the marker on the default channel');
+    expect(ofType(strangerEvents, 'remote-invalidated').map((e) => e.origin)).toEqual(['marker']);
+    expect(stranger.lookup.stats().notifications.received).toBe(1);
+  });
+
+  it('a custom computedChannel carries the wake-up of a coalesced wait', async () => {
+    const options = { channel: 'mc_opts_invalidated', computedChannel: 'mc_opts_computed', coalesceTakeoverCheckMs: 60_000 };
+    const computingSource = new FakeSource().define(`${REALM}woken.ts`);
+    const waitingSource = new FakeSource().define(`${REALM}woken.ts`);
+    const computing = await bed.start({ source: computingSource, listener: listening('computing'), ...options });
+    const waitingListener = listening('waiting');
+    const waiting = await bed.start({ source: waitingSource, listener: waitingListener, ...options });
+    const events = record(waiting.lookup);
+
+    computingSource.hold();
+    const first = computing.lookup.lookup(`${REALM}woken.ts`);
+    await waitFor(() => computingSource.waiting === 1, 10_000, 'the computation to start');
+    await waitFor(() => claimHeld(bed.db), 10_000, 'the claim');
+    const since = await databaseClock(bed.db);
+    const second = waiting.lookup.lookup(`${REALM}woken.ts`);
+    // Its claim attempt failed: it waits for a wake-up (a re-try would come only after 60 s).
+    await waitForClaimAttempts(bed.db, [waitingListener.applicationName], since, 'the second app to wait');
+    computingSource.release();
+    const [a, b] = await within(Promise.all([first, second]), 20_000, 'both lookups (was the waiter woken?)');
+    expect(b?.createdAt).toEqual(a?.createdAt);
+    expect(waitingSource.calls).toEqual([]);
+    expect(ofType(events, 'coalesced')).toEqual([
+      { type: 'coalesced', url: `${REALM}woken.ts`, realm: REALM, scope: 'public', woken: true, durationMs: duration },
+    ]);
+  });
+});
+
+describe('fence-log pruning', () => {
+  it('a computation whose watermark the log no longer reaches is discarded as fence-expired, and the caller still gets a result', async () => {
+    // fenceRetentionMs must exceed sourceTimeoutMs × (maxRetries + 1): 30 s > 10 s × 2.
+    const fenceRetentionMs = 30_000;
+    const source = new FakeSource().define(`${REALM}slow.ts`).define(`${REALM}y.ts`).define(`${REALM}z.ts`);
+    const { lookup } = await bed.start({ source, sourceTimeoutMs: 10_000, maxRetries: 1, fenceRetentionMs });
+    const events = record(lookup);
+    const fence = async () =>
+      (await bed.db.query<{ pruned: string }>('SELECT pruned_seq::text AS pruned FROM module_cache_fence'))[0].pruned;
+
+    source.hold();
+    const pending = lookup.lookup(`${REALM}slow.ts`);
+    await waitFor(() => source.waiting === 1, 10_000, 'the computation to start');
+    // Two invalidations of unrelated modules; the first one is made older than the retention
+    // (and younger than the 15-minute default) instead of waiting for it to age.
+    await lookup.invalidate(`${REALM}y.ts`);
+    const [{ seq: first }] = await bed.db.query<{ seq: string }>('SELECT max(seq)::text AS seq FROM module_cache_fence_log');
+    await bed.db.query(
+      `UPDATE module_cache_fence_log SET invalidated_at = now() - ($2::bigint * 2) * interval '1 millisecond' WHERE seq = $1`,
+      [first, fenceRetentionMs],
+    );
+    expect(await fence()).not.toBe(first);
+    await lookup.invalidate(`${REALM}z.ts`); // logging it prunes what is older than the retention
+    expect(await fence()).toBe(first);
+    expect(await bed.db.query('SELECT 1 FROM module_cache_fence_log WHERE seq = $1', [first])).toEqual([]);
+
+    source.release();
+    const entry = await pending;
+    expect(entry?.url).toBe(`${REALM}slow.ts`);
+    expect(ofType(events, 'discarded')).toEqual([
+      { type: 'discarded', reason: 'fence-expired', attempt: 1, url: `${REALM}slow.ts`, realm: REALM, scope: 'public' },
+    ]);
+    // The retry read under a watermark the log reaches, and was stored.
+    expect(ofType(events, 'persisted').map((e) => e.url)).toEqual([`${REALM}slow.ts`]);
+    expect(await rowCount('url = $1', [`${REALM}slow.ts`])).toBe(1);
+    expect(lookup.stats()).toMatchObject({ discards: 1, retries: 1, persisted: 1 });
+  });
+});
+
+describe('CoalesceTimeoutError', () => {
+  it('a lookup waiting on a peer that holds the claim past coalesceWaitTimeoutMs fails with E_COALESCE_TIMEOUT', async () => {
+    const holdingSource = new FakeSource().define(`${REALM}held.ts`);
+    const waitingSource = new FakeSource().define(`${REALM}held.ts`);
+    const holding = await bed.start({ source: holdingSource, listener: listening('holding') });
+    const impatient = await bed.start({
+      source: waitingSource,
+      listener: listening('impatient'),
+      coalesceWaitTimeoutMs: 300,
+      coalesceTakeoverCheckMs: 50,
+    });
+    holdingSource.hold();
+    const first = holding.lookup.lookup(`${REALM}held.ts`);
+    try {
+      await waitFor(() => holdingSource.waiting === 1, 10_000, 'the computation to start');
+      await waitFor(() => claimHeld(bed.db), 10_000, 'the claim');
+      // The claim is held until the gate opens: every re-try fails, whatever the timing.
+      const error = await impatient.lookup.lookup(`${REALM}held.ts`).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(CoalesceTimeoutError);
+      expect((error as CoalesceTimeoutError).code).toBe('E_COALESCE_TIMEOUT');
+      expect((error as Error).message).toMatch(/held\.ts: another process has been computing it for over 300 ms \(coalesceWaitTimeoutMs\)/);
+      expect(waitingSource.calls).toEqual([]);
+    } finally {
+      holdingSource.release();
+    }
+    expect((await first)?.url).toBe(`${REALM}held.ts`);
+  });
+});
+
+describe('own echoes', () => {
+  it("an app's own invalidation is not counted as received and emits no remote-invalidated; a peer's is and does", async () => {
+    const self = await bed.start({ source: new FakeSource(), listener: listening('self') });
+    const peer = await bed.start({ source: new FakeSource(), listener: listening('peer') });
+    const selfEvents = record(self.lookup);
+    const peerEvents = record(peer.lookup);
+
+    await self.lookup.invalidate(`${REALM}echo.ts`);
+    await waitFor(() => ofType(peerEvents, 'remote-invalidated').length === 1, 10_000, 'the peer to hear it');
+    // Sent after the invalidation committed, so it reaches `self` after the echo did.
+    await notify('module_cache_invalidated', { k: 'module', r: REALM, m: [`${REALM}marker.ts`], o: 'marker' });
+    await waitFor(() => ofType(selfEvents, 'remote-invalidated').length === 1, 10_000, 'the marker');
+
+    expect(ofType(selfEvents, 'remote-invalidated').map((e) => e.origin)).toEqual(['marker']);
+    expect(self.lookup.stats().notifications).toMatchObject({ sent: 1, received: 1 });
+    // The echo did arrive (the listener parsed it), and the lookup ignored it by its origin.
+    expect(self.app.get(ModuleCacheInvalidationListener).stats().received).toBe(2);
+
+    await waitFor(() => ofType(peerEvents, 'remote-invalidated').length === 2, 10_000, 'the marker at the peer');
+    expect(ofType(peerEvents, 'remote-invalidated').map((e) => e.origin)).toEqual([self.lookup.origin, 'marker']);
+    expect(peer.lookup.stats().notifications).toMatchObject({ sent: 0, received: 2 });
+  });
+});
+
+describe('events$', () => {
+  async function startRecorded(
+    source: FakeSource,
+    options: Partial<ModuleCacheOptions> = {},
+  ): Promise<CacheApp & { events: ModuleCacheEvent[] }> {
+    const app = await bed.start({ source, ...options });
+    return { ...app, events: record(app.lookup) };
+  }
+
+  it('miss, computed (with and without an error), persisted, hit from memory and from the table', async () => {
+    const source = new FakeSource().define(`${REALM}a.ts`).set(`${REALM}bad.ts`, { definitions: {}, deps: [], error: { message: 'boom' } });
+    const { lookup, events } = await startRecorded(source);
+    await lookup.lookup(`${REALM}a.ts`);
+    await lookup.lookup(`${REALM}a.ts`);
+    await lookup.lookup(`${REALM}bad.ts`);
+    const fresh = await startRecorded(new FakeSource());
+    await fresh.lookup.lookup(`${REALM}a.ts`);
+
+    const where = { url: `${REALM}a.ts`, realm: REALM, scope: 'public' };
+    expect(ofType(events, 'miss')).toEqual([
+      { type: 'miss', ...where, durationMs: duration },
+      { type: 'miss', ...where, url: `${REALM}bad.ts`, durationMs: duration },
+    ]);
+    expect(ofType(events, 'computed')).toEqual([
+      { type: 'computed', ...where, attempt: 1, durationMs: duration },
+      { type: 'computed', ...where, url: `${REALM}bad.ts`, attempt: 1, durationMs: duration, error: 'boom' },
+    ]);
+    expect(ofType(events, 'persisted')).toEqual([
+      { type: 'persisted', ...where, durationMs: duration },
+      { type: 'persisted', ...where, url: `${REALM}bad.ts`, durationMs: duration },
+    ]);
+    expect(ofType(events, 'hit')).toEqual([{ type: 'hit', tier: 'memory', ...where, durationMs: duration }]);
+    expect(fresh.events).toEqual([{ type: 'hit', tier: 'table', ...where, durationMs: duration }]);
+    for (const event of [...events, ...fresh.events]) expect((event as { durationMs: number }).durationMs).toBeGreaterThanOrEqual(0);
+  });
+
+  it('discarded and served-unpersisted when every attempt was invalidated; invalidated for a module, a realm and everything', async () => {
+    const url = `${REALM}churn.ts`;
+    const source = new FakeSource().define(url);
+    const { lookup, events } = await startRecorded(source, { maxRetries: 0 });
+    source.hold();
+    const pending = lookup.lookup(url);
+    await waitFor(() => source.waiting === 1, 10_000, 'the computation to start');
+    const urls = await lookup.invalidate(url);
+    source.release();
+    expect((await pending)?.url).toBe(url); // served, though never stored
+    expect(await rowCount('url = $1', [url])).toBe(0);
+
+    const where = { url, realm: REALM, scope: 'public' };
+    expect(ofType(events, 'discarded')).toEqual([{ type: 'discarded', reason: 'invalidated-locally', attempt: 1, ...where }]);
+    expect(ofType(events, 'served-unpersisted')).toEqual([
+      { type: 'served-unpersisted', reason: 'invalidated-locally', attempts: 1, ...where },
+    ]);
+    expect(lookup.stats().servedUnpersisted).toBe(1);
+
+    await lookup.clearRealm(OTHER);
+    await lookup.clearAll();
+    expect(ofType(events, 'invalidated')).toEqual([
+      { type: 'invalidated', kind: 'module', realm: REALM, urls, durationMs: duration },
+      { type: 'invalidated', kind: 'realm', realm: OTHER, urls: [], durationMs: duration },
+      { type: 'invalidated', kind: 'global', urls: [], durationMs: duration },
+    ]);
+    expect(urls).toEqual(expect.arrayContaining([url, `${REALM}churn`]));
+  });
+
+  it("remote-invalidated for a peer's module, realm and global invalidation, with its origin", async () => {
+    const peer = await bed.start({ source: new FakeSource(), listener: listening('remote-peer') });
+    const { events } = await startRecorded(new FakeSource(), { listener: listening('remote-self') });
+    const urls = await peer.lookup.invalidate(`${REALM}remote.ts`);
+    await peer.lookup.clearRealm(NESTED);
+    await peer.lookup.clearAll();
+    await waitFor(() => ofType(events, 'remote-invalidated').length === 3, 10_000, 'three remote invalidations');
+    const origin = peer.lookup.origin;
+    expect(ofType(events, 'remote-invalidated')).toEqual([
+      { type: 'remote-invalidated', kind: 'module', realm: REALM, urls, origin },
+      { type: 'remote-invalidated', kind: 'realm', realm: NESTED, urls: [], origin },
+      { type: 'remote-invalidated', kind: 'global', urls: [], origin },
+    ]);
+  });
+
+  it('listener-state and resync when the listener connection is lost and comes back', async () => {
+    const listener = listening('resync');
+    const { events, app } = await startRecorded(new FakeSource(), { listener });
+    const back = firstValueFrom(app.get(ModuleCacheInvalidationListener).resync$);
+    const killed = await bed.db.query('SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE application_name = $1', [
+      listener.applicationName,
+    ]);
+    expect(killed).toEqual([{ ok: true }]);
+    await within(back, 20_000, 'the listener to reconnect');
+    await waitFor(() => ofType(events, 'resync').length === 1, 10_000, 'the resync event');
+    expect(events.filter((e) => e.type === 'listener-state' || e.type === 'resync')).toEqual([
+      { type: 'listener-state', state: 'reconnecting' },
+      { type: 'listener-state', state: 'listening' },
+      { type: 'resync' },
+    ]);
+  });
+
+  it('coalesced, with woken, when another app computed the module', async () => {
+    // The full shape is checked in "a custom computedChannel carries the wake-up"; here with the default channels.
+    const holdingSource = new FakeSource().define(`${REALM}shared.ts`);
+    const holding = await bed.start({ source: holdingSource, listener: listening('co-holding') });
+    const waitingListener = listening('co-waiting');
+    const { lookup, events } = await startRecorded(new FakeSource(), { listener: waitingListener, coalesceTakeoverCheckMs: 60_000 });
+    holdingSource.hold();
+    const first = holding.lookup.lookup(`${REALM}shared.ts`);
+    await waitFor(() => holdingSource.waiting === 1, 10_000, 'the computation to start');
+    await waitFor(() => claimHeld(bed.db), 10_000, 'the claim');
+    const since = await databaseClock(bed.db);
+    const second = lookup.lookup(`${REALM}shared.ts`);
+    await waitForClaimAttempts(bed.db, [waitingListener.applicationName], since, 'the second app to wait');
+    holdingSource.release();
+    await within(Promise.all([first, second]), 20_000, 'both lookups');
+    expect(ofType(events, 'coalesced')).toEqual([
+      { type: 'coalesced', url: `${REALM}shared.ts`, realm: REALM, scope: 'public', woken: true, durationMs: duration },
+    ]);
+    expect(ofType(events, 'miss')).toHaveLength(1);
+    expect(ofType(events, 'computed')).toEqual([]);
+  });
+});
+
+describe('clearRealm and clearAll', () => {
+  it('return the exact number of rows they deleted (clearRealm: nested realms included, every scope)', async () => {
+    const source = new FakeSource();
+    const modules = [`${REALM}r1.ts`, `${REALM}r2.ts`, `${NESTED}n1.ts`, `${OTHER}o1.ts`, `${OTHER}o2.ts`];
+    for (const m of modules) source.define(m);
+    const { lookup } = await bed.start({ source });
+    const seed = async () => {
+      for (const m of modules) await lookup.lookup(m);
+      await lookup.lookup(`${REALM}r1.ts`, { scope: 'user:1' });
+    };
+    await seed();
+    expect(await rowCount()).toBe(6);
+
+    expect(await lookup.clearRealm(NESTED)).toBe(1);
+    expect(await lookup.clearRealm(NESTED)).toBe(0);
+    await seed();
+    // r1 (two scopes), r2 and the nested realm's n1.
+    expect(await lookup.clearRealm(REALM)).toBe(4);
+    expect(await rowCount()).toBe(2);
+    expect(await lookup.clearAll()).toBe(2);
+    expect(await lookup.clearAll()).toBe(0);
+    await seed();
+    expect(await lookup.clearAll()).toBe(6);
+    expect(await rowCount()).toBe(0);
+  });
+});
