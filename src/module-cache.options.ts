@@ -9,6 +9,9 @@ import type { DefinitionSource } from './types';
 /** The listener's own connection settings: a `pg` ClientConfig. */
 export type ListenerConnectionOptions = ClientConfig;
 
+/** `scopeFor`: the cache scope of a lookup in `realmURL` for `user` (undefined when the caller named none). */
+export type ScopeFor = (realmURL: string, user: string | undefined) => string | Promise<string>;
+
 /** Postgres identifiers we accept as channel names: they are also quoted wherever used. */
 export const CHANNEL_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
@@ -66,8 +69,32 @@ const schema = z
         'must be an object with a load(moduleURL, context) method',
       )
       .optional(),
-    /** Registered realm URLs (each must end with `/`). */
-    realms: z.array(realmURL).min(1, 'must list at least one realm URL'),
+    /** Realms registered from the start (each must end with `/`); more come and go with registerRealm()/unregisterRealm(). */
+    realms: z.array(realmURL).default([]),
+    /**
+     * The cache scope of a lookup, from its realm and `LookupOptions.user` (sync or async): e.g. one
+     * shared `public` entry for a public realm, one per user for a private one. An explicit
+     * `LookupOptions.scope` wins.
+     */
+    scopeFor: z
+      .custom<ScopeFor>((v) => typeof v === 'function', 'must be a function (realmURL, user) => scope | Promise<scope>')
+      .optional(),
+    /** Prefix identifiers resolved to URLs for lookups, invalidations and stored dependencies: `{ '@scope/name/': 'https://host/base/' }`. */
+    prefixes: z.record(z.string(), realmURL).default({}),
+    /**
+     * How a module whose own computation errored gets its dependencies' errors: `cached` (the
+     * seed's way: from cached entries only, transitively, never computing a dependency) or
+     * `compute` (every in-realm dependency is looked up, so computed, and its errors attached).
+     */
+    dependencyErrors: z.enum(['cached', 'compute']).default('cached'),
+    /** Error documents are stored whole up to this many bytes of JSON, then clamped with a visible marker. */
+    maxErrorBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .default(64 * 1024),
+    /** `seed`: emit payloads with the seed's keys only (no origin, no signature), for a database shared with seed servers. */
+    wireFormat: z.enum(['module-cache', 'seed']).default('module-cache'),
     /** NOTIFY channel of invalidations. */
     channel: channel.default(MODULE_CACHE_INVALIDATED_CHANNEL),
     /** Executable extensions: alias trimming and extensionless candidates, in order. */
@@ -125,6 +152,23 @@ const schema = z
         code: 'custom',
         path: ['fenceRetentionMs'],
         message: 'must exceed sourceTimeoutMs × (maxRetries + 1), or slow computations could outlive the fence',
+      });
+    }
+    for (const key of Object.keys(o.prefixes)) {
+      // Zod reports a bad record key without its message: check keys here, naming the key.
+      if (!/^[^\s/][^\s]*\/$/.test(key) || /^[a-z][a-z0-9+.-]*:/i.test(key)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['prefixes', key],
+          message: 'keys must be prefix identifiers ending with "/" (e.g. "@scope/name/"), not URLs',
+        });
+      }
+    }
+    if (o.wireFormat === 'seed' && o.signingSecret !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['wireFormat'],
+        message: "'seed' payloads carry no signature: it cannot be combined with signingSecret",
       });
     }
     if (o.computedChannel === o.channel) {

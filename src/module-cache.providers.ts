@@ -1,4 +1,4 @@
-import type { Provider } from '@nestjs/common';
+import type { OnModuleInit, Provider } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
 import { randomUUID } from 'node:crypto';
 import type { DataSource } from 'typeorm';
@@ -29,25 +29,49 @@ import { dedicatedConnectionConfig } from './persistence/dedicated-connection-co
 import { ModuleCacheRepository } from './persistence/module-cache.repository';
 import type { DefinitionSource } from './types';
 
+/** The application's DEFINITION_SOURCE provider, looked up anywhere once every provider exists (onModuleInit). */
+class DeferredDefinitionSource implements DefinitionSource, OnModuleInit {
+  private source: DefinitionSource | undefined;
+
+  constructor(private readonly moduleRef: ModuleRef) {}
+
+  onModuleInit(): void {
+    let found: DefinitionSource | null | undefined;
+    try {
+      found = this.moduleRef.get<DefinitionSource>(DEFINITION_SOURCE, { strict: false });
+    } catch {
+      found = undefined;
+    }
+    if (typeof found?.load !== 'function') throw new ModuleCacheOptionsError(messages.noSource());
+    this.source = found;
+  }
+
+  load(...args: Parameters<DefinitionSource['load']>): ReturnType<DefinitionSource['load']> {
+    if (!this.source) throw new ModuleCacheOptionsError(messages.noSource());
+    return this.source.load(...args);
+  }
+}
+
 export const moduleCacheProviders: Provider[] = [
   { provide: RESOLVED_MODULE_CACHE_OPTIONS, useFactory: resolveModuleCacheOptions, inject: [MODULE_CACHE_OPTIONS] },
   { provide: MODULE_CACHE_ORIGIN, useFactory: () => randomUUID() },
   {
+    // options.source, else a DEFINITION_SOURCE provider this module can see (an import of
+    // forRootAsync, or a global one), else one anywhere in the application, found once every
+    // provider exists (an async factory may still be resolving while this one runs).
     provide: RESOLVED_DEFINITION_SOURCE,
-    inject: [RESOLVED_MODULE_CACHE_OPTIONS, ModuleRef],
-    useFactory: (options: ResolvedModuleCacheOptions, moduleRef: ModuleRef): DefinitionSource => {
-      if (options.source) return options.source;
-      try {
-        return moduleRef.get<DefinitionSource>(DEFINITION_SOURCE, { strict: false });
-      } catch {
-        throw new ModuleCacheOptionsError(messages.noSource());
-      }
-    },
+    inject: [RESOLVED_MODULE_CACHE_OPTIONS, ModuleRef, { token: DEFINITION_SOURCE, optional: true }],
+    useFactory: (options: ResolvedModuleCacheOptions, moduleRef: ModuleRef, visible?: DefinitionSource): DefinitionSource =>
+      options.source ?? visible ?? new DeferredDefinitionSource(moduleRef),
   },
   {
     provide: MODULE_CACHE_REPOSITORY,
     inject: [MODULE_CACHE_DATA_SOURCE],
-    useFactory: (dataSource: DataSource) => new ModuleCacheRepository(dataSource),
+    useFactory: (dataSource: DataSource) => {
+      const type = (dataSource.options as { type: string }).type;
+      if (type !== 'postgres') throw new ModuleCacheOptionsError(messages.notPostgres(type));
+      return new ModuleCacheRepository(dataSource);
+    },
   },
   {
     // The process's one dedicated connection: invalidations, wake-ups and claims.

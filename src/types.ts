@@ -1,21 +1,31 @@
-/** A module error as stored and served: the module's own, or one attached from a dependency. */
+/**
+ * A module error document as the source returned it (any JSON fields: `id`, `stack`, `deps`, …
+ * are kept), with its dependencies' errors attached as `additionalErrors`; clamped to
+ * `maxErrorBytes` (then `truncated: true`, and cut strings end with "…[truncated]").
+ */
 export interface ModuleError {
   message: string;
   status?: number;
-  /** The module the error belongs to (absent for errors the source reported without a URL). */
+  /** The module an attached error belongs to, when its document did not say (`dependencyErrors: 'compute'`). */
   url?: string;
-  /** True when the module itself is fine and the error only reports failing dependencies. */
+  /** True when the module itself is fine and the error only reports failing dependencies (`dependencyErrors: 'compute'`). */
   fromDependency?: boolean;
-  /** Errors of this module's dependencies, transitively, de-duplicated by URL. */
+  /** Errors of this module's dependencies, transitively, de-duplicated. */
   additionalErrors?: ModuleError[];
+  /** Set when the document was larger than `maxErrorBytes` and was clamped. */
+  truncated?: boolean;
+  [field: string]: unknown;
 }
 
 /** What a DefinitionSource returns for a module that exists. */
 export interface LoadedModule {
   definitions: Record<string, unknown>;
-  /** Absolute or relative (to the module URL) dependency URLs. */
+  /** Absolute or relative (to the module URL) URLs, or prefix identifiers, of every module the computation read. */
   deps: string[];
-  error?: { message: string; status?: number };
+  /** The module's own error: any JSON object with a string `message`; kept whole. */
+  error?: { message: string; status?: number; [field: string]: unknown };
+  /** Anything worth keeping about the computation (timings, logs: any JSON), stored beside the cache's own timings. */
+  diagnostics?: unknown;
 }
 
 export interface DefinitionSourceContext {
@@ -39,12 +49,16 @@ export interface ModuleCacheEntry {
   /** Resolved, canonical, alias-normalised dependency URLs. */
   deps: string[];
   error?: ModuleError;
+  /** The computation's own timings (`computeMs`, `attempt`, `requested`) and the source's `diagnostics` (as `source`). */
+  diagnostics?: Record<string, unknown>;
   createdAt: Date;
 }
 
 export interface LookupOptions {
-  /** `public` (the default) or a per-user scope string. */
+  /** `public` (the default) or a per-user scope string; wins over `scopeFor`. */
   scope?: string;
+  /** Who asks: handed to the `scopeFor` option, which derives the scope from the realm and the user. */
+  user?: string;
 }
 
 export const PUBLIC_SCOPE = 'public';

@@ -10,11 +10,14 @@ import { InvalidModuleURLError, InvalidRealmURLError } from '../errors';
  *   {"k":"global","o":ORIGIN[,"s":SIG]}
  *
  * SIG is the hex HMAC-SHA256 of JSON.stringify([k, r ?? null, m ?? null, o]). Without a
- * configured secret a well-formed "s" is ignored (a signing peer can roll out first); with
- * one, a missing or wrong "s" is rejected.
+ * configured secret a well-formed "s" is ignored (a signing peer can roll out first), and the
+ * seed's payloads — the same shapes without "o" — are accepted as a peer's; with one, a missing
+ * origin or a missing or wrong "s" is rejected.
  */
 export type InvalidationTarget = { kind: 'module'; realm: string; urls: string[] } | { kind: 'realm'; realm: string } | { kind: 'global' };
-export type InvalidationMessage = InvalidationTarget & { origin: string };
+/** `origin` is absent in the seed's format (then a process cannot tell its own echo from a peer's). */
+export type InvalidationMessage = InvalidationTarget & { origin?: string };
+export type WireFormat = 'module-cache' | 'seed';
 
 /** Our own budget per payload, in UTF-8 bytes; Postgres refuses payloads of 8000 bytes or more. */
 export const MAX_PAYLOAD_BYTES = 7000;
@@ -28,6 +31,8 @@ const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
 export interface EncodeOptions {
   origin: string;
   signingSecret?: string;
+  /** `seed`: only the seed's keys (k, r, m): no origin, no signature. */
+  format?: WireFormat;
   /** Byte budget per payload; defaults to MAX_PAYLOAD_BYTES, at most 7999. */
   maxBytes?: number;
 }
@@ -38,7 +43,7 @@ interface Wire {
   k: InvalidationMessage['kind'];
   r?: string;
   m?: string[];
-  o: string;
+  o?: string;
   s?: string;
 }
 
@@ -50,8 +55,9 @@ function sign(wire: Wire, secret: string): string {
     .digest('hex');
 }
 
-function serialise(wire: Wire, secret: string | undefined): string {
+function serialise(wire: Wire, secret: string | undefined, format: WireFormat = 'module-cache'): string {
   // Key order k, r, m, o, s is part of the documented shape (and of the size arithmetic below).
+  if (format === 'seed') return JSON.stringify({ k: wire.k, r: wire.r, m: wire.m });
   return JSON.stringify(secret === undefined ? wire : { ...wire, s: sign(wire, secret) });
 }
 
@@ -75,19 +81,21 @@ const isOrigin = (s: string): boolean => s.length > 0 && s.length <= MAX_ORIGIN_
  * encodes to no payloads. Throws on inputs the parser would reject: that is a caller bug.
  */
 export function encodeInvalidations(target: InvalidationTarget, options: EncodeOptions): string[] {
-  const { origin, signingSecret } = options;
+  const { origin, format } = options;
+  if (format === 'seed' && options.signingSecret !== undefined) throw new TypeError("the 'seed' format carries no signature");
+  const signingSecret = options.signingSecret;
   const maxBytes = options.maxBytes ?? MAX_PAYLOAD_BYTES;
   if (!isOrigin(origin)) throw new TypeError(`invalidation origin must be 1-${MAX_ORIGIN_LENGTH} characters without control characters`);
   if (!Number.isInteger(maxBytes) || maxBytes > POSTGRES_PAYLOAD_LIMIT) {
     throw new RangeError(`maxBytes must be an integer of at most ${POSTGRES_PAYLOAD_LIMIT}, got ${maxBytes}`);
   }
-  const global = serialise({ k: 'global', o: origin }, signingSecret);
+  const global = serialise({ k: 'global', o: origin }, signingSecret, format);
   if (bytes(global) > maxBytes) throw new RangeError(`maxBytes ${maxBytes} cannot hold even a global invalidation message`);
   if (target.kind === 'global') return [global];
 
   if (!isRealmURL(target.realm))
     throw new InvalidRealmURLError(`invalidation realm must be an absolute http(s) URL ending with "/": ${target.realm}`);
-  const realmMessage = serialise({ k: 'realm', r: target.realm, o: origin }, signingSecret);
+  const realmMessage = serialise({ k: 'realm', r: target.realm, o: origin }, signingSecret, format);
   const realmOrCoarser = bytes(realmMessage) <= maxBytes ? realmMessage : global;
   if (target.kind === 'realm') return [realmOrCoarser];
 
@@ -97,13 +105,13 @@ export function encodeInvalidations(target: InvalidationTarget, options: EncodeO
   if (urls.length === 0) return [];
 
   // Fixed cost of a module payload: everything but the URLs and their separating commas.
-  const fixed = bytes(serialise({ k: 'module', r: target.realm, m: [], o: origin }, signingSecret));
+  const fixed = bytes(serialise({ k: 'module', r: target.realm, m: [], o: origin }, signingSecret, format));
   const payloads: string[] = [];
   let chunk: string[] = [];
   let chunkBytes = 0;
   let degraded = false;
   const flush = () => {
-    if (chunk.length > 0) payloads.push(serialise({ k: 'module', r: target.realm, m: chunk, o: origin }, signingSecret));
+    if (chunk.length > 0) payloads.push(serialise({ k: 'module', r: target.realm, m: chunk, o: origin }, signingSecret, format));
     chunk = [];
     chunkBytes = 0;
   };
@@ -154,7 +162,8 @@ function parseStrict(payload: unknown, secret: string | undefined): ParseResult 
   const extra = Object.keys(obj).find((key) => !allowed.includes(key));
   if (extra !== undefined) return reject(`unexpected key ${JSON.stringify(extra.slice(0, 20))} in ${k} message`);
 
-  if (typeof o !== 'string' || !isOrigin(o)) return reject('missing or invalid origin "o"');
+  // The seed's payloads carry no origin; a signed one always does.
+  if (o === undefined ? secret !== undefined : typeof o !== 'string' || !isOrigin(o)) return reject('missing or invalid origin "o"');
   if (k !== 'global' && (typeof r !== 'string' || !isRealmURL(r)))
     return reject('realm "r" must be an absolute http(s) URL ending with "/"');
   if (k === 'module') {
@@ -171,12 +180,13 @@ function parseStrict(payload: unknown, secret: string | undefined): ParseResult 
     if (!timingSafeEqual(expected, Buffer.from(s as string, 'hex'))) return reject('signature mismatch');
   }
 
+  const origin = o === undefined ? {} : { origin: o as string };
   const message: InvalidationMessage =
     k === 'module'
-      ? { kind: 'module', realm: r as string, urls: m as string[], origin: o }
+      ? { kind: 'module', realm: r as string, urls: m as string[], ...origin }
       : k === 'realm'
-        ? { kind: 'realm', realm: r as string, origin: o }
-        : { kind: 'global', origin: o };
+        ? { kind: 'realm', realm: r as string, ...origin }
+        : { kind: 'global', ...origin };
   return { ok: true, message };
 }
 

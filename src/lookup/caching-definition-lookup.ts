@@ -7,29 +7,30 @@ import {
   type OnApplicationShutdown,
   type OnModuleInit,
 } from '@nestjs/common';
+import { setMaxListeners } from 'node:events';
 import { Subject, type Observable, type Subscription } from 'rxjs';
 import { ModuleCacheInvalidationListener } from '../broadcast/invalidation-listener';
 import type { PopulateCoordinator } from '../coordination/populate-coordinator';
-import { DefinitionNotFoundError, InvalidScopeError } from '../errors';
-import { messages } from '../messages';
+import { DefinitionNotFoundError } from '../errors';
 import {
-  RESOLVED_DEFINITION_SOURCE,
   MODULE_CACHE_COORDINATOR,
   MODULE_CACHE_ORIGIN,
   MODULE_CACHE_REPOSITORY,
+  RESOLVED_DEFINITION_SOURCE,
   RESOLVED_MODULE_CACHE_OPTIONS,
 } from '../module-cache.constants';
 import type { ResolvedModuleCacheOptions } from '../module-cache.options';
 import { emptyStats, type ModuleCacheEvent, type ModuleCacheStats } from '../observability/events';
-import { toEntry, type ModuleCacheRepository } from '../persistence/module-cache.repository';
-import { PUBLIC_SCOPE, type DefinitionSource, type LookupOptions, type ModuleCacheEntry } from '../types';
+import { toEntry, type ModuleCacheRepository, type StoredRow } from '../persistence/module-cache.repository';
+import type { DefinitionSource, LookupOptions, ModuleCacheEntry } from '../types';
 import { ComputationRunner, DEPENDENCY_CYCLE, type LookupContext, type Resolved, type ResolvedFlight } from './computation';
 import { Generations } from './generations';
-import { subscribeToInvalidations } from './remote-invalidations';
 import { flightKey, InFlight } from './in-flight';
 import { Invalidator } from './invalidator';
 import { MemoryTier, type MemoryRecord } from './memory-tier';
-import { aliasOf, canonicalURL, candidateURLs, RealmRegistry, urlVariants } from './urls';
+import { subscribeToInvalidations } from './remote-invalidations';
+import { scopeOf } from './scopes';
+import { canonicalRealmURL, RealmRegistry, UrlResolver } from './urls';
 
 /**
  * The lookup service: memory tier → table tier → source, with single-flight, generation
@@ -47,6 +48,7 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
   private readonly memory: MemoryTier;
   private readonly flights = new InFlight<Resolved | undefined>();
   private readonly realms: RealmRegistry;
+  private readonly urls: UrlResolver;
   private readonly shutdown = new AbortController();
   private readonly runner: ComputationRunner;
   private readonly subscription: Subscription | undefined;
@@ -60,46 +62,53 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
     @Optional() @Inject(ModuleCacheInvalidationListener) private readonly listener: ModuleCacheInvalidationListener | null = null,
     @Optional() @Inject(MODULE_CACHE_COORDINATOR) private readonly coordinator: PopulateCoordinator | null = null,
   ) {
+    // Every source call listens on it for the call's duration (and lets go): more than ten at once is normal.
+    setMaxListeners(0, this.shutdown.signal);
     this.realms = new RealmRegistry(options.realms);
+    this.urls = new UrlResolver(options.extensions, options.prefixes);
     this.memory = new MemoryTier(options.memory === false ? false : options.memory.maxEntries);
+    const forget = {
+      forgetModules: (aliases: Iterable<string>) => this.forgetModules(aliases),
+      forgetRealm: (prefix: string) => this.forgetRealm(prefix),
+      forgetAll: () => this.forgetAll(),
+    };
     this.runner = new ComputationRunner({
       options,
       source,
       repository,
       generations: this.generations,
       realms: this.realms,
+      urls: this.urls,
       shutdown: this.shutdown.signal,
       stats: this.counters,
       emit: (event) => this.emit(event),
-      lookupDependency: (url, scope, waiter) => this.resolve(url, scope, waiter),
+      lookupDependency: (url, scope, waiter) => this.resolveInScope(this.context(url), scope, performance.now(), waiter),
+      cachedByAlias: (aliases, scope) => this.cachedByAlias(aliases, scope),
       coordinator,
       remember: (urls, resolved) => urls.forEach((u) => this.memory.set(u, resolved.entry.scope, resolved)),
-      forgetStale: (aliases) => this.forgetModules(aliases),
+      forgetStale: forget.forgetModules,
       tableHit: (ctx, started) => this.countTableHit(ctx, started),
     });
     this.invalidator = new Invalidator({
       options,
       repository,
       realms: this.realms,
+      urls: this.urls,
       origin,
       stats: this.counters,
       logger: this.logger,
       emit: (event) => this.emit(event),
-      forgetModules: (aliases) => this.forgetModules(aliases),
-      forgetRealm: (realm) => this.forgetRealm(realm),
-      forgetAll: () => this.forgetAll(),
+      ...forget,
     });
     this.subscription = listener
       ? subscribeToInvalidations(listener, {
           origin,
           realms: this.realms,
-          extensions: options.extensions,
+          urls: this.urls,
           logger: this.logger,
-          forgetModules: (aliases) => this.forgetModules(aliases),
-          forgetRealm: (realm) => this.forgetRealm(realm),
-          forgetAll: () => this.forgetAll(),
           received: () => this.counters.notifications.received++,
           emit: (event) => this.emit(event),
+          ...forget,
         })
       : undefined;
   }
@@ -130,9 +139,28 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
     this.events.complete();
   }
 
+  /** Starts serving a realm (each process registers its own); lookups, invalidations and broadcasts then cover it. */
+  registerRealm(realmURL: string): void {
+    const realm = canonicalRealmURL(realmURL);
+    if (this.realms.register(realm)) this.logger.log(`realm registered: ${realm}`);
+  }
+
+  /** Stops serving a realm here: its lookups fail with UnknownRealmError, its entries leave memory. Rows stay (peers may serve it). */
+  unregisterRealm(realmURL: string): void {
+    const realm = canonicalRealmURL(realmURL);
+    if (!this.realms.unregister(realm)) return;
+    this.generations.bumpRealm(realm);
+    this.memory.evictRealm(realm, { exact: true });
+    this.flights.drop((f) => f.realm === realm);
+    this.logger.log(`realm unregistered: ${realm}`);
+  }
+
   /** The entry from memory, else the table, else computed and persisted; undefined when no candidate exists. */
   async lookup(moduleURL: string, options: LookupOptions = {}): Promise<ModuleCacheEntry | undefined> {
-    return (await this.resolve(moduleURL, scopeOf(options)))?.entry;
+    const started = performance.now();
+    const ctx = this.context(moduleURL);
+    const scope = scopeOf(ctx.realm, options, this.options.scopeFor);
+    return (await this.resolveInScope(ctx, typeof scope === 'string' ? scope : await scope, started))?.entry;
   }
 
   /** One definition; throws DefinitionNotFoundError when the module or the definition is missing or errored. */
@@ -150,54 +178,51 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
 
   /** Memory or table only; never computes. */
   async lookupCached(moduleURL: string, options: LookupOptions = {}): Promise<ModuleCacheEntry | undefined> {
-    const scope = scopeOf(options);
-    const ctx = this.context(moduleURL, scope);
-    const started = performance.now();
-    const hit = this.memoryHit(ctx, started);
-    if (hit) return hit.entry;
-    const snapshot = this.generations.snapshot(ctx.realm, ctx.alias);
-    try {
-      const { row, watermark } = await this.repository.read(ctx.candidates, scope, this.options.errorTtlMs);
-      if (!row) return undefined;
-      const entry = toEntry(row);
-      this.countTableHit(ctx, started);
-      if (this.generations.isCurrent(snapshot)) this.memory.set(ctx.url, scope, { entry, alias: row.alias, realm: row.realm, watermark });
-      return entry;
-    } finally {
-      this.generations.release(snapshot);
-    }
+    return (await this.lookupMany([moduleURL], options)).get(moduleURL);
   }
 
-  /** Cached entries of many URLs: memory first, then one query for the rest. */
+  /** Cached entries of many URLs: memory first, then one query per scope for the rest (filling memory). */
   async lookupMany(moduleURLs: string[], options: LookupOptions = {}): Promise<Map<string, ModuleCacheEntry | undefined>> {
-    const scope = scopeOf(options);
     const started = performance.now();
     const result = new Map<string, ModuleCacheEntry | undefined>();
-    const pending: LookupContext[] = [];
+    const pending = new Map<string, LookupContext[]>();
     for (const input of moduleURLs) {
-      const ctx = this.context(input, scope);
-      const hit = this.memoryHit(ctx, started);
+      const ctx = { ...this.context(input), input };
+      const scope = await scopeOf(ctx.realm, options, this.options.scopeFor);
+      const hit = this.memoryHit(ctx, scope, started);
       if (hit) result.set(input, hit.entry);
-      else pending.push({ ...ctx, input });
+      else pending.set(scope, [...(pending.get(scope) ?? []), ctx]);
     }
-    if (pending.length) {
-      const { rows } = await this.repository.readMany([...new Set(pending.flatMap((c) => c.candidates))], scope, this.options.errorTtlMs);
-      const byURL = new Map(rows.map((r) => [r.url, r]));
-      for (const ctx of pending) {
-        const row = ctx.candidates.map((c) => byURL.get(c)).find((r) => r !== undefined);
-        if (row) this.countTableHit(ctx, started);
-        result.set(ctx.input!, row ? toEntry(row) : undefined);
+    for (const [scope, contexts] of pending) {
+      // Taken before the read: a row read while an invalidation commits must not reach memory.
+      const snapshots = contexts.map((ctx) => this.generations.snapshot(ctx.realm, ctx.alias));
+      try {
+        const { rows, watermark } = await this.repository.readMany(
+          [...new Set(contexts.flatMap((c) => c.candidates))],
+          scope,
+          this.options.errorTtlMs,
+        );
+        const byURL = new Map(rows.map((r) => [r.url, r]));
+        contexts.forEach((ctx, i) => {
+          const row = ctx.candidates.map((c) => byURL.get(c)).find((r) => r !== undefined);
+          result.set(ctx.input!, row ? this.servedFromTable(ctx, row, watermark, snapshots[i], started).entry : undefined);
+        });
+      } finally {
+        snapshots.forEach((s) => this.generations.release(s));
       }
     }
     return result;
   }
 
-  /** Invalidates the module, its URL variants and every transitive consumer (all scopes); returns the URLs invalidated. */
+  /**
+   * Invalidates the module, its URL variants and every transitive consumer (all scopes); returns
+   * the URLs invalidated (`[]` for a URL outside every registered realm, as the seed does).
+   */
   invalidate(moduleURL: string): Promise<string[]> {
     return this.invalidator.invalidate(moduleURL);
   }
 
-  /** Clears every row of one registered realm, here and in every peer. Returns the rows deleted. */
+  /** Clears the rows of a realm prefix (registered or not, nested realms included), here and in every peer. Returns the rows deleted. */
   clearRealm(realmURL: string): Promise<number> {
     return this.invalidator.clearRealm(realmURL);
   }
@@ -221,10 +246,10 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
     });
   }
 
-  // ---- internals shared with the listener subscription -------------------------------
+  // ---- local effects of invalidations (own, remote, or learnt from the database) --------
 
   /** Synchronously bumps, drops doomed in-flight computations and evicts memory for these aliases. */
-  protected forgetModules(aliases: Iterable<string>): void {
+  private forgetModules(aliases: Iterable<string>): void {
     const set = new Set(aliases);
     for (const alias of set) {
       this.generations.bumpModule(alias);
@@ -234,46 +259,56 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
   }
 
   /** `prefix`: a realm, or any URL prefix ending in "/": every registered realm under it is forgotten. */
-  protected forgetRealm(prefix: string): void {
+  private forgetRealm(prefix: string): void {
     for (const realm of this.realms.all) if (realm.startsWith(prefix)) this.generations.bumpRealm(realm);
     this.memory.evictRealm(prefix);
     this.flights.drop((f) => f.realm.startsWith(prefix));
   }
 
-  protected forgetAll(): void {
+  private forgetAll(): void {
     this.generations.bumpGlobal();
     this.memory.clear();
     this.flights.drop(() => true);
   }
 
-  protected emit(event: ModuleCacheEvent): void {
+  private emit(event: ModuleCacheEvent): void {
     this.events.next(event);
   }
 
-  private async resolve(moduleURL: string, scope: string): Promise<Resolved | undefined>;
-  private async resolve(moduleURL: string, scope: string, waiter: ResolvedFlight): Promise<Resolved | undefined | typeof DEPENDENCY_CYCLE>;
-  private async resolve(
-    moduleURL: string,
+  // ---- resolution ----------------------------------------------------------------------
+
+  /**
+   * From memory, else a flight. A dependency lookup (`waiter` set; stored as an alias) joins a
+   * local flight for any spelling of the module, so `x.ts` ↔ `x` cycles are seen and nothing is
+   * computed twice; it never joins a flight that coalesces across processes, which may wait on a
+   * peer's claim (two processes computing each other's imports would wait on each other). A
+   * top-level lookup joins either kind.
+   */
+  private async resolveInScope(ctx: LookupContext, scope: string, started: number): Promise<Resolved | undefined>;
+  private async resolveInScope(
+    ctx: LookupContext,
     scope: string,
+    started: number,
+    waiter: ResolvedFlight,
+  ): Promise<Resolved | undefined | typeof DEPENDENCY_CYCLE>;
+  private async resolveInScope(
+    ctx: LookupContext,
+    scope: string,
+    started: number,
     waiter?: ResolvedFlight,
   ): Promise<Resolved | undefined | typeof DEPENDENCY_CYCLE> {
-    const started = performance.now();
-    const ctx = this.context(moduleURL, scope);
-    const hit = this.memoryHit(ctx, started);
+    const hit = this.memoryHit(ctx, scope, started);
     if (hit) return hit;
-    // A dependency lookup (stored as an alias) joins a local flight for any spelling of the module,
-    // so `x.ts` ↔ `x` cycles are seen and nothing is computed twice; it never joins a flight that
-    // coalesces across processes, which may wait on a peer's claim (two processes computing each
-    // other's imports would wait on each other). A top-level lookup joins either kind.
     const coalesce = waiter === undefined;
     let flight = coalesce
       ? (this.flights.get(flightKey(ctx.realm, ctx.url, scope, { coalesce: true })) ??
         this.flights.get(flightKey(ctx.realm, ctx.url, scope, { coalesce: false })))
-      : urlVariants(ctx.url, this.options.extensions)
+      : this.urls
+          .variants(ctx.url)
           .map((variant) => this.flights.get(flightKey(ctx.realm, variant, scope, { coalesce: false })))
           .find((f) => f !== undefined);
     if (!flight) {
-      flight = this.runner.start(flightKey(ctx.realm, ctx.url, scope, { coalesce }), ctx, started, { coalesce });
+      flight = this.runner.start(flightKey(ctx.realm, ctx.url, scope, { coalesce }), { ...ctx, scope }, started, { coalesce });
       this.flights.add(flight);
       const registered = flight;
       flight.promise.then(
@@ -291,30 +326,56 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
     }
   }
 
-  private context(moduleURL: string, scope: string): LookupContext {
-    const url = canonicalURL(moduleURL);
-    const realm = this.realms.resolve(url);
-    return { url, realm, scope, alias: aliasOf(url, this.options.extensions), candidates: candidateURLs(url, this.options.extensions) };
+  /** Cached entries of these aliases: memory (while trusted), then one table read for the rest. */
+  private async cachedByAlias(aliases: string[], scope: string): Promise<Map<string, Resolved>> {
+    const found = new Map<string, Resolved>();
+    const trusted = !this.listener || this.listener.isTrusted();
+    for (const alias of aliases) {
+      const record = trusted ? this.memory.getByAlias(alias, scope, this.options.errorTtlMs) : undefined;
+      if (record) found.set(alias, record);
+    }
+    const missing = aliases.filter((a) => !found.has(a));
+    if (missing.length) {
+      const { rows, watermark } = await this.repository.readByAlias(missing, scope, this.options.errorTtlMs);
+      for (const row of rows) {
+        if (!found.has(row.alias)) found.set(row.alias, { entry: toEntry(row), alias: row.alias, realm: row.realm, watermark });
+      }
+    }
+    return found;
   }
 
-  private memoryHit(ctx: LookupContext, started: number): MemoryRecord | undefined {
+  /** Canonical URL, its realm (none → UnknownRealmError), alias and candidates; the scope comes later. */
+  private context(moduleURL: string): LookupContext {
+    const url = this.urls.canonical(moduleURL);
+    const realm = this.realms.resolve(url);
+    return { url, realm, scope: '', alias: this.urls.alias(url), candidates: this.urls.candidates(url) };
+  }
+
+  private memoryHit(ctx: LookupContext, scope: string, started: number): MemoryRecord | undefined {
     // Only while the heartbeat proves that invalidations reach this process.
     if (this.listener && !this.listener.isTrusted()) return undefined;
-    const record = this.memory.get(ctx.url, ctx.scope, this.options.errorTtlMs);
+    const record = this.memory.get(ctx.url, scope, this.options.errorTtlMs);
     if (record) {
       this.counters.hits.memory++;
       if (this.events.observed) {
-        this.emit({
-          type: 'hit',
-          tier: 'memory',
-          url: ctx.url,
-          realm: ctx.realm,
-          scope: ctx.scope,
-          durationMs: performance.now() - started,
-        });
+        this.emit({ type: 'hit', tier: 'memory', url: ctx.url, realm: ctx.realm, scope, durationMs: performance.now() - started });
       }
     }
     return record;
+  }
+
+  /** A row read outside a flight (lookupCached, lookupMany): counted, and kept in memory unless an invalidation intervened. */
+  private servedFromTable(
+    ctx: LookupContext,
+    row: StoredRow,
+    watermark: string,
+    snapshot: ReturnType<Generations['snapshot']>,
+    started: number,
+  ): Resolved {
+    const resolved: Resolved = { entry: toEntry(row), alias: row.alias, realm: row.realm, watermark };
+    this.countTableHit({ ...ctx, scope: row.scope }, started);
+    if (this.generations.isCurrent(snapshot)) this.memory.set(ctx.url, row.scope, resolved);
+    return resolved;
   }
 
   private countTableHit(ctx: LookupContext, started: number): void {
@@ -323,18 +384,6 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
       this.emit({ type: 'hit', tier: 'table', url: ctx.url, realm: ctx.realm, scope: ctx.scope, durationMs: performance.now() - started });
     }
   }
-}
-
-const MAX_SCOPE_LENGTH = 512;
-
-function scopeOf(options: LookupOptions): string {
-  const scope = options.scope ?? PUBLIC_SCOPE;
-  if (typeof scope !== 'string' || scope.length === 0 || scope.length > MAX_SCOPE_LENGTH) {
-    throw new InvalidScopeError(messages.badScope(`must be a non-empty string of at most ${MAX_SCOPE_LENGTH} characters`));
-  }
-  // Postgres text cannot hold NUL: reject it here rather than fail in the database.
-  if (scope.includes('\u0000')) throw new InvalidScopeError(messages.badScope('must not contain NUL characters'));
-  return scope;
 }
 
 function isErrorDefinition(value: unknown): value is { type: 'error'; error: { message: string } } {

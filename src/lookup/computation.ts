@@ -6,8 +6,9 @@ import { toEntry, type FencePart, type ModuleCacheRepository, type StoredRow } f
 import type { DefinitionSource, ModuleCacheEntry, ModuleError } from '../types';
 import type { GenerationSnapshot, Generations } from './generations';
 import type { Flight } from './in-flight';
-import { assembleError, callSource } from './source-call';
-import { aliasOf, normaliseDependency, type RealmRegistry } from './urls';
+import { clampErrorDocument, withCachedDependencyErrors, withComputedDependencyErrors } from './module-errors';
+import { callSource } from './source-call';
+import type { RealmRegistry, UrlResolver } from './urls';
 
 export interface LookupContext {
   url: string;
@@ -44,10 +45,13 @@ export interface ComputationDeps {
   repository: ModuleCacheRepository;
   generations: Generations;
   realms: RealmRegistry;
+  urls: UrlResolver;
   shutdown: AbortSignal;
   stats: ModuleCacheStats;
   emit(event: ModuleCacheEvent): void;
   lookupDependency(url: string, scope: string, waiter: ResolvedFlight): Promise<Resolved | undefined | typeof DEPENDENCY_CYCLE>;
+  /** Cached entries (memory, else one table read) of these module aliases; never computes. */
+  cachedByAlias(aliases: string[], scope: string): Promise<Map<string, Resolved>>;
   /** Keeps a result in the memory tier under each of `urls`. */
   remember(urls: string[], resolved: Resolved): void;
   /** Entries the database found invalidated after their watermark: not to be served or incorporated again. */
@@ -202,12 +206,30 @@ export class ComputationRunner {
       }
       if (loaded === null) continue;
       stats.computes++;
-      const alias = aliasOf(candidate, options.extensions);
-      const deps = [
-        ...new Set(loaded.deps.map((dep) => normaliseDependency(dep, candidate, options.extensions)).filter((d) => d !== undefined)),
-      ].filter((dep) => dep !== alias);
-      const incorporated = await this.dependencyErrors(flight, deps, ctx.scope);
-      const error = assembleError(candidate, loaded.error, incorporated.errors);
+      const alias = this.deps.urls.alias(candidate);
+      const deps = [...new Set(loaded.deps.map((dep) => this.deps.urls.dependency(dep, candidate)).filter((d) => d !== undefined))].filter(
+        (dep) => dep !== alias,
+      );
+      let error: ModuleError | undefined;
+      let incorporated: Incorporated = { parts: [], unpersisted: false };
+      if (options.dependencyErrors === 'compute') {
+        // Looked up as written (`./x.ts`), not by alias: one candidate, not one per extension.
+        const written = loaded.deps.map((d) => this.deps.urls.dependencyURL(d, candidate)).filter((d) => d !== undefined);
+        const byAlias = new Map(written.map((d) => [this.deps.urls.alias(d), d]));
+        const found = await this.computedDependencyErrors(
+          flight,
+          deps.map((alias) => byAlias.get(alias) ?? alias),
+          ctx.scope,
+        );
+        incorporated = found;
+        error = withComputedDependencyErrors(candidate, loaded.error, found.errors);
+      } else if (loaded.error) {
+        const ownDeps = Array.isArray(loaded.error.deps) ? loaded.error.deps.map((d) => this.deps.urls.dependency(d, candidate)) : [];
+        const found = await this.cachedDependencyErrors([...deps, ...ownDeps.filter((d) => d !== undefined)], ctx.scope);
+        incorporated = found;
+        error = withCachedDependencyErrors(loaded.error, found.errors);
+      }
+      if (error) error = clampErrorDocument(error, options.maxErrorBytes);
       this.deps.emit({
         type: 'computed',
         url: candidate,
@@ -226,6 +248,12 @@ export class ComputationRunner {
         ...(error ? { error } : {}),
         createdAt: new Date(),
       };
+      const diagnostics = {
+        computeMs: Math.round(performance.now() - computeStarted),
+        attempt,
+        requested: ctx.url,
+        ...(loaded.diagnostics !== undefined ? { source: loaded.diagnostics } : {}),
+      };
       const unstored: Resolved = { entry, alias, realm: ctx.realm, watermark };
       if (!generations.isCurrent(snapshot)) return { done: false, reason: 'invalidated-locally', last: unstored };
       // Built on a result that could not be stored itself: store neither.
@@ -240,7 +268,7 @@ export class ComputationRunner {
           definitions: loaded.definitions,
           deps,
           error,
-          diagnostics: { computeMs: Math.round(performance.now() - computeStarted), attempt, requested: ctx.url },
+          diagnostics,
         },
         watermark,
         incorporated.parts,
@@ -258,7 +286,11 @@ export class ComputationRunner {
         scope: ctx.scope,
         durationMs: performance.now() - persistStarted,
       });
-      const resolved: Resolved = { ...unstored, entry: { ...entry, createdAt: persisted.createdAt }, watermark: persisted.watermark };
+      const resolved: Resolved = {
+        ...unstored,
+        entry: { ...entry, diagnostics, createdAt: persisted.createdAt },
+        watermark: persisted.watermark,
+      };
       if (generations.isCurrent(snapshot)) this.deps.remember([...new Set([ctx.url, candidate])], resolved);
       return { done: true, resolved };
     }
@@ -266,16 +298,17 @@ export class ComputationRunner {
   }
 
   /**
-   * Errors of the module's dependencies inside registered realms (looked up, so computed if
-   * needed; at most DEPENDENCY_CONCURRENCY at once), and every cached entry that went into
-   * them, for the fence. Only modules' own errors and "not found" are errors: a dependency
-   * lookup that fails (the source threw, a timeout, the database, shutdown) fails this one too.
+   * `dependencyErrors: 'compute'`: errors of the module's dependencies inside registered realms
+   * (looked up, so computed if needed; at most DEPENDENCY_CONCURRENCY at once), and every cached
+   * entry that went into them, for the fence. Only modules' own errors and "not found" are
+   * errors: a dependency lookup that fails (the source threw, a timeout, the database, shutdown)
+   * fails this one too.
    */
-  private async dependencyErrors(
+  private async computedDependencyErrors(
     flight: ResolvedFlight,
     deps: string[],
     scope: string,
-  ): Promise<{ errors: ModuleError[]; parts: FencePart[]; unpersisted: boolean }> {
+  ): Promise<Incorporated & { errors: ModuleError[] }> {
     const inRealm = deps.filter((dep) => this.deps.realms.find(dep) !== undefined);
     const found: Array<Resolved | undefined | typeof DEPENDENCY_CYCLE> = [];
     for (let i = 0; i < inRealm.length; i += DEPENDENCY_CONCURRENCY) {
@@ -298,4 +331,40 @@ export class ComputationRunner {
     });
     return { errors, parts, unpersisted };
   }
+
+  /**
+   * `dependencyErrors: 'cached'` (the seed's way, for a module whose own computation errored):
+   * the errors of cached entries of its dependencies, and transitively of theirs, following only
+   * dependencies that errored; never computing one, skipping `.json`, one read per level. Every
+   * cached entry consulted — with or without an error — is a part the fence checks.
+   */
+  private async cachedDependencyErrors(deps: string[], scope: string): Promise<Incorporated & { errors: ModuleError[] }> {
+    const eligible = (dep: string) => !dep.endsWith('.json') && this.deps.realms.find(dep) !== undefined;
+    const seen = new Set<string>();
+    const enqueue = (candidates: Iterable<string>) => [...candidates].filter((d) => eligible(d) && !seen.has(d) && seen.add(d));
+    const parts: FencePart[] = [];
+    const errors: ModuleError[] = [];
+    for (let level = enqueue(deps); level.length > 0;) {
+      const found = await this.deps.cachedByAlias(level, scope);
+      const next: string[] = [];
+      for (const alias of level) {
+        const resolved = found.get(alias);
+        if (!resolved) continue;
+        parts.push({ alias: resolved.alias, realm: resolved.realm, watermark: resolved.watermark });
+        const { error, deps: theirs, url } = resolved.entry;
+        if (!error) continue;
+        errors.push(error);
+        const declared = Array.isArray(error.deps) ? error.deps.map((d) => this.deps.urls.dependency(d, url)) : [];
+        next.push(...enqueue([...theirs, ...declared.filter((d) => d !== undefined)]));
+      }
+      level = next;
+    }
+    return { errors, parts, unpersisted: false };
+  }
+}
+
+interface Incorporated {
+  parts: FencePart[];
+  /** Built on a result that could not be stored itself. */
+  unpersisted: boolean;
 }

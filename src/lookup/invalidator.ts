@@ -5,7 +5,7 @@ import { messages } from '../messages';
 import type { ResolvedModuleCacheOptions } from '../module-cache.options';
 import type { ModuleCacheEvent, ModuleCacheStats } from '../observability/events';
 import { urlHash, type InvalidatedRow, type ModuleCacheRepository } from '../persistence/module-cache.repository';
-import { aliasOf, canonicalURL, urlVariants, type RealmRegistry } from './urls';
+import { canonicalRealmURL, type RealmRegistry, type UrlResolver } from './urls';
 
 /** One-statement invalidation attempts (the first assumes no consumers) before one explicit transaction. */
 const OPTIMISTIC_INVALIDATION_ATTEMPTS = 4;
@@ -14,6 +14,7 @@ export interface InvalidatorDeps {
   options: ResolvedModuleCacheOptions;
   repository: ModuleCacheRepository;
   realms: RealmRegistry;
+  urls: UrlResolver;
   origin: string;
   stats: ModuleCacheStats;
   logger: Logger;
@@ -32,13 +33,20 @@ export interface InvalidatorDeps {
 export class Invalidator {
   constructor(private readonly deps: InvalidatorDeps) {}
 
-  /** Invalidates the module, its URL variants and every transitive consumer (all scopes); returns the URLs invalidated. */
+  /**
+   * Invalidates the module, its URL variants and every transitive consumer (all scopes); returns
+   * the URLs invalidated: `[]` for a URL outside every registered realm, as the seed does.
+   */
   async invalidate(moduleURL: string): Promise<string[]> {
     const started = performance.now();
-    const url = canonicalURL(moduleURL);
-    const realm = this.deps.realms.resolve(url);
-    const alias = aliasOf(url, this.deps.options.extensions);
-    const variants = urlVariants(url, this.deps.options.extensions);
+    const url = this.deps.urls.canonical(moduleURL);
+    const realm = this.deps.realms.find(url);
+    if (realm === undefined) {
+      this.deps.logger.debug(`invalidate(${url}): not inside any registered realm, nothing to do`);
+      return [];
+    }
+    const alias = this.deps.urls.alias(url);
+    const variants = this.deps.urls.variants(url);
     this.deps.forgetModules([alias]);
     let affected: InvalidatedRow[] = [];
     let sent = 0;
@@ -92,10 +100,10 @@ export class Invalidator {
     return urls;
   }
 
-  /** Clears every row of one registered realm, here and in every peer. Returns the rows deleted. */
+  /** Clears the rows of a realm prefix (registered or not; nested realms too), here and in every peer. Returns the rows deleted. */
   async clearRealm(realmURL: string): Promise<number> {
     const started = performance.now();
-    const realm = this.deps.realms.canonicalRealm(realmURL);
+    const realm = canonicalRealmURL(realmURL);
     this.deps.forgetRealm(realm);
     try {
       const payloads = this.encode({ kind: 'realm', realm });
@@ -139,7 +147,11 @@ export class Invalidator {
   }
 
   private encode(target: InvalidationTarget): string[] {
-    return encodeInvalidations(target, { origin: this.deps.origin, signingSecret: this.deps.options.signingSecret });
+    return encodeInvalidations(target, {
+      origin: this.deps.origin,
+      signingSecret: this.deps.options.signingSecret,
+      format: this.deps.options.wireFormat,
+    });
   }
 
   private encodeModules(realm: string, variants: string[], rows: InvalidatedRow[]): string[] {

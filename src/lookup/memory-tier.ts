@@ -43,6 +43,17 @@ export class MemoryTier {
     return record;
   }
 
+  /** A record of any spelling of the module `alias` in `scope` (dependencies are named by alias). */
+  getByAlias(alias: string, scope: string, errorTtlMs: number): MemoryRecord | undefined {
+    const prefix = `${scope}\u0000`;
+    for (const key of this.byAlias.get(alias) ?? []) {
+      if (!key.startsWith(prefix)) continue;
+      const record = this.get(key.slice(prefix.length), scope, errorTtlMs);
+      if (record) return record;
+    }
+    return undefined;
+  }
+
   set(url: string, scope: string, record: Omit<MemoryRecord, 'storedAt'>): void {
     if (!this.cache) return;
     const key = memoryKey(url, scope);
@@ -58,10 +69,12 @@ export class MemoryTier {
     for (const key of [...keys]) this.cache.delete(key);
   }
 
-  /** Evicts every entry whose realm is `prefix` or nested under it. */
-  evictRealm(prefix: string): void {
+  /** Evicts every entry whose realm is `prefix` or (unless `exact`) nested under it. */
+  evictRealm(prefix: string, { exact = false } = {}): void {
     if (!this.cache) return;
-    const doomed = [...this.cache.entries()].filter(([, record]) => record.realm.startsWith(prefix)).map(([key]) => key);
+    const doomed = [...this.cache.entries()]
+      .filter(([, record]) => (exact ? record.realm === prefix : record.realm.startsWith(prefix)))
+      .map(([key]) => key);
     for (const key of doomed) this.cache.delete(key);
   }
 

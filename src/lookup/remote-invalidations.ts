@@ -3,12 +3,12 @@ import { Subscription } from 'rxjs';
 import type { ModuleCacheInvalidationListener } from '../broadcast/invalidation-listener';
 import type { InvalidationMessage } from '../broadcast/invalidation-message';
 import type { ModuleCacheEvent } from '../observability/events';
-import { aliasOf, canonicalURL, type RealmRegistry } from './urls';
+import type { RealmRegistry, UrlResolver } from './urls';
 
 export interface RemoteInvalidationHandlers {
   origin: string;
   realms: RealmRegistry;
-  extensions: readonly string[];
+  urls: UrlResolver;
   logger: Logger;
   forgetModules(aliases: Iterable<string>): void;
   forgetRealm(realm: string): void;
@@ -26,7 +26,8 @@ export function subscribeToInvalidations(listener: ModuleCacheInvalidationListen
   const subscription = new Subscription();
   subscription.add(
     listener.notifications$.subscribe((message) => {
-      if (message.origin === handlers.origin) return; // our own echo: applied before the NOTIFY was sent
+      // Our own echo: applied before the NOTIFY was sent. (The seed's format has no origin: applied again, harmlessly.)
+      if (message.origin !== undefined && message.origin === handlers.origin) return;
       handlers.received();
       try {
         apply(message, handlers);
@@ -53,23 +54,18 @@ function apply(message: InvalidationMessage, handlers: RemoteInvalidationHandler
       const aliases = new Set<string>();
       const urls: string[] = [];
       for (const raw of message.urls) {
-        const url = safeCanonical(raw);
+        const url = safeCanonical(raw, handlers.urls);
         if (!url || !handlers.realms.find(url)) continue;
         urls.push(url);
-        aliases.add(aliasOf(url, handlers.extensions));
+        aliases.add(handlers.urls.alias(url));
       }
       handlers.forgetModules(aliases);
       handlers.emit({ type: 'remote-invalidated', kind: 'module', realm: message.realm, urls, origin: message.origin });
       return;
     }
     case 'realm': {
-      if (!handlers.realms.has(message.realm)) {
-        // A realm we do not serve may still contain ours (a prefix): be conservative.
-        const inside = handlers.realms.all.filter((r) => r.startsWith(message.realm));
-        inside.forEach((r) => handlers.forgetRealm(r));
-      } else {
-        handlers.forgetRealm(message.realm);
-      }
+      // A realm message clears that realm and every registered realm nested under its prefix.
+      handlers.forgetRealm(message.realm);
       handlers.emit({ type: 'remote-invalidated', kind: 'realm', realm: message.realm, urls: [], origin: message.origin });
       return;
     }
@@ -79,9 +75,9 @@ function apply(message: InvalidationMessage, handlers: RemoteInvalidationHandler
   }
 }
 
-function safeCanonical(url: string): string | undefined {
+function safeCanonical(url: string, urls: UrlResolver): string | undefined {
   try {
-    return canonicalURL(url);
+    return urls.canonical(url);
   } catch {
     return undefined;
   }

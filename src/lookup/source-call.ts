@@ -1,7 +1,7 @@
 import { DefinitionSourceError, DefinitionSourceTimeoutError, ModuleCacheShutdownError } from '../errors';
 import { messages } from '../messages';
 import { deadline } from '../timeout';
-import type { DefinitionSource, LoadedModule, ModuleError } from '../types';
+import type { DefinitionSource, LoadedModule } from '../types';
 
 /**
  * Calls the source with a timeout. The source gets an AbortSignal; a source that ignores it
@@ -56,53 +56,24 @@ function validateLoaded(result: unknown, url: string): LoadedModule | null {
   if (typeof r.definitions !== 'object' || r.definitions === null || Array.isArray(r.definitions))
     throw bad('definitions must be an object');
   if (!Array.isArray(r.deps)) throw bad('deps must be an array of URLs');
-  if (r.error !== undefined && (typeof r.error !== 'object' || r.error === null || typeof r.error.message !== 'string')) {
-    throw bad('error must be { message, status? }');
+  if (
+    r.error !== undefined &&
+    (typeof r.error !== 'object' || r.error === null || Array.isArray(r.error) || typeof r.error.message !== 'string')
+  ) {
+    throw bad('error must be an object with a string message (any other JSON fields are kept)');
   }
-  let definitions: Record<string, unknown>;
-  try {
-    // Entries keep definitions as a JSON round trip, the same in memory as from the table.
-    definitions = JSON.parse(JSON.stringify(r.definitions));
-  } catch (error) {
-    throw bad(`definitions are not JSON-serialisable (${(error as Error).message})`);
-  }
-  return { definitions, deps: r.deps, ...(r.error ? { error: { message: r.error.message, status: r.error.status } } : {}) };
-}
-
-/** The module's own error, with its dependencies' errors attached (transitively, de-duplicated by URL). */
-export function assembleError(url: string, own: LoadedModule['error'], depErrors: ModuleError[]): ModuleError | undefined {
-  const additional = dedupe(
-    depErrors.flatMap((e) => [...(e.fromDependency ? [] : [stripNested(e)]), ...(e.additionalErrors ?? [])]),
-  ).filter((e) => e.url !== url);
-  if (own) {
-    return { message: own.message, ...(own.status !== undefined ? { status: own.status } : {}), url, ...withAdditional(additional) };
-  }
-  if (additional.length === 0) return undefined;
-  const first = additional[0];
-  return {
-    message: `dependency ${first.url ?? '(unknown)'} failed: ${first.message}`,
-    status: first.status ?? 500,
-    url,
-    fromDependency: true,
-    additionalErrors: additional,
+  // Entries keep what the source returned as a JSON round trip, the same in memory as from the table.
+  const json = <T>(value: T, what: string): T => {
+    try {
+      return JSON.parse(JSON.stringify(value)) as T;
+    } catch (error) {
+      throw bad(`${what} are not JSON-serialisable (${(error as Error).message})`);
+    }
   };
-}
-
-function withAdditional(additional: ModuleError[]) {
-  return additional.length ? { additionalErrors: additional } : {};
-}
-
-function stripNested(e: ModuleError): ModuleError {
-  const { additionalErrors: _ignored, ...rest } = e;
-  return rest;
-}
-
-function dedupe(errors: ModuleError[]): ModuleError[] {
-  const seen = new Set<string>();
-  return errors.filter((e) => {
-    const key = e.url ?? e.message;
-    if (seen.has(key)) return false;
-    seen.add(key);
-    return true;
-  });
+  return {
+    definitions: json(r.definitions, 'definitions'),
+    deps: r.deps,
+    ...(r.error ? { error: json(r.error, 'error fields') } : {}),
+    ...(r.diagnostics !== undefined ? { diagnostics: json(r.diagnostics, 'diagnostics') } : {}),
+  };
 }

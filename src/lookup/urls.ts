@@ -1,4 +1,4 @@
-import { InvalidModuleURLError, UnknownRealmError } from '../errors';
+import { InvalidModuleURLError, InvalidRealmURLError, UnknownRealmError } from '../errors';
 import { messages } from '../messages';
 
 const MAX_URL_LENGTH = 8192;
@@ -64,16 +64,100 @@ export function normaliseDependency(dep: unknown, moduleURL: string, extensions:
   }
 }
 
-/** Registered realms; a module belongs to the longest realm prefix that contains it. */
+/** A realm URL as callers give it: absolute http(s), ending with "/", no query or hash; throws InvalidRealmURLError otherwise. */
+export function canonicalRealmURL(input: unknown): string {
+  let url: URL;
+  try {
+    if (typeof input !== 'string') throw new Error('not a string');
+    url = new URL(input);
+  } catch {
+    throw new InvalidRealmURLError(messages.badRealmURL(input));
+  }
+  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.search || url.hash || !url.pathname.endsWith('/')) {
+    throw new InvalidRealmURLError(messages.badRealmURL(input));
+  }
+  return url.href;
+}
+
+/**
+ * The URL rules of one cache: canonical forms, aliases by executable extension, and prefix
+ * identifiers (`@scope/name/…`) resolved to URLs, for lookups, invalidations and dependencies.
+ */
+export class UrlResolver {
+  private readonly prefixes: Array<[string, string]>;
+
+  constructor(
+    readonly extensions: readonly string[],
+    prefixes: Readonly<Record<string, string>> = {},
+  ) {
+    // Longest prefix first, so that `@a/b/` wins over `@a/`.
+    this.prefixes = Object.entries(prefixes).sort(([a], [b]) => b.length - a.length);
+  }
+
+  /** An absolute http(s) URL (a prefix identifier resolved), query and hash stripped. */
+  canonical(input: unknown): string {
+    return canonicalURL(this.unprefixed(input));
+  }
+
+  alias(url: string): string {
+    return aliasOf(url, this.extensions);
+  }
+
+  candidates(url: string): string[] {
+    return candidateURLs(url, this.extensions);
+  }
+
+  variants(url: string): string[] {
+    return urlVariants(url, this.extensions);
+  }
+
+  /** A dependency specifier resolved against its module (or a prefix), canonical and alias-normalised; undefined if unusable. */
+  dependency(dep: unknown, moduleURL: string): string | undefined {
+    return normaliseDependency(this.unprefixed(dep), moduleURL, this.extensions);
+  }
+
+  /** The same, keeping the extension it was written with (the cheapest candidate to look it up by); undefined if unusable. */
+  dependencyURL(dep: unknown, moduleURL: string): string | undefined {
+    const spec = this.unprefixed(dep);
+    if (typeof spec !== 'string' || spec.length === 0) return undefined;
+    try {
+      return canonicalURL(new URL(spec, moduleURL).href);
+    } catch {
+      return undefined;
+    }
+  }
+
+  private unprefixed<T>(input: T): T | string {
+    if (typeof input !== 'string') return input;
+    const match = this.prefixes.find(([prefix]) => input.startsWith(prefix));
+    return match ? match[1] + input.slice(match[0].length) : input;
+  }
+}
+
+/** Registered realms (they may come and go at runtime); a module belongs to the longest realm prefix that contains it. */
 export class RealmRegistry {
-  private readonly realms: string[];
+  private realms: string[] = [];
 
   constructor(realms: readonly string[]) {
-    this.realms = [...new Set(realms)].sort((a, b) => b.length - a.length);
+    realms.forEach((realm) => this.register(realm));
   }
 
   get all(): readonly string[] {
     return this.realms;
+  }
+
+  /** False if it was registered already. */
+  register(realm: string): boolean {
+    if (this.realms.includes(realm)) return false;
+    this.realms = [...this.realms, realm].sort((a, b) => b.length - a.length);
+    return true;
+  }
+
+  /** False if it was not registered. */
+  unregister(realm: string): boolean {
+    if (!this.realms.includes(realm)) return false;
+    this.realms = this.realms.filter((r) => r !== realm);
+    return true;
   }
 
   has(realm: string): boolean {
@@ -86,17 +170,7 @@ export class RealmRegistry {
 
   resolve(url: string): string {
     const realm = this.find(url);
-    if (!realm) {
-      throw new UnknownRealmError(url, this.realms);
-    }
-    return realm;
-  }
-
-  /** Canonicalises a realm URL given by a caller; throws for unregistered ones. */
-  canonicalRealm(input: unknown): string {
-    const url = canonicalURL(input);
-    const realm = url.endsWith('/') ? url : `${url}/`;
-    if (!this.has(realm)) throw new UnknownRealmError(realm, this.realms);
+    if (!realm) throw new UnknownRealmError(url, this.realms);
     return realm;
   }
 }

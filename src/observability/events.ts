@@ -26,7 +26,8 @@ export type ModuleCacheEvent =
   /** Every attempt was discarded: the callers already waiting got the last result, neither stored nor kept in memory. */
   | ({ type: 'served-unpersisted'; reason: DiscardReason; attempts: number } & Located)
   | { type: 'invalidated'; kind: 'module' | 'realm' | 'global'; realm?: string; urls: string[]; durationMs: number }
-  | { type: 'remote-invalidated'; kind: 'module' | 'realm' | 'global'; realm?: string; urls: string[]; origin: string }
+  /** `origin` is absent for the seed's payloads. */
+  | { type: 'remote-invalidated'; kind: 'module' | 'realm' | 'global'; realm?: string; urls: string[]; origin?: string }
   | { type: 'listener-state'; state: ListenerState }
   | { type: 'resync' };
 

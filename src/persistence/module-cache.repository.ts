@@ -14,6 +14,7 @@ export interface StoredRow {
   definitions: Record<string, unknown>;
   deps: string[];
   error: ModuleError | null;
+  diagnostics: Record<string, unknown> | null;
   created_at: Date;
 }
 
@@ -58,13 +59,19 @@ export type PayloadBuilder<T> = (result: T) => string[];
 /** What module_cache_require_read_committed() raises outside READ COMMITTED. */
 const NEEDS_READ_COMMITTED = 'MCRC0';
 
-/** Hands out rows and the committed watermark from one snapshot; error rows count only while younger than `$4` ms. */
-const READ = `
-  SELECT f.committed_seq::text AS watermark, e.url, e.realm, e.scope, e.alias, e.definitions, e.deps, e.error, e.created_at
+/**
+ * Rows and the committed watermark from one snapshot, by URL (`key = url`) or by alias; error rows
+ * count only while younger than `$4` ms. The hash finds the row, the text makes sure it is the one.
+ */
+const read = (key: 'url' | 'alias') => `
+  SELECT f.committed_seq::text AS watermark,
+         e.url, e.realm, e.scope, e.alias, e.definitions, e.deps, e.error, e.diagnostics, e.created_at
     FROM module_cache_fence f
     LEFT JOIN module_cache_entries e
-      ON e.url_hash = ANY($1::uuid[]) AND e.url = ANY($2::text[]) AND e.scope = $3
+      ON e.${key}_hash = ANY($1::uuid[]) AND e.${key} = ANY($2::text[]) AND e.scope = $3
      AND (e.error IS NULL OR e.created_at > now() - $4::bigint * interval '1 millisecond')`;
+const READ_BY_URL = read('url');
+const READ_BY_ALIAS = read('alias');
 
 /** md5(url)::uuid, as the table's generated key columns compute it. */
 export function urlHash(url: string): string {
@@ -108,11 +115,16 @@ export class ModuleCacheRepository {
 
   /** Fresh rows for any of `urls` in one query, and the watermark they are valid as of. */
   async readMany(urls: string[], scope: string, errorTtlMs: number): Promise<{ rows: StoredRow[]; watermark: string }> {
-    const result = await this.run<StoredRow & { watermark: string }>({
-      name: 'module_cache_read_v2',
-      text: READ,
-      values: [urls.map(urlHash), urls, scope, errorTtlMs],
-    });
+    return this.readRows('module_cache_read_v2', READ_BY_URL, urls, scope, errorTtlMs);
+  }
+
+  /** Fresh rows of any URL whose alias is one of `aliases` (every spelling of those modules), and their watermark. */
+  async readByAlias(aliases: string[], scope: string, errorTtlMs: number): Promise<{ rows: StoredRow[]; watermark: string }> {
+    return this.readRows('module_cache_read_by_alias_v2', READ_BY_ALIAS, aliases, scope, errorTtlMs);
+  }
+
+  private async readRows(name: string, text: string, keys: string[], scope: string, errorTtlMs: number) {
+    const result = await this.run<StoredRow & { watermark: string }>({ name, text, values: [keys.map(urlHash), keys, scope, errorTtlMs] });
     if (result.length === 0) throw new ModuleCacheSchemaError(messages.schemaMissing());
     return { rows: result.filter((r) => r.url !== null), watermark: result[0].watermark };
   }
@@ -284,6 +296,7 @@ export function toEntry(row: StoredRow): ModuleCacheEntry {
     definitions: row.definitions,
     deps: row.deps,
     ...(row.error ? { error: row.error } : {}),
+    ...(row.diagnostics ? { diagnostics: row.diagnostics } : {}),
     createdAt: row.created_at,
   };
 }

@@ -24,11 +24,22 @@ let db: TestDatabase;
 const workers: WorkerHandle[] = [];
 const locks: Client[] = [];
 
-async function worker(name: string, listener: boolean, sourceOptions = {}): Promise<WorkerHandle> {
+async function worker(
+  name: string,
+  listener: boolean,
+  sourceOptions = {},
+  dependencyErrors: 'compute' | 'cached' = 'compute',
+): Promise<WorkerHandle> {
   const w = await spawnWorker(
     name,
     db.url,
-    { realms: [REALM], listener: listener ? { applicationName: `mc-fence-${name}` } : false, coalesceAcrossProcesses: false },
+    {
+      realms: [REALM],
+      listener: listener ? { applicationName: `mc-fence-${name}` } : false,
+      coalesceAcrossProcesses: false,
+      // By default every import is looked up (so computed) and its errors attached: the most that a persist incorporates.
+      dependencyErrors,
+    },
     sourceOptions,
   );
   workers.push(w);
@@ -102,6 +113,25 @@ describe('the fence holds through dependency graphs', () => {
       expect(e.error?.message).toMatch(/dependency .*d1.* failed: broken/);
     });
     expect((await row('e1'))?.error?.message).toMatch(/broken: .*d1\.ts v2/);
+  });
+
+  it("with the seed's dependency errors (cached entries only), a stale cached dependency is not attached either", async (ctx) => {
+    if (!(await signalsBackends(db))) return ctx.skip();
+    await module('d7');
+    await module('e7', ['d7'], { broken: true }); // E errors itself: its dependencies' cached errors get attached
+    const a = await worker('a', true, {}, 'cached');
+    const b = await worker('b', true, {}, 'cached');
+    const d7 = `${REALM}d7`;
+    await b.call('lookup', d7);
+    await frozen(await backendPid(db, 'mc-fence-b'), async () => {
+      await module('d7', [], { version: 2, broken: true });
+      await a.call('invalidate', url('d7'));
+      await a.call('lookup', url('d7')); // D's new, broken row is cached now; B still holds the old one
+      expect(await b.call('inMemory', d7)).toBe(true);
+      const e = await b.call<Entry>('lookup', url('e7'));
+      expect(e.error?.additionalErrors?.map((x) => x.message)).toEqual([`broken: ${url('d7')} v2`]);
+    });
+    expect((await row('e7'))?.error?.additionalErrors?.map((x) => x.message)).toEqual([`broken: ${url('d7')} v2`]);
   });
 
   it('a dependency row read while its invalidation is still uncommitted is not built into a new consumer', async () => {

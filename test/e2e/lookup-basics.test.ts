@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { DefinitionNotFoundError, InvalidModuleURLError, UnknownRealmError, type ModuleCacheOptions } from '../../src';
+import {
+  DefinitionNotFoundError,
+  InvalidModuleURLError,
+  InvalidRealmURLError,
+  UnknownRealmError,
+  type ModuleCacheOptions,
+} from '../../src';
 import type { CacheApp } from '../support/app';
 import { useCacheTestBed } from '../support/test-bed';
 import { FakeSource } from '../support/fake-source';
@@ -16,7 +22,8 @@ describe('lookup', () => {
   it('computes on a miss, persists, then serves from memory and, in a second app, from the table', async () => {
     const source = new FakeSource().define(`${REALM}a.gts`, ['./b']);
     source.define(`${REALM}b.gts`);
-    const { lookup } = await start(source);
+    // 'compute': the import is looked up (so computed and stored) too.
+    const { lookup } = await start(source, { dependencyErrors: 'compute' });
     const first = await lookup.lookup(`${REALM}a.gts`);
     expect(first?.definitions).toEqual({ value: { version: 1, url: `${REALM}a.gts` } });
     expect(first?.deps).toEqual([`${REALM}b`]);
@@ -74,19 +81,30 @@ describe('lookup', () => {
     const source = new FakeSource().set(`${REALM}e.ts`, () =>
       broken ? { definitions: {}, deps: [], error: { message: 'boom', status: 500 } } : { definitions: { ok: true }, deps: [] },
     );
-    const { lookup } = await start(source, { errorTtlMs: 300 });
-    expect((await lookup.lookup(`${REALM}e.ts`))?.error).toMatchObject({ message: 'boom', status: 500, url: `${REALM}e.ts` });
+    // No memory tier: every lookup asks the table, whose age check runs on the database clock.
+    // The TTL is far longer than the test, so the row is young until the test itself ages it.
+    const errorTtlMs = 60_000;
+    const { lookup } = await start(source, { errorTtlMs, memory: false });
+    expect((await lookup.lookup(`${REALM}e.ts`))?.error).toEqual({ message: 'boom', status: 500 });
     broken = false;
     expect((await lookup.lookup(`${REALM}e.ts`))?.error?.message).toBe('boom');
     expect(source.calls.length).toBe(1);
-    await new Promise((r) => setTimeout(r, 350));
+    expect(lookup.stats().hits).toEqual({ memory: 0, table: 1 });
+
+    // Age the stored error row past errorTtlMs instead of waiting for it to get old.
+    const aged = await bed.db.query(
+      `UPDATE module_cache_entries SET created_at = now() - ($2::bigint + 1000) * interval '1 millisecond' WHERE url = $1 RETURNING 1`,
+      [`${REALM}e.ts`, errorTtlMs],
+    );
+    expect(aged).toHaveLength(1);
     const entry = await lookup.lookup(`${REALM}e.ts`);
     expect(entry?.error).toBeUndefined();
     expect(entry?.definitions).toEqual({ ok: true });
     expect(source.calls.length).toBe(2);
+    expect(await bed.db.query(`SELECT error FROM module_cache_entries WHERE url = $1`, [`${REALM}e.ts`])).toEqual([{ error: null }]);
   });
 
-  it('attaches dependency errors transitively and de-duplicated, and recovers once the dependency is fixed', async () => {
+  it("with 'compute', attaches dependency errors transitively and de-duplicated, and recovers once the dependency is fixed", async () => {
     let broken = true;
     const source = new FakeSource()
       .define(`${REALM}top.gts`, ['./mid', './leaf'])
@@ -94,7 +112,7 @@ describe('lookup', () => {
       .set(`${REALM}leaf.gts`, () =>
         broken ? { definitions: {}, deps: [], error: { message: 'leaf is broken', status: 422 } } : { definitions: { ok: 1 }, deps: [] },
       );
-    const { lookup } = await start(source);
+    const { lookup } = await start(source, { dependencyErrors: 'compute' });
     const top = await lookup.lookup(`${REALM}top.gts`);
     expect(top?.error?.message).toMatch(/leaf is broken/);
     const leafErrors = top?.error?.additionalErrors?.filter((e) => e.url === `${REALM}leaf.gts`);
@@ -112,11 +130,11 @@ describe('lookup', () => {
     expect(await lookup.lookupDefinition(`${REALM}top.gts`, 'value')).toEqual({ version: 1, url: `${REALM}top.gts` });
   });
 
-  it('reports a missing dependency and survives dependency cycles', async () => {
+  it("with 'compute', reports a missing dependency and survives dependency cycles", async () => {
     const source = new FakeSource().define(`${REALM}x.ts`, ['./y.ts', './nope.ts']).define(`${REALM}y.ts`, ['./x.ts']);
-    const { lookup } = await start(source);
+    const { lookup } = await start(source, { dependencyErrors: 'compute' });
     const x = await lookup.lookup(`${REALM}x.ts`);
-    expect(x?.error?.additionalErrors?.map((e) => [e.url, e.status])).toEqual([[`${REALM}nope`, 404]]);
+    expect(x?.error?.additionalErrors?.map((e) => [e.url, e.status])).toEqual([[`${REALM}nope.ts`, 404]]);
     expect((await lookup.lookup(`${REALM}y.ts`))?.deps).toEqual([`${REALM}x`]);
   });
 
@@ -141,10 +159,10 @@ describe('lookup', () => {
     expect(many.get(`${REALM}m3.ts`)).toBeUndefined();
     expect(fresh.lookup.stats().hits).toEqual({ memory: 0, table: 2 });
     await fresh.lookup.lookupCached(`${REALM}m1.ts`);
-    expect(fresh.lookup.stats().hits).toEqual({ memory: 0, table: 3 }); // lookupMany does not fill memory
+    expect(fresh.lookup.stats().hits).toEqual({ memory: 1, table: 2 }); // lookupMany filled memory
   });
 
-  it('rejects bad URLs and URLs outside every realm, caching nothing', async () => {
+  it('rejects bad URLs and lookups outside every realm, caching nothing (invalidating outside every realm is a no-op)', async () => {
     const source = new FakeSource();
     const { lookup } = await start(source);
     await expect(lookup.lookup('not a url')).rejects.toBeInstanceOf(InvalidModuleURLError);
@@ -152,8 +170,9 @@ describe('lookup', () => {
     await expect(lookup.lookup(42 as unknown as string)).rejects.toBeInstanceOf(InvalidModuleURLError);
     await expect(lookup.lookup('ftp://example.test/realm/a.ts')).rejects.toThrow(/http/);
     await expect(lookup.lookup('https://elsewhere.test/a.ts')).rejects.toBeInstanceOf(UnknownRealmError);
-    await expect(lookup.invalidate('https://elsewhere.test/a.ts')).rejects.toBeInstanceOf(UnknownRealmError);
-    await expect(lookup.clearRealm('https://elsewhere.test/')).rejects.toBeInstanceOf(UnknownRealmError);
+    expect(await lookup.invalidate('https://elsewhere.test/a.ts')).toEqual([]);
+    await expect(lookup.invalidate('not a url')).rejects.toBeInstanceOf(InvalidModuleURLError);
+    await expect(lookup.clearRealm('https://elsewhere.test/no-slash')).rejects.toBeInstanceOf(InvalidRealmURLError);
     await expect(lookup.lookup(`${REALM}a.ts`, { scope: '' })).rejects.toThrow(/scope/);
     expect(source.calls).toEqual([]);
     expect(await bed.db.query(`SELECT 1 FROM module_cache_entries`)).toEqual([]);

@@ -2,13 +2,15 @@ import { ServiceUnavailableException } from '@nestjs/common';
 import { HealthCheckService, TerminusModule } from '@nestjs/terminus';
 import { randomBytes } from 'node:crypto';
 import { Registry, register as globalRegister, type MetricObjectWithValues, type MetricValue } from 'prom-client';
+import { filter, firstValueFrom } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { HealthIndicatorService } from '@nestjs/terminus';
-import type { ModuleCacheOptions } from '../../src';
+import { ModuleCacheInvalidationListener, type ListenerState, type ModuleCacheOptions } from '../../src';
 import { ModuleCacheHealthIndicator } from '../../src/health';
 import type { CacheApp } from '../support/app';
 import { useCacheTestBed } from '../support/test-bed';
 import { FakeSource } from '../support/fake-source';
+import { startTcpProxy } from '../support/tcp-proxy';
 import { waitFor } from '../support/wait';
 
 const REALM = 'https://example.test/obs/';
@@ -78,50 +80,71 @@ describe('ModuleCacheHealthIndicator', () => {
 
   it('goes down when the listener backend is killed and up again after it reconnects', async () => {
     const applicationName = uniqueName('kill');
-    // A backoff long enough that "down" lasts for many polls, short enough to keep the test quick.
-    const cache = await start({ listener: { applicationName, reconnect: { initialDelayMs: 1_000, maxDelayMs: 2_000 } } }, true);
-    const health = cache.app.get(HealthCheckService);
-    const indicator = cache.app.get(ModuleCacheHealthIndicator);
-    await cache.lookup.lookup(`${REALM}c.gts`);
-    expect((await health.check([() => indicator.isHealthy('cache')])).status).toBe('ok');
+    // The listener connects through a proxy that can refuse new connections: "down" then lasts
+    // for as long as the test looks at it, instead of for one jittered reconnect backoff.
+    const proxy = await startTcpProxy(bed.db.url);
+    try {
+      const cache = await start(
+        {
+          listener: { applicationName, connection: { connectionString: proxy.url }, reconnect: { initialDelayMs: 50, maxDelayMs: 200 } },
+        },
+        true,
+      );
+      const health = cache.app.get(HealthCheckService);
+      const indicator = cache.app.get(ModuleCacheHealthIndicator);
+      const listener = cache.app.get(ModuleCacheInvalidationListener);
+      const states: ListenerState[] = [];
+      listener.state$.subscribe((state) => states.push(state));
+      await cache.lookup.lookup(`${REALM}c.gts`);
+      expect((await health.check([() => indicator.isHealthy('cache')])).status).toBe('ok');
 
-    const killed = await bed.db.query<{ ok: boolean }>(
-      'SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE application_name = $1 AND datname = $2',
-      [applicationName, bed.db.name],
-    );
-    expect(killed).toEqual([{ ok: true }]);
+      proxy.refuse();
+      const lost = firstValueFrom(listener.state$.pipe(filter((s) => s === 'reconnecting')));
+      const killed = await bed.db.query<{ ok: boolean }>(
+        'SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE application_name = $1 AND datname = $2',
+        [applicationName, bed.db.name],
+      );
+      expect(killed).toEqual([{ ok: true }]);
+      await lost;
+      // A reconnect attempt was made and refused: the listener is down, and stays down until accept().
+      await waitFor(() => proxy.refused >= 1, 10_000, 'a refused reconnect attempt');
 
-    const down = await waitFor(
-      async () => {
-        const error = await health.check([() => indicator.isHealthy('cache')]).then(
-          () => undefined,
-          (e: unknown) => e,
-        );
-        return error instanceof ServiceUnavailableException ? error : undefined;
-      },
-      10_000,
-      'the health check to report down',
-    );
-    const body = down.getResponse() as { status: string; error: Record<string, { status: string; listener: string; message: string }> };
-    expect(body.status).toBe('error');
-    expect(body.error.cache.status).toBe('down');
-    expect(['reconnecting', 'connecting']).toContain(body.error.cache.listener);
-    expect(body.error.cache.message).toMatch(/invalidation listener is (reconnecting|connecting), not listening/);
+      const down = await health.check([() => indicator.isHealthy('cache')]).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(down).toBeInstanceOf(ServiceUnavailableException);
+      const body = (down as ServiceUnavailableException).getResponse() as {
+        status: string;
+        error: Record<string, { status: string; listener: string; message: string }>;
+      };
+      expect(body.status).toBe('error');
+      expect(body.error.cache.status).toBe('down');
+      expect(body.error.cache.listener).toBe('reconnecting');
+      expect(body.error.cache.message).toMatch(/invalidation listener is reconnecting, not listening/);
 
-    const up = await waitFor(
-      async () => {
-        const result = await indicator.isHealthy('cache');
-        return result.cache.status === 'up' ? result : undefined;
-      },
-      15_000,
-      'the health check to report up after reconnect',
-    );
-    expect(up.cache).toMatchObject({ listener: 'listening', selfProbe: 'ok', reconnects: 1, computes: 1 });
-    expect((await health.check([() => indicator.isHealthy('cache')])).status).toBe('ok');
-    expect(await backends(applicationName)).toBe(1);
+      const back = firstValueFrom(listener.state$.pipe(filter((s) => s === 'listening')));
+      proxy.accept();
+      await back;
+      // Up once the new connection has proven delivery with its probe.
+      const up = await waitFor(
+        async () => {
+          const result = await indicator.isHealthy('cache');
+          return result.cache.status === 'up' ? result : undefined;
+        },
+        15_000,
+        'the health check to report up after reconnect',
+      );
+      expect(up.cache).toMatchObject({ listener: 'listening', selfProbe: 'ok', reconnects: 1, computes: 1 });
+      expect((await health.check([() => indicator.isHealthy('cache')])).status).toBe('ok');
+      expect(states).toEqual(['listening', 'reconnecting', 'listening']);
+      expect(await backends(applicationName)).toBe(1);
 
-    await closeApp(cache);
-    expect(await backends(applicationName)).toBe(0);
+      await closeApp(cache);
+      expect(await backends(applicationName)).toBe(0);
+    } finally {
+      await proxy.close();
+    }
   });
 
   it("reports a disabled listener as up, and works with terminus's HealthIndicatorService alone (no TerminusModule)", async () => {
@@ -134,7 +157,7 @@ describe('ModuleCacheHealthIndicator', () => {
 describe('Prometheus metrics', () => {
   it('appear in a fresh registry after some lookups and agree with stats()', async () => {
     const registry = new Registry();
-    const { lookup } = await start({ metrics: { registry } });
+    const { lookup } = await start({ metrics: { registry }, dependencyErrors: 'compute' });
     await lookup.lookup(`${REALM}a.gts`); // computes a and its dependency b
     await lookup.lookup(`${REALM}a.gts`); // memory hit
     await lookup.lookup(`${REALM}c`); // computes c.gts

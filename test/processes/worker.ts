@@ -160,6 +160,8 @@ async function main(): Promise<void> {
     invalidate: (url: string) => lookup.invalidate(url),
     clearRealm: (realm: string) => lookup.clearRealm(realm),
     clearAll: () => lookup.clearAll(),
+    registerRealm: (realm: string) => lookup.registerRealm(realm),
+    unregisterRealm: (realm: string) => lookup.unregisterRealm(realm),
     stats: () => lookup.stats(),
     inMemory: (url: string, scope = 'public') => internals.memory.get(url, scope, Number.MAX_SAFE_INTEGER) !== undefined,
     events: () => events.splice(0),

@@ -284,7 +284,6 @@ describe('parseInvalidation (examples)', () => {
     ['an extra key', '{"k":"global","o":"p","x":1}', /unexpected key "x"/],
     ['a key of another shape', `{"k":"global","r":"${REALM}","o":"p"}`, /unexpected key "r"/],
     ['a __proto__ key', '{"k":"global","o":"p","__proto__":{}}', /unexpected key/],
-    ['a missing origin', '{"k":"global"}', /origin/],
     ['an empty origin', '{"k":"global","o":""}', /origin/],
     ['a non-string origin', '{"k":"global","o":7}', /origin/],
     ['a realm without trailing slash', '{"k":"realm","r":"https://host/realm","o":"p"}', /realm/],
@@ -305,6 +304,32 @@ describe('parseInvalidation (examples)', () => {
     if (!result.ok) expect(result.reason).toMatch(reason);
   });
 
+  it("accepts the seed's payloads (the same shapes without an origin) when no secret is configured", () => {
+    expect(parseInvalidation(`{"k":"module","r":"${REALM}","m":["${REALM}a.gts"]}`)).toEqual({
+      ok: true,
+      message: { kind: 'module', realm: REALM, urls: [`${REALM}a.gts`] },
+    });
+    expect(parseInvalidation(`{"k":"realm","r":"${REALM}"}`)).toEqual({ ok: true, message: { kind: 'realm', realm: REALM } });
+    expect(parseInvalidation('{"k":"global"}')).toEqual({ ok: true, message: { kind: 'global' } });
+  });
+
+  it("writes the seed's keys only in the 'seed' format, and refuses to sign it", () => {
+    const payloads = [
+      ...encodeInvalidations({ kind: 'module', realm: REALM, urls: [`${REALM}a.gts`, `${REALM}b`] }, { origin: ORIGIN, format: 'seed' }),
+      ...encodeInvalidations({ kind: 'realm', realm: REALM }, { origin: ORIGIN, format: 'seed' }),
+      ...encodeInvalidations({ kind: 'global' }, { origin: ORIGIN, format: 'seed' }),
+    ];
+    expect(payloads).toEqual([
+      `{"k":"module","r":"${REALM}","m":["${REALM}a.gts","${REALM}b"]}`,
+      `{"k":"realm","r":"${REALM}"}`,
+      '{"k":"global"}',
+    ]);
+    expect(payloads.map((p) => parseInvalidation(p).ok)).toEqual([true, true, true]);
+    expect(() => encodeInvalidations({ kind: 'global' }, { origin: ORIGIN, format: 'seed', signingSecret: SECRET })).toThrow(
+      /no signature/,
+    );
+  });
+
   it('ignores a well-formed signature when no secret is configured', () => {
     const [p] = encodeInvalidations({ kind: 'global' }, { origin: ORIGIN, signingSecret: SECRET });
     expect(parseInvalidation(p)).toEqual({ ok: true, message: { kind: 'global', origin: ORIGIN } });
@@ -313,6 +338,13 @@ describe('parseInvalidation (examples)', () => {
   describe('with a signing secret', () => {
     const url = `${REALM}a.gts`;
     const [signed] = encodeInvalidations({ kind: 'module', realm: REALM, urls: [url] }, { origin: ORIGIN, signingSecret: SECRET });
+
+    it('rejects a payload without an origin (signed payloads always carry one), so the seed format is refused', () => {
+      expect(parseInvalidation('{"k":"global"}', { signingSecret: SECRET })).toEqual({
+        ok: false,
+        reason: 'missing or invalid origin "o"',
+      });
+    });
 
     it('accepts a correctly signed payload', () => {
       expect(parseInvalidation(signed, { signingSecret: SECRET })).toEqual({

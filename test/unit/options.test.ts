@@ -18,7 +18,12 @@ describe('option validation', () => {
   });
 
   it.each([
-    [{ realms: [] }, /realms: must list at least one realm URL/],
+    [{ realms: [], wireFormat: 'seed', signingSecret: 'sixteen-chars-ok' }, /wireFormat: 'seed' payloads carry no signature/],
+    [{ realms: [], prefixes: { 'https://a.test/': 'https://b.test/' } }, /prefixes\.https:\/\/a\.test\/: keys must be prefix identifiers/],
+    [{ realms: [], prefixes: { '@a/b/': 'not-a-url/' } }, /prefixes\.@a\/b\/: must be an absolute, canonical http\(s\) URL/],
+    [{ realms: [], dependencyErrors: 'eager' }, /dependencyErrors/],
+    [{ realms: [], maxErrorBytes: 10 }, /maxErrorBytes/],
+    [{ realms: [], scopeFor: 'public' }, /scopeFor: must be a function/],
     [{ realms: ['https://a.test/r'] }, /realms\.0: must be an absolute, canonical http\(s\) URL ending with "\/"/],
     [{ realms: ['not a url/'] }, /realms\.0/],
     [{ realms: ['file:///srv/realm/'] }, /realms\.0: must be an absolute, canonical http\(s\) URL/],

@@ -1,0 +1,244 @@
+import { Client, type Notification } from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { InvalidRealmURLError, UnknownRealmError, type ModuleCacheEntry, type ModuleError } from '../../src';
+import { useCacheTestBed } from '../support/test-bed';
+import { FakeSource } from '../support/fake-source';
+import { waitFor } from '../support/wait';
+import { spawnWorkers, TRUTH_SQL, type WorkerHandle } from '../processes/harness';
+
+/**
+ * What users of the seed's CachingDefinitionLookup rely on: realms registered at runtime, the
+ * seed's answers to edge calls, its wire format, its dependency-error semantics, whole error
+ * documents, scopes derived from realm and user, prefix identifiers, lookupMany filling memory.
+ */
+const REALM = 'https://example.test/seed/';
+const bed = useCacheTestBed({ realms: [REALM], listener: false });
+const url = (n: string) => `${REALM}${n}.ts`;
+
+describe('the seed’s dependency errors (cached entries only), by default', () => {
+  it('a cold lookup of a module with 50 in-realm imports calls the source once; with compute, 51 times', async () => {
+    const imports = Array.from({ length: 50 }, (_, i) => `./dep${i}.ts`);
+    const counts: Record<string, number> = {};
+    for (const mode of ['cached', 'compute'] as const) {
+      const source = new FakeSource().define(url('wide'), imports);
+      imports.forEach((_, i) => source.define(url(`dep${i}`)));
+      const { lookup } = await bed.start({ source, dependencyErrors: mode });
+      await lookup.lookup(url('wide'));
+      counts[mode] = source.calls.length;
+      await bed.db.query('DELETE FROM module_cache_entries');
+    }
+    process.stdout.write(
+      `[deps] cold lookup of a module with 50 in-realm imports: ${counts.cached} source call(s) with 'cached', ${counts.compute} with 'compute'\n`,
+    );
+    expect(counts).toEqual({ cached: 1, compute: 51 });
+  });
+
+  it('a module whose own computation errored gets its dependencies’ cached errors: transitively through errored ones, de-duplicated, .json skipped; a fine module gets none', async () => {
+    const source = new FakeSource()
+      .set(url('top'), { definitions: {}, deps: ['./mid.ts', './data.json', './fine.ts'], error: { message: 'top broke', status: 500 } })
+      .set(url('mid'), { definitions: {}, deps: ['./leaf.ts'], error: { message: 'mid broke', status: 500, id: 'mid' } })
+      .set(url('leaf'), { definitions: {}, deps: [], error: { message: 'leaf broke', status: 422 } })
+      .set(`${REALM}data.json`, { definitions: {}, deps: [], error: { message: 'json is never consulted' } })
+      .define(url('fine'), ['./leaf.ts'])
+      .define(url('uses'), ['./leaf.ts']);
+    const { lookup } = await bed.start({ source });
+    for (const n of ['leaf', 'mid', 'fine']) await lookup.lookup(url(n));
+    await lookup.lookup(`${REALM}data.json`);
+    const top = await lookup.lookup(url('top'));
+    expect(top?.error).toEqual({
+      message: 'top broke',
+      status: 500,
+      additionalErrors: [
+        { message: 'mid broke', status: 500, id: 'mid', additionalErrors: [{ message: 'leaf broke', status: 422 }] },
+        { message: 'leaf broke', status: 422 },
+      ],
+    });
+    // Its own computation is fine: nothing attached (the seed's semantics), and nothing computed for it.
+    expect((await lookup.lookup(url('uses')))?.error).toBeUndefined();
+    expect(source.callsFor(url('leaf'))).toBe(1);
+  });
+});
+
+describe('whole error documents and diagnostics', () => {
+  it('keeps every field of the source’s error document, and its diagnostics beside the cache’s timings', async () => {
+    const error = { message: 'boom', status: 500, id: `${REALM}doc.ts`, stack: 'Error: boom\n    at x', deps: ['./a.ts'], meta: { n: 1 } };
+    const source = new FakeSource().set(url('doc'), { definitions: { a: 1 }, deps: [], error, diagnostics: { renderMs: 12, log: ['x'] } });
+    const { lookup } = await bed.start({ source });
+    const entry = await lookup.lookup(url('doc'));
+    expect(entry?.error).toEqual(error);
+    expect(entry?.diagnostics).toMatchObject({ attempt: 1, requested: url('doc'), source: { renderMs: 12, log: ['x'] } });
+    const [row] = await bed.db.query<{ error: ModuleError; diagnostics: Record<string, unknown> }>(
+      `SELECT error, diagnostics FROM module_cache_entries WHERE url = $1`,
+      [url('doc')],
+    );
+    expect(row.error).toEqual(error);
+    expect(row.diagnostics).toMatchObject({ computeMs: expect.any(Number), source: { renderMs: 12, log: ['x'] } });
+  });
+
+  it('an error document of 1 MB is stored clamped to maxErrorBytes, with a visible marker', async () => {
+    const huge = {
+      message: 'big',
+      stack: 'x'.repeat(1_000_000),
+      additionalErrors: Array.from({ length: 200 }, (_, i) => ({ message: `dependency ${i} broke`, stack: 'y'.repeat(5_000) })),
+    };
+    const source = new FakeSource().set(url('huge'), { definitions: {}, deps: [], error: huge });
+    const { lookup } = await bed.start({ source });
+    const entry = await lookup.lookup(url('huge'));
+    const [{ bytes }] = await bed.db.query<{ bytes: number }>(
+      `SELECT octet_length(error::text) AS bytes FROM module_cache_entries WHERE url = $1`,
+      [url('huge')],
+    );
+    expect(Buffer.byteLength(JSON.stringify(entry?.error))).toBeLessThanOrEqual(64 * 1024);
+    expect(bytes).toBeLessThanOrEqual(64 * 1024 + 2048); // jsonb's text adds spaces
+    expect(entry?.error).toMatchObject({ message: 'big', truncated: true });
+    expect(String(entry?.error?.stack)).toMatch(/…\[truncated\]$/);
+    expect(entry?.error?.additionalErrors?.at(-1)?.message).toMatch(/more errors left out …\[truncated\]$/);
+  });
+});
+
+describe('scopes derived from realm and user (scopeFor)', () => {
+  it('a public realm shares one entry across users, a private one gets one per user; an explicit scope wins', async () => {
+    const PRIVATE = 'https://example.test/private/';
+    const source = new FakeSource().define(url('shared')).define(`${PRIVATE}mine.ts`);
+    const { lookup } = await bed.start({
+      realms: [REALM, PRIVATE],
+      source,
+      scopeFor: async (realm, user) => (realm === PRIVATE ? `user:${user ?? 'anonymous'}` : 'public'),
+    });
+    for (const user of ['alice', 'bob', 'carol']) {
+      await lookup.lookup(url('shared'), { user });
+      await lookup.lookup(`${PRIVATE}mine.ts`, { user });
+    }
+    await lookup.lookup(url('shared'), { user: 'dave', scope: 'explicit' });
+    const rows = await bed.db.query<{ url: string; scope: string }>(`SELECT url, scope FROM module_cache_entries ORDER BY url, scope`);
+    expect(rows).toEqual([
+      { url: `${PRIVATE}mine.ts`, scope: 'user:alice' },
+      { url: `${PRIVATE}mine.ts`, scope: 'user:bob' },
+      { url: `${PRIVATE}mine.ts`, scope: 'user:carol' },
+      { url: url('shared'), scope: 'explicit' },
+      { url: url('shared'), scope: 'public' },
+    ]);
+    expect(source.callsFor(url('shared'))).toBe(2);
+  });
+
+  it('a scopeFor that answers nonsense fails the lookup with a clear error, caching nothing', async () => {
+    const { lookup } = await bed.start({ source: new FakeSource().define(url('s')), scopeFor: () => '' });
+    await expect(lookup.lookup(url('s'), { user: 'x' })).rejects.toThrow(/scope returned by scopeFor must be a non-empty string/);
+  });
+});
+
+describe('prefix identifiers, runtime realms, edge calls', () => {
+  it('resolves prefix identifiers for lookups, invalidations and stored dependencies', async () => {
+    const source = new FakeSource().define(url('card'), ['@acme/base/field.ts']).define(url('field'));
+    const { lookup } = await bed.start({ source, prefixes: { '@acme/base/': REALM } });
+    const entry = await lookup.lookup('@acme/base/card.ts');
+    expect(entry?.url).toBe(url('card'));
+    expect(entry?.deps).toEqual([`${REALM}field`]);
+    expect(await lookup.invalidate('@acme/base/field.ts')).toEqual(expect.arrayContaining([url('field'), url('card')]));
+  });
+
+  it('registers and unregisters realms at runtime', async () => {
+    const LATE = 'https://example.test/late/';
+    const source = new FakeSource().define(`${LATE}x.ts`);
+    const { lookup } = await bed.start({ realms: [], source });
+    await expect(lookup.lookup(`${LATE}x.ts`)).rejects.toBeInstanceOf(UnknownRealmError);
+    lookup.registerRealm(LATE);
+    expect((await lookup.lookup(`${LATE}x.ts`))?.realmURL).toBe(LATE);
+    lookup.unregisterRealm(LATE);
+    expect(lookup.stats().memoryEntries).toBe(0);
+    await expect(lookup.lookup(`${LATE}x.ts`)).rejects.toBeInstanceOf(UnknownRealmError);
+    expect(() => lookup.registerRealm('https://example.test/no-slash')).toThrow(InvalidRealmURLError);
+  });
+
+  it('invalidating a URL outside every realm resolves to []; clearRealm accepts any realm prefix and clears nested realms', async () => {
+    const NESTED = `${REALM}nested/`;
+    const source = new FakeSource().define(url('top')).define(`${NESTED}inner.ts`);
+    const { lookup } = await bed.start({ realms: [REALM, NESTED], source });
+    expect(await lookup.invalidate('https://elsewhere.test/x.ts')).toEqual([]);
+    await lookup.lookup(url('top'));
+    await lookup.lookup(`${NESTED}inner.ts`);
+    expect(await lookup.clearRealm('https://unregistered.test/')).toBe(0);
+    expect(await lookup.clearRealm(NESTED)).toBe(1);
+    await lookup.lookup(`${NESTED}inner.ts`);
+    expect(await lookup.clearRealm('https://example.test/')).toBe(2); // a prefix of both realms, itself unregistered
+    await expect(lookup.clearRealm('not a url')).rejects.toBeInstanceOf(InvalidRealmURLError);
+  });
+
+  it('lookupMany fills the memory tier', async () => {
+    const source = new FakeSource().define(url('m1')).define(url('m2'));
+    const first = await bed.start({ source });
+    await first.lookup.lookup(url('m1'));
+    await first.lookup.lookup(url('m2'));
+    const second = await bed.start({ source });
+    const entries = await second.lookup.lookupMany([url('m1'), url('m2'), url('none')]);
+    expect([...entries.values()].map((e: ModuleCacheEntry | undefined) => e?.url)).toEqual([url('m1'), url('m2'), undefined]);
+    expect(second.lookup.stats()).toMatchObject({ hits: { memory: 0, table: 2 }, memoryEntries: 2 });
+    await second.lookup.lookupMany([url('m1'), url('m2')]);
+    expect(second.lookup.stats().hits).toEqual({ memory: 2, table: 2 });
+  });
+});
+
+describe('across processes: runtime realms and the seed’s wire format', () => {
+  const LIVE = 'https://example.test/live/';
+  let workers: WorkerHandle[];
+  let seedWorker: WorkerHandle[];
+
+  beforeAll(async () => {
+    await bed.db.query(TRUTH_SQL);
+    await bed.db.query(`INSERT INTO truth (url) SELECT $1 || 'r' || i || '.ts' FROM generate_series(0, 9) i`, [LIVE]);
+    workers = await spawnWorkers(2, bed.db.url, (i) => ({ realms: [], listener: { applicationName: `mc-seed-${i}` } }));
+    seedWorker = await spawnWorkers(1, bed.db.url, () => ({
+      realms: [],
+      wireFormat: 'seed',
+      listener: { applicationName: 'mc-seed-emitter' },
+    }));
+    for (const w of [...workers, ...seedWorker]) await w.call('registerRealm', LIVE);
+  }, 120_000);
+
+  afterAll(async () => {
+    await Promise.all([...(workers ?? []), ...(seedWorker ?? [])].map((w) => w.stop()));
+  });
+
+  it('a realm registered at runtime in two processes: invalidate in one, the other serves the new version', async () => {
+    const [a, b] = workers;
+    expect((await b.call<{ definitions: { value: { version: number } } }>('lookup', `${LIVE}r0.ts`)).definitions.value.version).toBe(1);
+    await bed.db.query(`UPDATE truth SET version = 2 WHERE url = $1`, [`${LIVE}r0.ts`]);
+    await a.call('invalidate', `${LIVE}r0.ts`);
+    await waitFor(
+      async () => (await b.call<{ definitions: { value: { version: number } } }>('lookup', `${LIVE}r0.ts`)).definitions.value.version === 2,
+      10_000,
+      'B to serve the new version',
+    );
+  });
+
+  it('a raw seed-format NOTIFY sent by a plain client evicts in every process', async () => {
+    for (const w of workers) await w.call('lookup', `${LIVE}r1.ts`);
+    for (const w of workers) expect(await w.call('inMemory', `${LIVE}r1.ts`)).toBe(true);
+    await bed.db.query(`SELECT pg_notify('module_cache_invalidated', $1)`, [JSON.stringify({ k: 'module', r: LIVE, m: [`${LIVE}r1.ts`] })]);
+    await waitFor(
+      async () => !(await workers[0].call('inMemory', `${LIVE}r1.ts`)) && !(await workers[1].call('inMemory', `${LIVE}r1.ts`)),
+      10_000,
+      'both evicted',
+    );
+  });
+
+  it("wireFormat 'seed' emits payloads with the seed's keys only, which peers obey", async () => {
+    const spy = new Client({ connectionString: bed.db.url });
+    const heard: string[] = [];
+    await spy.connect();
+    spy.on('notification', (n: Notification) => heard.push(n.payload ?? ''));
+    await spy.query('LISTEN module_cache_invalidated');
+    try {
+      await workers[0].call('lookup', `${LIVE}r2.ts`);
+      await seedWorker[0].call('invalidate', `${LIVE}r2.ts`);
+      await seedWorker[0].call('clearRealm', LIVE);
+      await seedWorker[0].call('clearAll');
+      await waitFor(() => heard.filter((p) => !p.includes('"probe"')).length >= 3, 10_000, 'three payloads');
+      const payloads = heard.filter((p) => !p.includes('"probe"')).map((p) => JSON.parse(p) as Record<string, unknown>);
+      expect(payloads.map((p) => Object.keys(p).sort())).toEqual([['k', 'm', 'r'], ['k', 'r'], ['k']]);
+      await waitFor(async () => !(await workers[0].call('inMemory', `${LIVE}r2.ts`)), 10_000, 'the peer to obey');
+    } finally {
+      await spy.end();
+    }
+  });
+});
