@@ -73,6 +73,11 @@ export class InvalidationBroadcastError extends ModuleCacheError {
   readonly code = 'E_INVALIDATION_BROADCAST';
 }
 
+/** Strong consistency: the invalidation committed (and reaches peers), but their acknowledgements could not be awaited. */
+export class InvalidationUnconfirmedError extends ModuleCacheError {
+  readonly code = 'E_INVALIDATION_UNCONFIRMED';
+}
+
 /** Bad options: the message names the option. */
 export class ModuleCacheOptionsError extends ModuleCacheError {
   readonly code = 'E_INVALID_OPTIONS';

@@ -27,6 +27,8 @@ export const messages = {
 
   // invalidation, coalescing, schema, options
   broadcastFailed: (what: string, why: string) => `${what} failed (local state was invalidated, peers were not notified): ${why}`,
+  invalidationUnconfirmed: (what: string, why: string) =>
+    `${what} committed and peers will apply it, but their acknowledgements could not be awaited (strong consistency): ${why}`,
   coalesceTimeout: (url: string, ms: number) => `${url}: another process has been computing it for over ${ms} ms (coalesceWaitTimeoutMs)`,
   schemaMissing: () =>
     'module-cache tables are missing or out of date: add `moduleCacheMigrations` to your DataSource `migrations` and run them (e.g. `migrationsRun: true`)',

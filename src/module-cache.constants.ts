@@ -2,6 +2,10 @@
 export const MODULE_CACHE_INVALIDATED_CHANNEL = 'module_cache_invalidated';
 /** Default channel on which a finished computation wakes processes waiting for it. */
 export const MODULE_CACHE_COMPUTED_CHANNEL = 'module_cache_computed';
+/** Default channel on which peers acknowledge invalidations (`consistency: 'strong'`). */
+export const MODULE_CACHE_ACKED_CHANNEL = 'module_cache_acked';
+/** Internal: this process's membership (`consistency: 'strong'`; null otherwise). */
+export const MODULE_CACHE_MEMBERSHIP = Symbol('MODULE_CACHE_MEMBERSHIP');
 /** Injection token of the user's DefinitionSource. */
 export const DEFINITION_SOURCE = Symbol('DEFINITION_SOURCE');
 /** Injection token of the validated, defaulted options. */

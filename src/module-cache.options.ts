@@ -1,8 +1,14 @@
 import type { ClientConfig } from 'pg';
 import { z } from 'zod';
-import { DEFAULT_EXTENSIONS, MODULE_CACHE_COMPUTED_CHANNEL, MODULE_CACHE_INVALIDATED_CHANNEL } from './module-cache.constants';
+import {
+  DEFAULT_EXTENSIONS,
+  MODULE_CACHE_ACKED_CHANNEL,
+  MODULE_CACHE_COMPUTED_CHANNEL,
+  MODULE_CACHE_INVALIDATED_CHANNEL,
+} from './module-cache.constants';
 import { ModuleCacheOptionsError } from './errors';
 import { messages } from './messages';
+import { leaseMargin } from './coordination/membership';
 import { isRegistryLike, METRIC_PREFIX, resolveMetricsOptions } from './observability/metrics-options';
 import type { DefinitionSource } from './types';
 
@@ -95,6 +101,16 @@ const schema = z
       .default(64 * 1024),
     /** `seed`: emit payloads with the seed's keys only (no origin, no signature), for a database shared with seed servers. */
     wireFormat: z.enum(['module-cache', 'seed']).default('module-cache'),
+    /**
+     * `strong`: invalidate(), clearRealm() and clearAll() resolve only once every live peer has
+     * applied them, or its lease ran out; memory is trusted only while this process's lease holds.
+     * Every process sharing the table must use the same mode.
+     */
+    consistency: z.enum(['eventual', 'strong']).default('eventual'),
+    /** Strong consistency: how long a heartbeat's lease renewal holds (and so the longest an invalidation waits for a silent peer). */
+    leaseMs: positiveInt.max(600_000).default(10_000),
+    /** Strong consistency: channel on which peers announce their acknowledgements. */
+    ackChannel: channel.default(MODULE_CACHE_ACKED_CHANNEL),
     /** NOTIFY channel of invalidations. */
     channel: channel.default(MODULE_CACHE_INVALIDATED_CHANNEL),
     /** Executable extensions: alias trimming and extensionless candidates, in order. */
@@ -174,6 +190,27 @@ const schema = z
     if (o.computedChannel === o.channel) {
       ctx.addIssue({ code: 'custom', path: ['computedChannel'], message: 'must differ from channel' });
     }
+    if (o.consistency === 'strong') {
+      if (o.listener === false) {
+        ctx.addIssue({ code: 'custom', path: ['consistency'], message: "'strong' needs the listener (peers acknowledge what it hears)" });
+      } else if (o.listener.heartbeat.intervalMs + o.listener.heartbeat.timeoutMs + leaseMargin(o.leaseMs) >= o.leaseMs) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['leaseMs'],
+          message: 'must exceed listener.heartbeat.intervalMs + timeoutMs plus a margin, or leases lapse between renewals',
+        });
+      }
+      if (o.wireFormat === 'seed') {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['consistency'],
+          message: "'strong' cannot be combined with wireFormat 'seed' (seed servers never acknowledge)",
+        });
+      }
+      if (o.ackChannel === o.channel || o.ackChannel === o.computedChannel) {
+        ctx.addIssue({ code: 'custom', path: ['ackChannel'], message: 'must differ from channel and computedChannel' });
+      }
+    }
   });
 
 /** What `ModuleCacheModule.forRoot()` (or a `forRootAsync` factory) takes (an interface, so declarations can name it). */
@@ -183,6 +220,16 @@ export type ListenerOptions = z.input<typeof listenerSchema>;
 /** The options with every default filled in, as the providers receive them. */
 export type ResolvedModuleCacheOptions = z.output<typeof schema>;
 
+/** Strong consistency renews leases through the heartbeat: unless told otherwise, beat faster (2 s + 2 s under a 10 s lease). */
+function withStrongDefaults(options: Record<string, unknown>): Record<string, unknown> {
+  if (options.consistency !== 'strong') return options;
+  const listener = options.listener;
+  if (listener === false || (typeof listener === 'object' && listener !== null && 'heartbeat' in listener)) return options;
+  return { ...options, listener: { ...(typeof listener === 'object' && listener !== null ? listener : {}), heartbeat: STRONG_HEARTBEAT } };
+}
+
+const STRONG_HEARTBEAT = { intervalMs: 2_000, timeoutMs: 2_000 };
+
 /** Validates user options and fills defaults; throws ModuleCacheOptionsError naming each bad option. */
 export function resolveModuleCacheOptions(options: unknown): ResolvedModuleCacheOptions {
   if (typeof options !== 'object' || options === null) {
@@ -190,7 +237,7 @@ export function resolveModuleCacheOptions(options: unknown): ResolvedModuleCache
   }
   // forRoot() strips its extras; only a forRootAsync factory can hand this in, and too late.
   if ('dataSourceName' in options) throw new ModuleCacheOptionsError(messages.dataSourceNameFromFactory());
-  const result = schema.safeParse(options);
+  const result = schema.safeParse(withStrongDefaults(options as Record<string, unknown>));
   if (!result.success) {
     const problems = result.error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(options)'}: ${i.message}`);
     throw new ModuleCacheOptionsError(messages.invalidOptions(problems));

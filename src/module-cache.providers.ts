@@ -11,6 +11,7 @@ import {
   type ProbeSender,
 } from './broadcast/invalidation-listener';
 import { ListenConnection, type NotificationTransport } from './broadcast/listen-connection';
+import { Membership } from './coordination/membership';
 import { PopulateCoordinator } from './coordination/populate-coordinator';
 import { ModuleCacheOptionsError } from './errors';
 import { messages } from './messages';
@@ -18,6 +19,7 @@ import {
   DEFINITION_SOURCE,
   MODULE_CACHE_COORDINATOR,
   MODULE_CACHE_DATA_SOURCE,
+  MODULE_CACHE_MEMBERSHIP,
   MODULE_CACHE_ORIGIN,
   MODULE_CACHE_REPOSITORY,
   RESOLVED_DEFINITION_SOURCE,
@@ -82,19 +84,47 @@ export const moduleCacheProviders: Provider[] = [
       return new ListenConnection({
         connection: options.listener.connection ?? dedicatedConnectionConfig(dataSource),
         applicationName: options.listener.applicationName,
-        channels: options.coalesceAcrossProcesses ? [options.channel, options.computedChannel] : [options.channel],
+        channels: [
+          options.channel,
+          ...(options.coalesceAcrossProcesses ? [options.computedChannel] : []),
+          ...(options.consistency === 'strong' ? [options.ackChannel] : []),
+        ],
         reconnect: options.listener.reconnect,
         queryTimeoutMs: options.listener.queryTimeoutMs,
       });
     },
   },
   {
+    provide: MODULE_CACHE_MEMBERSHIP,
+    inject: [RESOLVED_MODULE_CACHE_OPTIONS, MODULE_CACHE_REPOSITORY, NOTIFICATION_TRANSPORT, MODULE_CACHE_ORIGIN],
+    useFactory: (
+      options: ResolvedModuleCacheOptions,
+      repository: ModuleCacheRepository,
+      transport: NotificationTransport | null,
+      origin: string,
+    ) =>
+      options.consistency === 'strong' && transport && options.listener !== false
+        ? new Membership(
+            { id: origin, applicationName: options.listener.applicationName, leaseMs: options.leaseMs, ackChannel: options.ackChannel },
+            repository,
+            transport,
+          )
+        : null,
+  },
+  {
     provide: LISTENER_CONFIG,
-    inject: [RESOLVED_MODULE_CACHE_OPTIONS, MODULE_CACHE_ORIGIN],
-    useFactory: (options: ResolvedModuleCacheOptions, origin: string): ListenerConfig | null =>
+    inject: [RESOLVED_MODULE_CACHE_OPTIONS, MODULE_CACHE_ORIGIN, MODULE_CACHE_MEMBERSHIP],
+    useFactory: (options: ResolvedModuleCacheOptions, origin: string, membership: Membership | null): ListenerConfig | null =>
       options.listener === false
         ? null
-        : { channel: options.channel, signingSecret: options.signingSecret, origin, heartbeat: options.listener.heartbeat },
+        : {
+            channel: options.channel,
+            signingSecret: options.signingSecret,
+            origin,
+            heartbeat: options.listener.heartbeat,
+            // Strong consistency: the lease is renewed before each probe, which then proves it current.
+            ...(membership ? { beforeProbe: () => membership.renew() } : {}),
+          },
   },
   {
     // Probes take the path peers' invalidations take: a NOTIFY through the DataSource's pool.

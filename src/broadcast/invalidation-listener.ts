@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { Subject, filter, map, type Observable, type Subscription } from 'rxjs';
 import { deadline } from '../timeout';
-import { encodeProbe, isProbePayload, parseInvalidation, type InvalidationMessage } from './invalidation-message';
+import { encodeProbe, isProbePayload, isSyncPayload, parseInvalidation, parseSync, type InvalidationMessage } from './invalidation-message';
 import type { ListenerState, NotificationTransport } from './listen-connection';
 
 export type { ListenerState } from './listen-connection';
@@ -13,6 +13,14 @@ export interface ListenerConfig {
   origin: string;
   /** A probe NOTIFY goes out through the DataSource pool every `intervalMs` and must arrive within `timeoutMs`. */
   heartbeat: { intervalMs: number; timeoutMs: number };
+  /** Runs before each probe is sent (strong consistency renews its lease there); a failure fails the probe. */
+  beforeProbe?: () => Promise<void>;
+}
+
+/** A strong invalidation's marker: everything committed up to `seq` has been delivered before it. */
+export interface SyncMarker {
+  seq: string;
+  origin: string;
 }
 
 /** Sends one NOTIFY through the path peers use (the DataSource's pool). */
@@ -45,6 +53,9 @@ export class ModuleCacheInvalidationListener implements OnModuleInit, OnApplicat
   private readonly logger = new Logger('ModuleCacheInvalidationListener');
   private readonly messages$$ = new Subject<InvalidationMessage>();
   readonly notifications$: Observable<InvalidationMessage> = this.messages$$.asObservable();
+  private readonly syncs$$ = new Subject<SyncMarker>();
+  /** Strong consistency's markers (own echoes included), in delivery order with the messages. */
+  readonly syncs$: Observable<SyncMarker> = this.syncs$$.asObservable();
   readonly state$: Observable<ListenerState>;
   /** After every (re)connect: notifications sent while not listening are lost. */
   readonly resync$: Observable<void>;
@@ -123,6 +134,7 @@ export class ModuleCacheInvalidationListener implements OnModuleInit, OnApplicat
     this.subscription.unsubscribe();
     await this.transport.stop();
     this.messages$$.complete();
+    this.syncs$$.complete();
   }
 
   /** NOTIFYs a probe through the DataSource pool and waits for it on the listener. */
@@ -134,6 +146,12 @@ export class ModuleCacheInvalidationListener implements OnModuleInit, OnApplicat
     const timeout = deadline(timeoutMs, () => new Error('timeout'));
     const arrived = new Promise<void>((resolve) => this.pendingProbes.set(payload, resolve));
     try {
+      if (this.config.beforeProbe) {
+        await Promise.race([
+          this.config.beforeProbe().catch((error: Error) => Promise.reject(new Error(`could not renew the lease: ${error.message}`))),
+          timeout.expired,
+        ]);
+      }
       await Promise.race([this.sendProbe(this.config.channel, payload), timeout.expired]);
       await Promise.race([arrived, timeout.expired]);
       if (this.stopped) return this.recordProbe(false, 'listener stopped during the probe');
@@ -146,7 +164,9 @@ export class ModuleCacheInvalidationListener implements OnModuleInit, OnApplicat
             'the listener is deaf (a half-open or stalled connection), points at another server than the pool, ' +
             'or goes through a transaction-pooling proxy such as PgBouncer (which drops LISTEN registrations); ' +
             'peer invalidations may be missed, so memory is not trusted and the listener reconnects'
-          : `could not send the probe NOTIFY through the DataSource pool: ${(error as Error).message}`;
+          : /could not renew the lease/.test((error as Error).message)
+            ? (error as Error).message
+            : `could not send the probe NOTIFY through the DataSource pool: ${(error as Error).message}`;
       this.recordProbe(false, reason);
       this.transport.reconnect('heartbeat probe failed');
       return false;
@@ -179,19 +199,29 @@ export class ModuleCacheInvalidationListener implements OnModuleInit, OnApplicat
         this.pendingProbes.get(payload)?.();
         return;
       }
+      if (isSyncPayload(payload)) {
+        const sync = parseSync(payload, { signingSecret: this.config.signingSecret });
+        if ('seq' in sync) this.syncs$$.next(sync);
+        else this.rejected(sync.reason, payload);
+        return;
+      }
       const result = parseInvalidation(payload, { signingSecret: this.config.signingSecret });
       if (result.ok) {
         this.counters.received++;
         this.messages$$.next(result.message);
       } else {
-        this.counters.rejected++;
-        this.counters.lastRejectReason = result.reason;
-        this.logReject(result.reason, payload);
+        this.rejected(result.reason, payload);
       }
     } catch (err) {
       // Subjects report subscriber errors themselves; this only guards our own bookkeeping.
       this.logger.error(`notification handling failed: ${err instanceof Error ? err.message : String(err)}`);
     }
+  }
+
+  private rejected(reason: string, payload: string): void {
+    this.counters.rejected++;
+    this.counters.lastRejectReason = reason;
+    this.logReject(reason, payload);
   }
 
   private logReject(reason: string, payload: string): void {

@@ -207,3 +207,44 @@ export function isProbePayload(payload: string): boolean {
     return false;
   }
 }
+
+/**
+ * Strong consistency's marker, sent after an invalidation with sequence `q` committed:
+ * `{"k":"sync","q":"SEQ","o":ORIGIN[,"s":SIG]}` (SIG over ["sync", q, null, o]). Notifications
+ * arrive in commit order, so a peer that sees it has applied that invalidation, and acknowledges.
+ */
+export function encodeSync(seq: string, options: Pick<EncodeOptions, 'origin' | 'signingSecret'>): string {
+  const wire = { k: 'sync', q: seq, o: options.origin };
+  if (options.signingSecret === undefined) return JSON.stringify(wire);
+  const s = createHmac('sha256', options.signingSecret)
+    .update(JSON.stringify(['sync', seq, null, options.origin]))
+    .digest('hex');
+  return JSON.stringify({ ...wire, s });
+}
+
+export function isSyncPayload(payload: string): boolean {
+  return payload.startsWith('{"k":"sync",');
+}
+
+/** The sequence and origin of a sync marker, or the reason it is rejected (never throws). */
+export function parseSync(payload: string, options: { signingSecret?: string } = {}): { seq: string; origin: string } | { reason: string } {
+  let v: Record<string, unknown>;
+  try {
+    v = JSON.parse(payload) as Record<string, unknown>;
+  } catch {
+    return { reason: 'sync marker is not JSON' };
+  }
+  const { q, o, s } = v;
+  const keys = Object.keys(v);
+  if (keys.some((key) => !['k', 'q', 'o', 's'].includes(key))) return { reason: 'unexpected key in sync marker' };
+  if (typeof q !== 'string' || !/^[0-9]{1,19}$/.test(q) || typeof o !== 'string' || !isOrigin(o))
+    return { reason: 'malformed sync marker' };
+  if (options.signingSecret !== undefined) {
+    if (typeof s !== 'string' || !SIGNATURE.test(s)) return { reason: 'unsigned sync marker while a signing secret is configured' };
+    const expected = createHmac('sha256', options.signingSecret)
+      .update(JSON.stringify(['sync', q, null, o]))
+      .digest();
+    if (!timingSafeEqual(expected, Buffer.from(s, 'hex'))) return { reason: 'sync marker signature mismatch' };
+  }
+  return { seq: q, origin: o };
+}

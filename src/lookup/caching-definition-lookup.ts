@@ -10,10 +10,12 @@ import {
 import { setMaxListeners } from 'node:events';
 import { Subject, type Observable, type Subscription } from 'rxjs';
 import { ModuleCacheInvalidationListener } from '../broadcast/invalidation-listener';
+import type { Membership } from '../coordination/membership';
 import type { PopulateCoordinator } from '../coordination/populate-coordinator';
 import { DefinitionNotFoundError } from '../errors';
 import {
   MODULE_CACHE_COORDINATOR,
+  MODULE_CACHE_MEMBERSHIP,
   MODULE_CACHE_ORIGIN,
   MODULE_CACHE_REPOSITORY,
   RESOLVED_DEFINITION_SOURCE,
@@ -61,6 +63,7 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
     @Inject(MODULE_CACHE_ORIGIN) readonly origin: string,
     @Optional() @Inject(ModuleCacheInvalidationListener) private readonly listener: ModuleCacheInvalidationListener | null = null,
     @Optional() @Inject(MODULE_CACHE_COORDINATOR) private readonly coordinator: PopulateCoordinator | null = null,
+    @Optional() @Inject(MODULE_CACHE_MEMBERSHIP) private readonly membership: Membership | null = null,
   ) {
     // Every source call listens on it for the call's duration (and lets go): more than ten at once is normal.
     setMaxListeners(0, this.shutdown.signal);
@@ -95,6 +98,7 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
       realms: this.realms,
       urls: this.urls,
       origin,
+      membership,
       stats: this.counters,
       logger: this.logger,
       emit: (event) => this.emit(event),
@@ -108,6 +112,8 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
           logger: this.logger,
           received: () => this.counters.notifications.received++,
           emit: (event) => this.emit(event),
+          // Everything delivered before a peer's sync marker has been applied: say so.
+          ...(membership ? { acknowledge: (seq: string) => membership.acknowledge(seq) } : {}),
           ...forget,
         })
       : undefined;
@@ -133,6 +139,8 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
     this.shutdown.abort();
     await Promise.allSettled(this.flights.all().map((f) => f.promise));
     await this.coordinator?.close();
+    // Leaving at once: strong invalidations stop waiting for this process.
+    await this.membership?.leave();
   }
 
   onApplicationShutdown(): void {
@@ -243,6 +251,7 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
       inFlight: this.flights.size,
       memoryEntries: this.memory.size,
       trackedGenerations: this.generations.trackedModules,
+      ...(this.membership ? { membership: this.membership.summary() } : {}),
     });
   }
 
@@ -329,7 +338,7 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
   /** Cached entries of these aliases: memory (while trusted), then one table read for the rest. */
   private async cachedByAlias(aliases: string[], scope: string): Promise<Map<string, Resolved>> {
     const found = new Map<string, Resolved>();
-    const trusted = !this.listener || this.listener.isTrusted();
+    const trusted = this.memoryTrusted();
     for (const alias of aliases) {
       const record = trusted ? this.memory.getByAlias(alias, scope, this.options.errorTtlMs) : undefined;
       if (record) found.set(alias, record);
@@ -351,9 +360,17 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
     return { url, realm, scope: '', alias: this.urls.alias(url), candidates: this.urls.candidates(url) };
   }
 
+  /**
+   * Memory is served only while the heartbeat proves that invalidations reach this process and,
+   * with strong consistency, while its lease holds (after it, invalidators no longer wait for it).
+   */
+  private memoryTrusted(): boolean {
+    const now = performance.now();
+    return (!this.listener || this.listener.isTrusted(now)) && (!this.membership || this.membership.isTrusted(now));
+  }
+
   private memoryHit(ctx: LookupContext, scope: string, started: number): MemoryRecord | undefined {
-    // Only while the heartbeat proves that invalidations reach this process.
-    if (this.listener && !this.listener.isTrusted()) return undefined;
+    if (!this.memoryTrusted()) return undefined;
     const record = this.memory.get(ctx.url, scope, this.options.errorTtlMs);
     if (record) {
       this.counters.hits.memory++;

@@ -1,6 +1,7 @@
 import type { Logger } from '@nestjs/common';
-import { encodeInvalidations, type InvalidationTarget } from '../broadcast/invalidation-message';
-import { InvalidationBroadcastError, type ModuleCacheError } from '../errors';
+import { encodeInvalidations, encodeSync, type InvalidationTarget } from '../broadcast/invalidation-message';
+import type { Acknowledged, Membership } from '../coordination/membership';
+import { InvalidationBroadcastError, InvalidationUnconfirmedError, type ModuleCacheError } from '../errors';
 import { messages } from '../messages';
 import type { ResolvedModuleCacheOptions } from '../module-cache.options';
 import type { ModuleCacheEvent, ModuleCacheStats } from '../observability/events';
@@ -16,6 +17,8 @@ export interface InvalidatorDeps {
   realms: RealmRegistry;
   urls: UrlResolver;
   origin: string;
+  /** Strong consistency; null in eventual mode. */
+  membership: Membership | null;
   stats: ModuleCacheStats;
   logger: Logger;
   emit(event: ModuleCacheEvent): void;
@@ -50,6 +53,7 @@ export class Invalidator {
     this.deps.forgetModules([alias]);
     let affected: InvalidatedRow[] = [];
     let sent = 0;
+    let seq: string | undefined;
     try {
       // First as if nothing depended on the module (one round trip for a module without
       // consumers); the database hands back the fan-out when it reaches further.
@@ -58,7 +62,7 @@ export class Invalidator {
       for (let attempt = 1; ; attempt++) {
         if (attempt > OPTIMISTIC_INVALIDATION_ATTEMPTS) {
           // The graph kept gaining consumers between our statements: do it in one transaction.
-          ({ rows: affected } = await this.deps.repository.invalidateModules(
+          ({ rows: affected, seq } = await this.deps.repository.invalidateModules(
             [alias],
             this.deps.options.fenceRetentionMs,
             this.deps.options.channel,
@@ -80,6 +84,7 @@ export class Invalidator {
         );
         if (result.done) {
           affected = result.rows;
+          seq = result.seq;
           sent = payloads.length;
           break;
         }
@@ -96,7 +101,8 @@ export class Invalidator {
     this.deps.stats.notifications.sent += sent;
     const urls = [...new Set([...variants, ...affected.map((r) => r.url)])];
     this.deps.stats.invalidations++;
-    this.deps.emit({ type: 'invalidated', kind: 'module', realm, urls, durationMs: performance.now() - started });
+    const strong = await this.confirm(`invalidate(${url})`, seq);
+    this.deps.emit({ type: 'invalidated', kind: 'module', realm, urls, durationMs: performance.now() - started, ...strong });
     return urls;
   }
 
@@ -105,9 +111,10 @@ export class Invalidator {
     const started = performance.now();
     const realm = canonicalRealmURL(realmURL);
     this.deps.forgetRealm(realm);
+    let cleared: { count: number; seq: string };
     try {
       const payloads = this.encode({ kind: 'realm', realm });
-      const { deleted: count } = await this.deps.repository.clearRealm(
+      const { deleted: count, seq } = await this.deps.repository.clearRealm(
         realm,
         this.deps.options.fenceRetentionMs,
         this.deps.options.channel,
@@ -115,34 +122,60 @@ export class Invalidator {
       );
       this.deps.stats.notifications.sent += payloads.length;
       this.deps.stats.invalidations++;
-      this.deps.emit({ type: 'invalidated', kind: 'realm', realm, urls: [], durationMs: performance.now() - started });
-      return count;
+      cleared = { count, seq };
     } catch (error) {
       throw this.broadcastFailure(`clearRealm(${realm})`, error);
     } finally {
       this.deps.forgetRealm(realm);
     }
+    const strong = await this.confirm(`clearRealm(${realm})`, cleared.seq);
+    this.deps.emit({ type: 'invalidated', kind: 'realm', realm, urls: [], durationMs: performance.now() - started, ...strong });
+    return cleared.count;
   }
 
   /** Clears everything, here and in every peer. Returns the rows deleted. */
   async clearAll(): Promise<number> {
     const started = performance.now();
     this.deps.forgetAll();
+    let cleared: { count: number; seq: string };
     try {
       const payloads = this.encode({ kind: 'global' });
-      const { deleted: count } = await this.deps.repository.clearAll(
+      const { deleted: count, seq } = await this.deps.repository.clearAll(
         this.deps.options.fenceRetentionMs,
         this.deps.options.channel,
         payloads,
       );
       this.deps.stats.notifications.sent += payloads.length;
       this.deps.stats.invalidations++;
-      this.deps.emit({ type: 'invalidated', kind: 'global', urls: [], durationMs: performance.now() - started });
-      return count;
+      cleared = { count, seq };
     } catch (error) {
       throw this.broadcastFailure('clearAll()', error);
     } finally {
       this.deps.forgetAll();
+    }
+    const strong = await this.confirm('clearAll()', cleared.seq);
+    this.deps.emit({ type: 'invalidated', kind: 'global', urls: [], durationMs: performance.now() - started, ...strong });
+    return cleared.count;
+  }
+
+  /**
+   * Strong consistency: sends the sync marker of the committed invalidation `seq` (through the
+   * pool, so it commits after the invalidation and reaches every peer after it) and waits until
+   * every live peer acknowledged it or its lease ran out. Eventual consistency: nothing to wait for.
+   */
+  private async confirm(what: string, seq: string | undefined): Promise<{ acknowledgements?: Acknowledged }> {
+    const { membership } = this.deps;
+    if (!membership || seq === undefined) return {};
+    try {
+      await this.deps.repository.notify(
+        this.deps.options.channel,
+        encodeSync(seq, { origin: this.deps.origin, signingSecret: this.deps.options.signingSecret }),
+      );
+      return { acknowledgements: await membership.awaitAcknowledgements(seq) };
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      this.deps.logger.error(`${what} committed, but peers could not be confirmed: ${message}`);
+      throw new InvalidationUnconfirmedError(messages.invalidationUnconfirmed(what, message), { cause: error });
     }
   }
 

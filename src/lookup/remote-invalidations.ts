@@ -15,6 +15,8 @@ export interface RemoteInvalidationHandlers {
   forgetAll(): void;
   received(): void;
   emit(event: ModuleCacheEvent): void;
+  /** Strong consistency: acknowledge a peer's sync marker (everything before it has been applied). */
+  acknowledge?(seq: string): void;
 }
 
 /**
@@ -45,6 +47,14 @@ export function subscribeToInvalidations(listener: ModuleCacheInvalidationListen
     }),
   );
   subscription.add(listener.state$.subscribe((state) => handlers.emit({ type: 'listener-state', state })));
+  if (handlers.acknowledge) {
+    const acknowledge = handlers.acknowledge;
+    subscription.add(
+      listener.syncs$.subscribe((sync) => {
+        if (sync.origin !== handlers.origin) acknowledge(sync.seq);
+      }),
+    );
+  }
   return subscription;
 }
 

@@ -25,7 +25,15 @@ export type ModuleCacheEvent =
   | ({ type: 'discarded'; reason: DiscardReason; attempt: number } & Located)
   /** Every attempt was discarded: the callers already waiting got the last result, neither stored nor kept in memory. */
   | ({ type: 'served-unpersisted'; reason: DiscardReason; attempts: number } & Located)
-  | { type: 'invalidated'; kind: 'module' | 'realm' | 'global'; realm?: string; urls: string[]; durationMs: number }
+  | {
+      type: 'invalidated';
+      kind: 'module' | 'realm' | 'global';
+      realm?: string;
+      urls: string[];
+      durationMs: number;
+      /** Strong consistency: how many peers acknowledged, how many ran out of lease instead, how long it waited. */
+      acknowledgements?: { acknowledged: number; expired: number; waitedMs: number };
+    }
   /** `origin` is absent for the seed's payloads. */
   | { type: 'remote-invalidated'; kind: 'module' | 'realm' | 'global'; realm?: string; urls: string[]; origin?: string }
   | { type: 'listener-state'; state: ListenerState }
@@ -52,6 +60,8 @@ export interface ModuleCacheStats {
   reconnects: number;
   inFlight: number;
   memoryEntries: number;
+  /** Strong consistency: live peers (besides this process), those behind the latest invalidation, and whether this process's lease holds. */
+  membership?: { peers: number; lagging: number; trusted: boolean };
   trackedGenerations: number;
 }
 

@@ -70,6 +70,7 @@ export class ModuleCacheHealth {
 
     const stats = this.lookup.stats();
     const details = {
+      ...(stats.membership ? { membership: stats.membership } : {}),
       listener,
       selfProbe,
       ...(probe?.ok === false && probe.reason ? { selfProbeError: probe.reason } : {}),

@@ -1,8 +1,21 @@
 import { CreateModuleCache1764000000000 } from './migrations/1764000000000-create-module-cache';
 import { FenceWatermarks1764100000000 } from './migrations/1764100000000-fence-watermarks';
-import { ModuleCacheEdgeEntity, ModuleCacheEntryEntity, ModuleCacheFenceEntity, ModuleCacheFenceLogEntity } from './module-cache.entity';
+import { Peers1764200000000 } from './migrations/1764200000000-peers';
+import {
+  ModuleCacheEdgeEntity,
+  ModuleCacheEntryEntity,
+  ModuleCacheFenceEntity,
+  ModuleCacheFenceLogEntity,
+  ModuleCachePeerEntity,
+} from './module-cache.entity';
 
 /** Hand these to your TypeORM DataSource (`entities`). */
-export const moduleCacheEntities = [ModuleCacheEntryEntity, ModuleCacheEdgeEntity, ModuleCacheFenceEntity, ModuleCacheFenceLogEntity];
+export const moduleCacheEntities = [
+  ModuleCacheEntryEntity,
+  ModuleCacheEdgeEntity,
+  ModuleCacheFenceEntity,
+  ModuleCacheFenceLogEntity,
+  ModuleCachePeerEntity,
+];
 /** Hand these to your TypeORM DataSource (`migrations`) and run them (`migrationsRun: true` or the CLI). */
-export const moduleCacheMigrations = [CreateModuleCache1764000000000, FenceWatermarks1764100000000];
+export const moduleCacheMigrations = [CreateModuleCache1764000000000, FenceWatermarks1764100000000, Peers1764200000000];

@@ -82,3 +82,22 @@ export class ModuleCacheFenceLogEntity {
   @Column({ name: 'invalidated_at', type: 'timestamptz' })
   invalidatedAt!: Date;
 }
+
+/** A process in `consistency: 'strong'` mode: its lease and the highest invalidation it acknowledged. */
+@Entity({ name: 'module_cache_peers', synchronize: false })
+export class ModuleCachePeerEntity {
+  @PrimaryColumn({ type: 'text' })
+  id!: string;
+
+  @Column({ name: 'application_name', type: 'text' })
+  applicationName!: string;
+
+  @Column({ name: 'acked_seq', type: 'bigint' })
+  ackedSeq!: string;
+
+  @Column({ name: 'lease_expires_at', type: 'timestamptz' })
+  leaseExpiresAt!: Date;
+
+  @Column({ name: 'joined_at', type: 'timestamptz' })
+  joinedAt!: Date;
+}

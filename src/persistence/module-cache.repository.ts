@@ -202,7 +202,7 @@ export class ModuleCacheRepository {
     retentionMs: number,
     channel: string,
     onAffected: PayloadBuilder<InvalidatedRow[]>,
-  ): Promise<{ rows: InvalidatedRow[]; seq?: string }> {
+  ): Promise<{ rows: InvalidatedRow[]; seq: string }> {
     return this.dataSource.transaction('READ COMMITTED', async (manager) => {
       const rows: Array<InvalidatedRow & { seq: string }> = await manager.query(
         `SELECT url, realm, alias, seq::text FROM module_cache_invalidate_modules($1::text[], $2::bigint)`,
@@ -210,7 +210,9 @@ export class ModuleCacheRepository {
       );
       const payloads = onAffected(rows);
       if (payloads.length) await manager.query(`SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p`, [channel, payloads]);
-      return { rows, ...(rows[0]?.seq ? { seq: rows[0].seq } : {}) };
+      // Written by this transaction, under the fence lock it still holds.
+      const [{ seq }]: Array<{ seq: string }> = await manager.query(`SELECT committed_seq::text AS seq FROM module_cache_fence`);
+      return { rows, seq };
     });
   }
 
@@ -235,6 +237,75 @@ export class ModuleCacheRepository {
       { readCommitted: true },
     );
     return { deleted: Number(row.deleted), seq: row.seq };
+  }
+
+  // ---- membership (consistency: 'strong') ---------------------------------------------------
+
+  /**
+   * Renews this process's lease (now + `leaseMs`, by the database clock); `join` (after every
+   * (re)connect) also says it has applied every invalidation committed so far. Peers whose lease
+   * ended an hour ago are forgotten on the way.
+   */
+  async renewLease(id: string, applicationName: string, leaseMs: number, join: boolean): Promise<void> {
+    await this.run({
+      name: 'module_cache_renew_lease',
+      text: `WITH gone AS (DELETE FROM module_cache_peers WHERE lease_expires_at < now() - interval '1 hour' AND id <> $1)
+             INSERT INTO module_cache_peers AS p (id, application_name, acked_seq, lease_expires_at)
+             SELECT $1, $2, f.committed_seq, now() + $3::bigint * interval '1 millisecond' FROM module_cache_fence f
+             ON CONFLICT (id) DO UPDATE
+               SET lease_expires_at = EXCLUDED.lease_expires_at,
+                   acked_seq = CASE WHEN $4::boolean THEN EXCLUDED.acked_seq ELSE p.acked_seq END`,
+      values: [id, applicationName, leaseMs, join],
+    });
+  }
+
+  /** Records that this process applied everything up to `seq`, and wakes the invalidators waiting on it. */
+  async acknowledge(id: string, seq: string, ackChannel: string): Promise<void> {
+    await this.run({
+      name: 'module_cache_acknowledge',
+      text: `WITH acked AS (UPDATE module_cache_peers SET acked_seq = greatest(acked_seq, $2::bigint) WHERE id = $1 RETURNING acked_seq)
+             SELECT pg_notify($3, acked_seq::text) FROM acked`,
+      values: [id, seq, ackChannel],
+    });
+  }
+
+  /**
+   * Live peers (not `id`), those of them that have not acknowledged `seq`, and how long until the
+   * first of the latter's leases ends (database clock).
+   */
+  async awaitedPeers(id: string, seq: string): Promise<{ live: number; waiting: string[]; expiresInMs: number }> {
+    const [row] = await this.run<{ live: number; waiting: string[] | null; expires_in_ms: number | null }>({
+      name: 'module_cache_awaited_peers',
+      text: `SELECT count(*)::int AS live,
+                    array_agg(id) FILTER (WHERE acked_seq < $2::bigint) AS waiting,
+                    (min(extract(epoch FROM lease_expires_at - now())) FILTER (WHERE acked_seq < $2::bigint) * 1000)::float8 AS expires_in_ms
+               FROM module_cache_peers WHERE id <> $1 AND lease_expires_at > now()`,
+      values: [id, seq],
+    });
+    return { live: row.live, waiting: row.waiting ?? [], expiresInMs: Math.max(0, row.expires_in_ms ?? 0) };
+  }
+
+  /** How many of `ids` have not acknowledged `seq` (their lease ran out instead, or they left). */
+  async unacknowledged(ids: string[], seq: string): Promise<number> {
+    const [row] = await this.run<{ n: number }>({
+      text: `SELECT (cardinality($1::text[]) - count(*))::int AS n FROM module_cache_peers WHERE id = ANY($1::text[]) AND acked_seq >= $2::bigint`,
+      values: [ids, seq],
+    });
+    return row.n;
+  }
+
+  /** Live peers besides `id`, and how many of them have not acknowledged the latest invalidation. */
+  async peerSummary(id: string): Promise<{ peers: number; lagging: number }> {
+    const [row] = await this.run<{ peers: number; lagging: number }>({
+      text: `SELECT count(*)::int AS peers, count(*) FILTER (WHERE p.acked_seq < f.committed_seq)::int AS lagging
+               FROM module_cache_peers p, module_cache_fence f WHERE p.id <> $1 AND p.lease_expires_at > now()`,
+      values: [id],
+    });
+    return row;
+  }
+
+  async leave(id: string): Promise<void> {
+    await this.run({ text: `DELETE FROM module_cache_peers WHERE id = $1`, values: [id] });
   }
 
   /** One NOTIFY through the pool: the path peers' invalidations take (heartbeat probes use it). */

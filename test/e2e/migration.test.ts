@@ -37,10 +37,13 @@ describe('migration', () => {
         ]),
       );
       const persistence = await db.query<{ relpersistence: string }>(
-        `SELECT DISTINCT relpersistence FROM pg_class WHERE relname IN ('module_cache_entries', 'module_cache_edges', 'module_cache_fence', 'module_cache_fence_log')`,
+        `SELECT DISTINCT relpersistence FROM pg_class WHERE relname IN ('module_cache_entries', 'module_cache_edges', 'module_cache_fence', 'module_cache_fence_log', 'module_cache_peers')`,
       );
       expect(persistence).toEqual([{ relpersistence: 'p' }]); // logged, on purpose (see the migration)
+      expect(await ours()).toContain('module_cache_peers');
       // Each down() restores the layout before it: the second migration's down() gives back the first's.
+      await dataSource.undoLastMigration();
+      expect(await ours()).not.toContain('module_cache_peers');
       await dataSource.undoLastMigration();
       expect(await ours()).toEqual(
         expect.arrayContaining(['module_cache_dependencies', 'module_cache_invalidations', 'module_cache_fenced_upsert']),

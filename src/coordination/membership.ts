@@ -1,0 +1,148 @@
+import { Logger } from '@nestjs/common';
+import { filter, type Subscription } from 'rxjs';
+import type { NotificationTransport } from '../broadcast/listen-connection';
+import type { ModuleCacheRepository } from '../persistence/module-cache.repository';
+
+export interface MembershipConfig {
+  /** This process's origin id: its row in module_cache_peers. */
+  id: string;
+  applicationName: string;
+  leaseMs: number;
+  ackChannel: string;
+}
+
+export interface Acknowledged {
+  /** Of the live peers when the wait began: those that acknowledged, and those whose lease ran out instead. */
+  acknowledged: number;
+  expired: number;
+  waitedMs: number;
+}
+
+/** How much sooner than its lease a process stops trusting its memory: clocks may run at slightly different rates. */
+export function leaseMargin(leaseMs: number): number {
+  return Math.max(500, Math.ceil(leaseMs * 0.05));
+}
+
+/**
+ * `consistency: 'strong'`: this process's lease in the database (renewed by every heartbeat,
+ * before its probe goes out), its acknowledgements of sync markers, and the wait of an
+ * invalidation for every live peer's acknowledgement or lease.
+ *
+ * Invariants (see README "Guarantees"):
+ *  - a process trusts its memory only until `renewal sent + leaseMs - margin` by its own monotonic
+ *    clock, and only once a probe sent after that renewal came back (so every invalidation
+ *    committed before the renewal has been applied); the database records the renewal later
+ *    than it was sent, so the lease an invalidator sees ends after this process stopped trusting;
+ *  - joining (after every (re)connect, with LISTEN active and memory resynced) says "applied up
+ *    to the committed sequence": nothing committed before can be missed, nothing after unheard;
+ *  - an acknowledgement of sequence S is sent only after S's sync marker arrived, i.e. after every
+ *    notification committed before it was applied (NOTIFY delivers in commit order).
+ */
+export class Membership {
+  private readonly logger = new Logger('ModuleCacheMembership');
+  private readonly subscription: Subscription;
+  private readonly wakers = new Set<() => void>();
+  private trustedUntil = 0;
+  private joined = false;
+  private acking: Promise<void> | undefined;
+  private ackWanted: bigint | undefined;
+  private lastSummary = { peers: 0, lagging: 0 };
+  private stopped = false;
+
+  constructor(
+    private readonly config: MembershipConfig,
+    private readonly repository: ModuleCacheRepository,
+    transport: NotificationTransport,
+  ) {
+    this.subscription = transport.notifications$.pipe(filter((n) => n.channel === config.ackChannel)).subscribe(() => {
+      for (const wake of this.wakers) wake();
+    });
+    // A new connection has not applied what it missed: join again (after the resync) before trusting memory.
+    this.subscription.add(
+      transport.resync$.subscribe(() => {
+        this.joined = false;
+        this.trustedUntil = 0;
+      }),
+    );
+  }
+
+  /** Renews (or, after a (re)connect, takes) the lease; the heartbeat calls it before its probe. */
+  async renew(): Promise<void> {
+    if (this.stopped) return;
+    const sentAt = performance.now();
+    const join = !this.joined;
+    await this.repository.renewLease(this.config.id, this.config.applicationName, this.config.leaseMs, join);
+    this.joined = true;
+    this.trustedUntil = sentAt + this.config.leaseMs - leaseMargin(this.config.leaseMs);
+    if (join) this.logger.log(`joined as ${this.config.id} (lease ${this.config.leaseMs} ms)`);
+    this.lastSummary = await this.repository.peerSummary(this.config.id).catch(() => this.lastSummary);
+  }
+
+  /** Whether this process's lease still holds, by its own clock, with the margin. */
+  isTrusted(now = performance.now()): boolean {
+    return now < this.trustedUntil;
+  }
+
+  /** Acknowledges everything up to `seq`: one statement in flight at a time, the highest wanted sent next. */
+  acknowledge(seq: string): void {
+    const wanted = BigInt(seq);
+    if (this.ackWanted === undefined || wanted > this.ackWanted) this.ackWanted = wanted;
+    if (!this.acking) this.acking = this.flushAcks().finally(() => (this.acking = undefined));
+  }
+
+  /**
+   * Resolves once every live peer acknowledged `seq` or its lease ran out (by the database
+   * clock): never longer than a lease. Woken by acknowledgements, re-checked at the earliest
+   * lease end.
+   */
+  async awaitAcknowledgements(seq: string): Promise<Acknowledged> {
+    const started = performance.now();
+    const first = await this.repository.awaitedPeers(this.config.id, seq);
+    let last = first;
+    while (last.waiting.length > 0 && !this.stopped) {
+      await this.wakeOrAfter(Math.max(1, last.expiresInMs));
+      last = await this.repository.awaitedPeers(this.config.id, seq);
+    }
+    const expired = first.waiting.length ? await this.repository.unacknowledged(first.waiting, seq) : 0;
+    return { acknowledged: first.live - expired, expired, waitedMs: performance.now() - started };
+  }
+
+  summary(): { peers: number; lagging: number; trusted: boolean } {
+    return { ...this.lastSummary, trusted: this.isTrusted() };
+  }
+
+  /** Leaves at once (clean shutdown): invalidations stop waiting for this process. */
+  async leave(): Promise<void> {
+    this.stopped = true;
+    this.trustedUntil = 0;
+    this.subscription.unsubscribe();
+    for (const wake of this.wakers) wake();
+    await this.acking?.catch(() => undefined);
+    await this.repository.leave(this.config.id).catch((error: unknown) => this.logger.warn(`could not leave: ${(error as Error).message}`));
+  }
+
+  private async flushAcks(): Promise<void> {
+    while (this.ackWanted !== undefined && !this.stopped) {
+      const seq = this.ackWanted;
+      this.ackWanted = undefined;
+      try {
+        await this.repository.acknowledge(this.config.id, seq.toString(), this.config.ackChannel);
+      } catch (error) {
+        // The invalidator then waits for this process's lease: slower, never wrong.
+        this.logger.warn(`could not acknowledge invalidation ${seq}: ${(error as Error).message}`);
+      }
+    }
+  }
+
+  private wakeOrAfter(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.wakers.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.wakers.add(done);
+    });
+  }
+}
