@@ -5,14 +5,16 @@ import { TypeOrmModule } from '@nestjs/typeorm';
 import { ModuleCacheModule, moduleCacheEntities, moduleCacheMigrations } from '../src';
 import { ModuleCacheHealthIndicator } from '../src/health';
 import { DefinitionsController } from './definitions.controller';
-import { FolderDefinitionSource } from './folder-definition-source';
 import { ModuleCacheExceptionFilter } from './module-cache-exception.filter';
+import { scopeForRealms } from './realm-layout';
 import { RealmWatchService } from './realm-watch.service';
+import { RealmsDefinitionSource } from './realms-definition-source';
+import { RealmsService } from './realms.service';
 import type { ServiceConfig } from './service-config';
 import { ServiceController } from './service.controller';
 import { SERVICE_CONFIG } from './service.tokens';
 
-/** One worker's application: the cache over the realm folder, its HTTP surface, and (in one worker) the watcher. */
+/** One worker's application: the cache over the realm folders, its HTTP surface, the realms it mounts, and (in one worker) the file watcher. */
 @Module({})
 export class AppModule {
   static forRoot(config: ServiceConfig & { databaseURL: string }): DynamicModule {
@@ -33,8 +35,11 @@ export class AppModule {
           retryDelay: 500,
         }),
         ModuleCacheModule.forRoot({
-          realms: [config.realmURL],
-          source: new FolderDefinitionSource({ rootDir: config.realmDir, realmURL: config.realmURL }),
+          // None up front: RealmsService registers each subfolder of REALMS_DIR, at start and as they appear.
+          realms: [],
+          source: new RealmsDefinitionSource(config),
+          // A private realm (one with a `.private` file) caches per user, the others share `public`.
+          scopeFor: scopeForRealms(config),
           // In prom-client's global registry: the one each worker's share of /metrics is collected from.
           metrics: true,
         }),
@@ -44,6 +49,7 @@ export class AppModule {
       providers: [
         { provide: SERVICE_CONFIG, useValue: config },
         { provide: APP_FILTER, useClass: ModuleCacheExceptionFilter },
+        RealmsService,
         RealmWatchService,
         ModuleCacheHealthIndicator,
       ],

@@ -1,21 +1,33 @@
-import { BadRequestException, Body, Controller, Get, HttpCode, NotFoundException, Post, Query } from '@nestjs/common';
+import { BadRequestException, Body, Controller, Get, HttpCode, NotFoundException, Post, Query, Req } from '@nestjs/common';
 import { CachingDefinitionLookup, type ModuleCacheEntry } from '../src';
 
 type Params = Record<string, unknown> | undefined;
+
+/** The slice of Node's request this controller reads: each header's values, unjoined. */
+interface HeadersRequest {
+  headersDistinct: Record<string, string[] | undefined>;
+}
 
 /** The cache over HTTP: reads compute on a miss; writes invalidate here and, over NOTIFY, in every worker. */
 @Controller()
 export class DefinitionsController {
   constructor(private readonly lookup: CachingDefinitionLookup) {}
 
-  /** The whole entry, or one definition with `name`. */
+  /**
+   * The whole entry, or one definition with `name`. The `x-user` header says who asks: a private
+   * realm's scope is per user (see realm-layout.ts); `scope` names one outright and wins. Neither
+   * is authenticated: this service has no authentication at all.
+   */
   @Get('definitions')
-  async definitions(@Query() query: Params): Promise<ModuleCacheEntry | { url: string; name: string; definition: unknown }> {
+  async definitions(
+    @Query() query: Params,
+    @Req() req: HeadersRequest,
+  ): Promise<ModuleCacheEntry | { url: string; name: string; definition: unknown }> {
     const url = requiredString(query, 'url');
-    const scope = optionalString(query, 'scope');
+    const options = { scope: optionalString(query, 'scope'), user: userOf(req) };
     const name = optionalString(query, 'name');
-    if (name !== undefined) return { url, name, definition: await this.lookup.lookupDefinition(url, name, { scope }) };
-    const entry = await this.lookup.lookup(url, { scope });
+    if (name !== undefined) return { url, name, definition: await this.lookup.lookupDefinition(url, name, options) };
+    const entry = await this.lookup.lookup(url, options);
     if (!entry) throw new NotFoundException(`no module at ${url} (nor at any of its extension candidates)`);
     return entry;
   }
@@ -53,4 +65,13 @@ function optionalString(params: Params, key: string): string | undefined {
   if (value === undefined) return undefined;
   if (typeof value !== 'string' || value.length === 0) throw new BadRequestException(`"${key}" must be one non-empty string`);
   return value;
+}
+
+// Node joins repeated headers with ", " in `headers`; `headersDistinct` keeps them apart, so two
+// x-user headers are refused rather than read as one user named "alice, bob".
+function userOf(req: HeadersRequest): string | undefined {
+  const values = req.headersDistinct['x-user'];
+  if (values === undefined) return undefined;
+  if (values.length !== 1 || values[0] === '') throw new BadRequestException('"x-user" must be one non-empty header');
+  return values[0];
 }

@@ -3,10 +3,11 @@ import path from 'node:path';
 import { parseSync } from 'oxc-parser';
 import type { BindingPattern, ExportNamedDeclaration, ModuleExportName, Program, TSTypeName } from 'oxc-parser';
 import type { DefinitionSource, DefinitionSourceContext, LoadedModule } from '../src';
+import { preprocessTemplates, type Position } from './template-tags';
 
 /**
- * The files this source treats as modules, and the dialect each is parsed as. `.gts`/`.gjs` are
- * parsed as plain TS/JS: a `<template>` block in them is then reported as a syntax error.
+ * The files this source treats as modules, and the dialect each is parsed as. `.gts`/`.gjs` go
+ * through content-tag first (see template-tags.ts), which turns their `<template>` blocks into TS/JS.
  */
 export const MODULE_EXTENSIONS: Readonly<Record<string, 'ts' | 'js'>> = {
   '.ts': 'ts',
@@ -110,15 +111,25 @@ export class FolderDefinitionSource implements DefinitionSource {
   }
 }
 
+/** Files with `<template>` blocks (the Glimmer/Ember template tag), preprocessed by content-tag. */
+const TEMPLATE_EXTENSIONS = new Set(['.gts', '.gjs']);
+
 function parseModule(text: string, file: string, moduleURL: string, displayPath: string): LoadedModule {
-  const result = parseSync(file, text, { lang: MODULE_EXTENSIONS[path.extname(file)], sourceType: 'module' });
-  const lineOf = lineLocator(text);
+  const preprocessed = TEMPLATE_EXTENSIONS.has(path.extname(file)) ? preprocessTemplates(text, displayPath) : { code: text };
+  if ('error' in preprocessed) return syntaxError(preprocessed.error.message, displayPath, preprocessed.error.at);
+  const { code, original = (at: Position) => at } = preprocessed;
+  const result = parseSync(file, code, { lang: MODULE_EXTENSIONS[path.extname(file)], sourceType: 'module' });
+  // Positions are reported in the file as written: through content-tag's source map when it rewrote the code.
+  const lineOf = lineLocator(code);
+  const positionOf = (offset: number) => original({ line: lineOf(offset), column: columnOf(code, offset) });
   const fatal = result.errors.find((e) => e.severity === 'Error');
-  if (fatal) {
-    const at = fatal.labels[0] ? ` (${displayPath}:${lineOf(fatal.labels[0].start)}:${columnOf(text, fatal.labels[0].start)})` : '';
-    return { definitions: {}, deps: [], error: { message: `SyntaxError: ${fatal.message}${at}`, status: 422 } };
-  }
-  return extract(result.program, moduleURL, lineOf);
+  if (fatal) return syntaxError(fatal.message, displayPath, fatal.labels[0] && positionOf(fatal.labels[0].start));
+  return extract(result.program, moduleURL, (offset) => positionOf(offset).line);
+}
+
+function syntaxError(message: string, displayPath: string, at: Position | undefined): LoadedModule {
+  const where = at ? ` (${displayPath}:${at.line}:${at.column})` : '';
+  return { definitions: {}, deps: [], error: { message: `SyntaxError: ${message}${where}`, status: 422 } };
 }
 
 function extract(program: Program, moduleURL: string, lineOf: (offset: number) => number): LoadedModule {

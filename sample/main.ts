@@ -5,9 +5,10 @@ import { readServiceConfig } from './service-config';
 import { runWorker } from './worker';
 
 /**
- * `npm start` (node dist/service/main.js): the same file runs as the primary and as each worker.
- * Environment: PORT (3000), WORKERS (2), REALM_DIR (the repo's realm/), REALM_URL
- * (http://localhost:PORT/realm/), DATABASE_URL (unset: an embedded PostgreSQL).
+ * `npm start` (node dist-sample/sample/main.js): the same file runs as the primary and as each worker.
+ * Environment: PORT (3000), HOST (127.0.0.1), WORKERS (2), REALMS_DIR (the repo's sample/realms/:
+ * one subfolder per realm), REALMS_URL (http://localhost:PORT/: subfolder x is realm REALMS_URL/x/),
+ * DATABASE_URL (unset: an embedded PostgreSQL).
  */
 async function main(): Promise<void> {
   const config = readServiceConfig();

@@ -5,6 +5,7 @@ import { serveClusterMetrics } from './cluster-metrics';
 import { startDetachedEmbeddedDatabase, type EmbeddedDatabase } from './embedded-database';
 import { exampleCommands } from './examples';
 import { runMigrationsOnce } from './migrate';
+import { listRealms } from './realm-layout';
 import type { ServiceConfig } from './service-config';
 
 /** A worker that keeps crashing is a bug or a broken environment, not bad luck: stop restarting it. */
@@ -101,7 +102,8 @@ export async function runPrimary(config: ServiceConfig): Promise<void> {
   const printBanner = () => {
     const lines = [
       `module-cache service: ${config.workers} worker(s) on http://localhost:${config.port}/ (listening on ${config.host}${config.host === '127.0.0.1' ? '; set HOST to widen' : ''})`,
-      `realm ${config.realmURL} served from ${config.realmDir} (edit a file there: every worker sees it)`,
+      `realms: each subfolder of ${config.realmsDir} at ${config.realmsURL}<subfolder>/, now ${describeRealms(config)}`,
+      '  (add, remove or edit one: every worker sees it; a .private file in one makes its cache per x-user)',
       `database: ${database ? `embedded PostgreSQL (data in ${database.dataDir}, removed on exit)` : redact(databaseURL!)}`,
       'try:',
       ...exampleCommands(config).map((c) => `  ${c}`),
@@ -133,6 +135,11 @@ export async function runPrimary(config: ServiceConfig): Promise<void> {
 function exited(worker: Worker): Promise<void> {
   if (worker.process.exitCode !== null || worker.process.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => worker.once('exit', () => resolve()));
+}
+
+function describeRealms(config: ServiceConfig): string {
+  const realms = listRealms(config).map((r) => (r.private ? `${r.name} (private)` : r.name));
+  return realms.length ? realms.join(', ') : 'none';
 }
 
 function redact(url: string): string {

@@ -5,9 +5,11 @@ import type { ServiceConfig } from './service-config';
 import { SERVICE_CONFIG } from './service.tokens';
 
 /**
- * Turns file changes in the realm folder into invalidations. Only the worker started with
+ * Turns file changes in every realm folder into invalidations: one recursive watch of REALMS_DIR,
+ * whose file URLs are the realms' module URLs (see realm-layout.ts). Only the worker started with
  * WATCHER=1 watches: its invalidation reaches every other worker over NOTIFY, and N watchers
- * would only send N identical invalidations.
+ * would only send N identical invalidations. (Realms appearing and disappearing are every
+ * worker's own business: see realms.service.ts.)
  */
 @Injectable()
 export class RealmWatchService implements OnApplicationBootstrap, OnApplicationShutdown {
@@ -21,11 +23,11 @@ export class RealmWatchService implements OnApplicationBootstrap, OnApplicationS
 
   async onApplicationBootstrap(): Promise<void> {
     if (process.env.WATCHER !== '1') return;
-    const { realmDir, realmURL } = this.config;
-    this.watcher = watchRealmFolder(realmDir, realmURL, (url) => void this.invalidate(url), this.logger);
+    const { realmsDir, realmsURL } = this.config;
+    this.watcher = watchRealmFolder(realmsDir, realmsURL, (url) => void this.invalidate(url), this.logger);
     // Ready means the initial scan is done: from here on, no edit goes unnoticed.
     await this.watcher.ready;
-    this.logger.log(`watching ${realmDir} as ${realmURL}`);
+    this.logger.log(`watching ${realmsDir} (every realm's files) as ${realmsURL}`);
   }
 
   async onApplicationShutdown(): Promise<void> {

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { watch } from 'chokidar';
 import { MODULE_EXTENSIONS } from './folder-definition-source';
+import { urlSegment } from './realm-layout';
 
 /** What the watcher logs through; Nest's `Logger` fits. */
 export interface RealmWatcherLogger {
@@ -73,17 +74,13 @@ export function watchRealmFolder(
 
 /**
  * The module URL of a file under `rootDir`, in the form `new URL()` gives it (which is the form the
- * lookup canonicalises to): only the characters that would change how a URL splits or decodes
- * ('%', '/', '\', '?', '#') are escaped here; the URL parser escapes the rest exactly as it would
- * for a client's request, so `a b.ts`, `ü.ts` and `a@b.ts` produce the keys a request produces.
+ * lookup canonicalises to; see urlSegment), so `a b.ts`, `ü.ts` and `a@b.ts` produce the keys a
+ * request produces.
  */
 export function moduleURLForFile(rootDir: string, realmURL: string, file: string): string | null {
   const rel = path.relative(path.resolve(rootDir), path.resolve(file));
   if (rel === '' || rel === '..' || rel.startsWith(`..${path.sep}`) || path.isAbsolute(rel)) return null;
-  const encoded = rel
-    .split(path.sep)
-    .map((segment) => [...segment].map((c) => ('%/\\?#'.includes(c) ? encodeURIComponent(c) : c)).join(''))
-    .join('/');
+  const encoded = rel.split(path.sep).map(urlSegment).join('/');
   // './' keeps a first segment like 'a:b.ts' from being read as a URL scheme.
   return new URL(`./${encoded}`, realmURL).href;
 }

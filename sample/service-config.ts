@@ -1,3 +1,4 @@
+import { statSync } from 'node:fs';
 import path from 'node:path';
 
 /** Everything the service reads from its environment, validated once, with defaults. */
@@ -9,10 +10,10 @@ export interface ServiceConfig {
    */
   host: string;
   workers: number;
-  /** The folder of modules to serve; defaults to the repository's sample realm. */
-  realmDir: string;
-  /** The URL `realmDir` is served at; module URLs are under it. */
-  realmURL: string;
+  /** One subfolder per realm (see realm-layout.ts); defaults to the repository's sample realms. */
+  realmsDir: string;
+  /** The URL `realmsDir` is served at: subfolder `x` is the realm `${realmsURL}x/`. */
+  realmsURL: string;
   /** Unset: the primary starts an embedded Postgres. */
   databaseURL?: string;
 }
@@ -28,13 +29,18 @@ export function readServiceConfig(env: NodeJS.ProcessEnv = process.env): Service
   const port = integer(env, 'PORT', 3000, 1, 65_535);
   const host = env.HOST || '127.0.0.1';
   const workers = integer(env, 'WORKERS', 2, 1, 64);
-  const realmDir = path.resolve(env.REALM_DIR || path.join(SAMPLE_DIR, 'realms', 'realm'));
-  const realmURL = env.REALM_URL || `http://localhost:${port}/realm/`;
-  if (!URL.canParse(realmURL) || !realmURL.endsWith('/') || !/^https?:$/.test(new URL(realmURL).protocol)) {
-    throw new Error(`REALM_URL must be an absolute http(s) URL ending with "/", got ${JSON.stringify(realmURL)}`);
+  // Silently ignoring the single-realm settings would serve something else than asked for.
+  for (const old of ['REALM_DIR', 'REALM_URL'] as const) {
+    if (env[old]) throw new Error(`${old} is gone: set REALMS_DIR (a folder with one subfolder per realm) and REALMS_URL (their base URL)`);
   }
-  // The lookup compares canonical URLs: `http://LOCALHOST:3000/realm/` must match what it computes.
-  return { port, host, workers, realmDir, realmURL: new URL(realmURL).href, databaseURL: env.DATABASE_URL || undefined };
+  const realmsDir = path.resolve(env.REALMS_DIR || path.join(SAMPLE_DIR, 'realms'));
+  if (!statSync(realmsDir, { throwIfNoEntry: false })?.isDirectory()) throw new Error(`REALMS_DIR must be a folder, got ${realmsDir}`);
+  const realmsURL = env.REALMS_URL || `http://localhost:${port}/`;
+  if (!URL.canParse(realmsURL) || !realmsURL.endsWith('/') || !/^https?:$/.test(new URL(realmsURL).protocol) || /[?#]/.test(realmsURL)) {
+    throw new Error(`REALMS_URL must be an absolute http(s) URL ending with "/" (no query or hash), got ${JSON.stringify(realmsURL)}`);
+  }
+  // The lookup compares canonical URLs: `http://LOCALHOST:3000/` must match what it computes.
+  return { port, host, workers, realmsDir, realmsURL: new URL(realmsURL).href, databaseURL: env.DATABASE_URL || undefined };
 }
 
 function integer(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {

@@ -5,6 +5,7 @@ import { CachingDefinitionLookup } from '../src';
 import { ModuleCacheHealthIndicator } from '../src/health';
 import { clusterMetrics } from './cluster-metrics';
 import { ENDPOINTS, exampleCommands } from './examples';
+import { RealmsService } from './realms.service';
 import type { ServiceConfig } from './service-config';
 import { SERVICE_CONFIG } from './service.tokens';
 
@@ -21,6 +22,7 @@ export class ServiceController {
     private readonly health: HealthCheckService,
     private readonly database: TypeOrmHealthIndicator,
     private readonly cache: ModuleCacheHealthIndicator,
+    private readonly realms: RealmsService,
     @Inject(SERVICE_CONFIG) private readonly config: ServiceConfig,
   ) {}
 
@@ -28,7 +30,7 @@ export class ServiceController {
   index(): object {
     return {
       service: 'module-cache',
-      realm: { url: this.config.realmURL, folder: this.config.realmDir },
+      realms: { url: this.config.realmsURL, folder: this.config.realmsDir, mounted: this.realms.list() },
       endpoints: ENDPOINTS,
       try: exampleCommands(this.config),
     };

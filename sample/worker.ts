@@ -5,6 +5,7 @@ import type { NestExpressApplication } from '@nestjs/platform-express';
 import { AppModule } from './app.module';
 import { READY, type WorkerMessage } from './cluster-messages';
 import { answerMetricsCollection } from './cluster-metrics';
+import { realmFiles } from './realm-files';
 import type { ServiceConfig } from './service-config';
 
 /** Nest's start-up chatter (one line per module and route) times WORKERS drowns the URLs the primary prints. */
@@ -59,14 +60,8 @@ export async function runWorker(config: ServiceConfig & { databaseURL: string })
     res.setHeader('x-worker-pid', String(process.pid));
     next();
   });
-  // The realm's files at their module URLs' path, so a module URL also shows the source.
-  app.useStaticAssets(config.realmDir, {
-    prefix: new URL(config.realmURL).pathname,
-    dotfiles: 'ignore',
-    index: false,
-    // `.ts` would otherwise be served as video/mp2t.
-    setHeaders: (res: { setHeader(name: string, value: string): void }) => res.setHeader('content-type', 'text/plain; charset=utf-8'),
-  });
+  // Every realm's files at their module URLs' path, so a module URL also shows the source.
+  app.use(new URL(config.realmsURL).pathname, realmFiles(config));
   await app.listen(config.port, config.host);
   if (!closing && cluster.isWorker) process.send?.({ type: READY, slot } satisfies WorkerMessage);
 }

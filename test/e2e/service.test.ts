@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -45,8 +45,14 @@ function startService(env: Record<string, string | undefined>): Service {
   return { child, port: Number(env.PORT), output: () => output, exited };
 }
 
-/** One request on a fresh connection (so the cluster may hand it to any worker). */
-function call(port: number, method: string, pathAndQuery: string, body?: unknown): Promise<Answer> {
+/** One request on a fresh connection (so the cluster may hand it to any worker). An array header is sent once per value. */
+function call(
+  port: number,
+  method: string,
+  pathAndQuery: string,
+  body?: unknown,
+  headers: Record<string, string | string[]> = {},
+): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const payload = body === undefined ? undefined : JSON.stringify(body);
     const req = httpRequest(
@@ -56,7 +62,7 @@ function call(port: number, method: string, pathAndQuery: string, body?: unknown
         method,
         path: pathAndQuery,
         agent: false,
-        headers: payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {},
+        headers: { ...headers, ...(payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {}) },
         timeout: 30_000,
       },
       (res) => {
@@ -128,34 +134,166 @@ async function untilUp(service: Service): Promise<void> {
 
 describe('the service: two workers on a shared database', () => {
   let db: TestDatabase;
-  let realmDir: string;
+  let realmsDir: string;
   let service: Service;
+  let realmsURL: string;
   let realmURL: string;
+  /** A module URL of the public sample realm `realm`, or of another realm with `realm/file`-style paths via `at`. */
   const moduleURL = (file: string) => `${realmURL}${file}`;
-  const definitions = (file: string) => `/definitions?url=${encodeURIComponent(moduleURL(file))}`;
+  const at = (realmAndFile: string) => `${realmsURL}${realmAndFile}`;
+  const definitionsOf = (url: string) => `/definitions?url=${encodeURIComponent(url)}`;
+  const definitions = (file: string) => definitionsOf(moduleURL(file));
+  /** The rows a URL has in the table, by scope. */
+  const scopesOf = async (url: string) =>
+    (await db.query<{ scope: string }>('SELECT scope FROM module_cache_entries WHERE url = $1 ORDER BY scope', [url])).map((r) => r.scope);
 
   beforeAll(async () => {
     db = await createTestDatabase();
-    realmDir = mkdtempSync(path.join(tmpdir(), 'module-cache-service-realm-'));
-    cpSync(path.join(ROOT, 'sample', 'realms', 'realm'), realmDir, { recursive: true });
+    // The two sample realms, copied: the public `realm` and `private-notes` (with its .private file).
+    realmsDir = mkdtempSync(path.join(tmpdir(), 'module-cache-service-realms-'));
+    for (const realm of ['realm', 'private-notes']) {
+      cpSync(path.join(ROOT, 'sample', 'realms', realm), path.join(realmsDir, realm), { recursive: true });
+    }
     const port = await freePort();
-    realmURL = `http://localhost:${port}/realm/`;
-    service = startService({ WORKERS: '2', PORT: String(port), REALM_DIR: realmDir, DATABASE_URL: db.url });
+    realmsURL = `http://localhost:${port}/`;
+    realmURL = `${realmsURL}realm/`;
+    service = startService({ WORKERS: '2', PORT: String(port), REALMS_DIR: realmsDir, DATABASE_URL: db.url });
     await untilUp(service);
   }, START_TIMEOUT_MS + 10_000);
 
   afterAll(async () => {
     if (service) await stopService(service).catch(() => service.child.kill('SIGKILL'));
     await db?.drop();
-    if (realmDir) rmSync(realmDir, { recursive: true, force: true });
+    if (realmsDir) rmSync(realmsDir, { recursive: true, force: true });
   }, 60_000);
 
-  it('GET / lists the endpoints and example commands', async () => {
-    const index = (await call(service.port, 'GET', '/')).json<{ endpoints: { route: string }[]; try: string[] }>();
+  it('GET / lists the endpoints, the realms and example commands', async () => {
+    const index = (await call(service.port, 'GET', '/')).json<{
+      endpoints: { route: string }[];
+      realms: { url: string; mounted: { name: string; url: string; private: boolean }[] };
+      try: string[];
+    }>();
     expect(index.endpoints.map((e) => e.route.split(' ').slice(0, 2).join(' '))).toEqual(
       expect.arrayContaining(['GET /definitions?url=URL[&scope=S]', 'POST /invalidate', 'GET /health', 'GET /metrics', 'GET /events']),
     );
+    expect(index.realms.url).toBe(realmsURL);
+    expect(index.realms.mounted).toEqual(
+      expect.arrayContaining([
+        { name: 'realm', url: realmURL, private: false },
+        { name: 'private-notes', url: at('private-notes/'), private: true },
+      ]),
+    );
     expect(index.try.join('\n')).toContain(moduleURL('pet-owner.ts'));
+    expect(index.try.join('\n')).toContain(`-H 'x-user: alice'`);
+  });
+
+  it("both realms are served, definitions and files, by each worker (files without the realm's dotfiles)", async () => {
+    const ok = (answer: Answer) => answer.status === 200;
+    await untilEachWorker(service.port, 2, definitions('pet-owner.ts'), ok, 'realm/pet-owner.ts');
+    const notes = await untilEachWorker(service.port, 2, definitionsOf(at('private-notes/note.ts')), ok, 'private-notes/note.ts');
+    expect(notes.get('0')!.json<{ definitions: object }>().definitions).toEqual({
+      NoteId: { kind: 'type', line: 2 },
+      Note: { kind: 'interface', line: 4 },
+      summarize: { kind: 'function', line: 10 },
+    });
+    const file = await call(service.port, 'GET', '/realm/pet-card.gts');
+    expect({ status: file.status, type: file.headers['content-type'] }).toEqual({ status: 200, type: 'text/plain; charset=utf-8' });
+    expect(file.text).toBe(readFileSync(path.join(realmsDir, 'realm', 'pet-card.gts'), 'utf8'));
+    expect((await call(service.port, 'GET', '/private-notes/note.ts')).status).toBe(200);
+    for (const hidden of ['/private-notes/.private', '/private-notes/', '/realm/nope.ts', '/realm/..%2F..%2Fpackage.json'])
+      expect({ hidden, status: (await call(service.port, 'GET', hidden)).status }).toEqual({ hidden, status: 404 });
+  });
+
+  it('a .gts card module with templates answers its definitions, and the modules importing it theirs', async () => {
+    const card = await call(service.port, 'GET', definitions('pet-card.gts'));
+    expect(card.status).toBe(200);
+    expect(card.json()).toMatchObject({
+      url: moduleURL('pet-card.gts'),
+      definitions: { PetCard: { kind: 'class', line: 10 }, isCat: { kind: 'function', line: 31 } },
+      // Stored dependencies are aliases: without the executable extension.
+      deps: [moduleURL('pet'), moduleURL('greeting')],
+    });
+    expect(card.json()).not.toHaveProperty('error');
+    const one = await call(service.port, 'GET', `${definitions('pet-card.gts')}&name=PetCard`);
+    expect(one.json()).toMatchObject({ name: 'PetCard', definition: { kind: 'class', line: 10 } });
+    const gallery = await call(service.port, 'GET', definitions('pet-gallery.gts'));
+    expect(gallery.json()).toMatchObject({
+      definitions: { EmptyGallery: { kind: 'const' }, default: { kind: 'default' } },
+      deps: [moduleURL('pet-card'), moduleURL('greeting')],
+    });
+    // A template-only component: its top-level <template> is the default export.
+    expect((await call(service.port, 'GET', definitions('greeting.gjs'))).json()).toMatchObject({
+      definitions: { default: { kind: 'default' } },
+    });
+  });
+
+  it('a private realm caches one row per x-user; a public realm one `public` row for everybody', async () => {
+    const lookup = (url: string, user?: string | string[]) =>
+      call(service.port, 'GET', definitionsOf(url), undefined, user === undefined ? {} : { 'x-user': user });
+    const note = at('private-notes/notebook.gts');
+    for (const user of ['alice', 'bob']) {
+      const answer = await lookup(note, user);
+      expect(answer.status).toBe(200);
+      expect(answer.json()).toMatchObject({ scope: `user:${user}`, definitions: { default: { kind: 'default', line: 5 } } });
+    }
+    expect(await scopesOf(note)).toEqual(['user:alice', 'user:bob']);
+    // Nobody named: one anonymous user.
+    expect((await lookup(note)).json()).toMatchObject({ scope: 'user:anonymous' });
+
+    const greeting = moduleURL('greeting.gjs');
+    for (const user of ['alice', 'bob', undefined]) expect((await lookup(greeting, user)).json()).toMatchObject({ scope: 'public' });
+    expect(await scopesOf(greeting)).toEqual(['public']);
+
+    // One non-empty x-user, or a 400 that says so.
+    for (const bad of ['', ['alice', 'bob']]) {
+      const answer = await lookup(note, bad);
+      expect({ bad, status: answer.status }).toEqual({ bad, status: 400 });
+      expect(answer.json<{ message: string }>().message).toMatch(/"x-user" must be one non-empty header/);
+    }
+    const named = await call(service.port, 'GET', `${definitionsOf(note)}&name=default`, undefined, { 'x-user': 'carol' });
+    expect(named.json()).toMatchObject({ name: 'default', definition: { kind: 'default' } });
+    expect(await scopesOf(note)).toEqual(['user:alice', 'user:anonymous', 'user:bob', 'user:carol']);
+  });
+
+  it('a realm folder created at runtime is mounted by every worker; removed, it is unmounted everywhere and its rows cleared', async () => {
+    const extra = path.join(realmsDir, 'extra');
+    mkdirSync(extra);
+    writeFileSync(path.join(extra, 'a.ts'), "import { b } from './b.gts';\nexport const a = b;\n");
+    writeFileSync(path.join(extra, 'b.gts'), 'export const b = 1;\n\nexport const B = <template>{{b}}</template>;\n');
+    const mounted = await untilEachWorker(
+      service.port,
+      2,
+      definitionsOf(at('extra/a.ts')),
+      (a) => a.status === 200,
+      'a lookup in the new realm',
+    );
+    expect(mounted.get('1')!.json()).toMatchObject({
+      realmURL: at('extra/'),
+      definitions: { a: { kind: 'const' } },
+      deps: [at('extra/b')],
+    });
+    await untilEachWorker(service.port, 2, definitionsOf(at('extra/b.gts')), (a) => a.status === 200, "the new realm's .gts");
+    // A row to be cleared: the watcher worker's invalidations of the new files may delete the first ones computed.
+    await waitFor(
+      async () =>
+        (await call(service.port, 'GET', definitionsOf(at('extra/a.ts')))).status === 200 &&
+        (await scopesOf(at('extra/a.ts'))).length === 1,
+      10_000,
+      "a row of the new realm's a.ts",
+    );
+
+    rmSync(extra, { recursive: true });
+    const gone = (a: Answer) => a.status === 404 && /not inside any registered realm/.test(a.json<{ message: string }>().message);
+    await untilEachWorker(service.port, 2, definitionsOf(at('extra/a.ts')), gone, 'the removed realm to be unknown');
+    // Cleared once, by the watcher worker, for every worker.
+    await waitFor(
+      async () => (await db.query('SELECT 1 FROM module_cache_entries WHERE realm = $1', [at('extra/')])).length === 0,
+      10_000,
+      "the removed realm's rows to be cleared",
+    );
+    expect((await call(service.port, 'GET', '/extra/a.ts')).status).toBe(404);
+    // The other realms are still there.
+    expect((await call(service.port, 'GET', definitions('pet.ts'))).status).toBe(200);
   });
 
   it('both workers serve definitions; an edit in the realm reaches both, and the consumers are recomputed', async () => {
@@ -175,7 +313,7 @@ describe('the service: two workers on a shared database', () => {
     // Both workers answer from the one table: the same row, so the same createdAt.
     expect(entry(before.owner.get('1')!).createdAt).toBe(owner.createdAt);
 
-    const file = path.join(realmDir, 'person.ts');
+    const file = path.join(realmsDir, 'realm', 'person.ts');
     writeFileSync(file, `${readFileSync(file, 'utf8')}\nexport type Nickname = string;\n`);
 
     // Only worker 0 watches the folder: worker 1 hears of the change over NOTIFY.

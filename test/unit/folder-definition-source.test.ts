@@ -159,6 +159,78 @@ describe('FolderDefinitionSource', () => {
     });
   });
 
+  it('preprocesses <template> in class bodies (.gts) and at top level (.gjs) into their exports and imports, on the lines of the file', async () => {
+    // A card class whose formats are classes with a <template> body; the bare packages are no dependencies.
+    expect(await load('pet-card.gts')).toEqual({
+      definitions: { PetCard: { kind: 'class', line: 10 }, isCat: { kind: 'function', line: 31 } },
+      deps: [`${REALM_URL}pet`, `${REALM_URL}greeting.gjs`],
+    });
+    // A template-only component: the top-level <template> is the default export.
+    expect(await load('greeting.gjs')).toEqual({ definitions: { default: { kind: 'default', line: 5 } }, deps: [] });
+    // A template assigned to a const, and a class component with its template: imports of both files above.
+    expect(await load('pet-gallery.gts')).toEqual({
+      definitions: { EmptyGallery: { kind: 'const', line: 9 }, default: { kind: 'default', line: 14 } },
+      deps: [`${REALM_URL}pet-card.gts`, `${REALM_URL}greeting.gjs`],
+    });
+  });
+
+  it('keeps the lines of the file as written below multi-line templates, whatever their content', async () => {
+    writeFileSync(
+      path.join(rootDir, 'templates.gts'),
+      [
+        "import { on } from '@ember/modifier';", // 1
+        "import { Person } from './person';", // 2
+        'export const Title = <template>', // 3
+        '  <h1 title="`${x}`">ü 😀 {{@title}}</h1>', // 4: a backtick, `${` and non-ASCII inside
+        '</template>;', // 5
+        '', // 6
+        'export class Profile {', // 7
+        '  <template>', // 8
+        '    <button {{on "click" this.go}}>go</button>', // 9
+        '  </template>', // 10
+        '  go(): void {}', // 11
+        '}', // 12
+        '', // 13
+        'export type Id = Person["data"]["id"];', // 14
+        '<template><Title @title="x" /></template>', // 15: a top-level template, the default export
+        "export * as people from './people.gts';", // 16
+      ].join('\n'),
+    );
+    expect(await load('templates.gts')).toEqual({
+      definitions: {
+        Title: { kind: 'const', line: 3 },
+        Profile: { kind: 'class', line: 7 },
+        Id: { kind: 'type', line: 14 },
+        default: { kind: 'default', line: 15 },
+        people: { kind: 'namespace-reexport', from: `${REALM_URL}people.gts`, line: 16 },
+      },
+      deps: [`${REALM_URL}person`, `${REALM_URL}people.gts`],
+    });
+  });
+
+  it('reports a broken .gts/.gjs as a 422 module error with the line of the file as written', async () => {
+    const errorAt = (file: string, line: number) => ({
+      definitions: {},
+      deps: [],
+      error: {
+        message: expect.stringMatching(new RegExp(`^SyntaxError: .+ \\(${file.replace('.', '\\.')}:${line}:\\d+\\)$`)),
+        status: 422,
+      },
+    });
+    // A template that is never closed: content-tag refuses it.
+    writeFileSync(path.join(rootDir, 'unclosed.gts'), 'export class A {\n  <template>\n    <p>hi</p>\n}\n');
+    expect(await load('unclosed.gts')).toEqual(errorAt('unclosed.gts', 4));
+    // Broken script around a well-formed template.
+    writeFileSync(
+      path.join(rootDir, 'broken-script.gts'),
+      'export const T = <template>\n  hi\n</template>;\nexport const o = {\n\nexport function f() {}\n',
+    );
+    expect(await load('broken-script.gts')).toEqual(errorAt('broken-script.gts', 6));
+    // Type syntax in a .gjs passes content-tag and fails the JavaScript parse: its line comes back through the source map.
+    writeFileSync(path.join(rootDir, 'typed.gjs'), '<template>\n  hi\n</template>\n\nexport const x: number = 1;\n');
+    expect(await load('typed.gjs')).toEqual(errorAt('typed.gjs', 5));
+  });
+
   it('rejects with the abort reason when the signal is already aborted', async () => {
     const controller = new AbortController();
     controller.abort(new Error('timed out'));

@@ -1,5 +1,5 @@
-// The leaf most of the realm depends on: change it and invalidation fans out to
-// pet, pet-owner, utils/format, utils/dates.js, catalog, index (and back through the pet <-> pet-owner cycle).
+// The leaf most of the realm depends on: change it and invalidation fans out to pet, pet-owner, utils/format,
+// utils/dates.js, catalog, index, pet-card.gts, pet-gallery.gts (and back through the pet <-> pet-owner cycle).
 export type PersonId = string;
 
 export interface PersonData {
