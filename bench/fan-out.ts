@@ -7,6 +7,8 @@ import { Pool } from 'pg';
 import { createCacheApp } from '../test/support/app';
 import { FakeSource } from '../test/support/fake-source';
 import { countStatements } from '../test/support/pg';
+import { encodeInvalidations } from '../src';
+import { urlHash } from '../src/persistence/module-cache.repository';
 import { benchDatabase, goal, median, ms, onCleanup, progress, REALM, runBench, times, type BenchDatabase } from './support';
 
 const MODULES = 10_000;
@@ -62,6 +64,29 @@ async function walk(pool: Pool, root: string): Promise<[number, number]> {
   }
 }
 
+/**
+ * The database's own cost of what invalidate(root) must do at the least: one transaction that
+ * deletes the same rows by key from a table of the same layout (a copy of module_cache_entries,
+ * indexes included) and sends the same NOTIFY payloads.
+ */
+async function bareDeleteAndNotify(pool: Pool, urls: string[], payloads: string[]): Promise<number> {
+  const client = await pool.connect();
+  try {
+    const t = performance.now();
+    await client.query('BEGIN');
+    const { rowCount } = await client.query(`DELETE FROM bench_bare WHERE url_hash = ANY($1::uuid[]) AND url = ANY($2::text[])`, [
+      urls.map(urlHash),
+      urls,
+    ]);
+    await client.query(`SELECT pg_notify('module_cache_bench_bare', p) FROM unnest($1::text[]) AS p`, [payloads]);
+    await client.query('COMMIT');
+    if (rowCount !== MODULES) throw new Error(`the baseline deleted ${rowCount} rows, not ${MODULES}`);
+    return performance.now() - t;
+  } finally {
+    client.release();
+  }
+}
+
 /** The fan-out alone: the migration's module_cache_affected_aliases(), the recursive query invalidate() runs. */
 async function discoverOnly(pool: Pool, root: string): Promise<number> {
   const { rows } = await pool.query<{ n: string }>(`SELECT count(*) AS n FROM module_cache_affected_aliases($1::text[])`, [[root]]);
@@ -76,6 +101,8 @@ runBench('fan-out', async () => {
   onCleanup('the pg pool', () => pool.end());
   const root = `${REALM}m0`;
 
+  await db.query(`CREATE TABLE bench_bare (LIKE module_cache_entries INCLUDING ALL)`);
+  const bare: number[] = [];
   const ours: number[] = [];
   const trips: number[] = [];
   const walks: number[] = [];
@@ -92,6 +119,22 @@ runBench('fan-out', async () => {
     t = performance.now();
     if ((await discoverOnly(pool, root)) !== MODULES) throw new Error('the discovery query found a different set');
     discovery.push(performance.now() - t);
+    // The baseline first, on a copy of exactly the rows invalidate(root) is about to delete.
+    await db.query(`TRUNCATE bench_bare`);
+    await db.query(
+      `INSERT INTO bench_bare (url, scope, alias, realm, definitions, deps) SELECT url, scope, alias, realm, definitions, deps FROM module_cache_entries`,
+    );
+    await db.query('ANALYZE bench_bare');
+    const expectedURLs = [
+      `${root}`,
+      `${root}.gts`,
+      `${root}.ts`,
+      `${root}.gjs`,
+      `${root}.js`,
+      ...Array.from({ length: MODULES - 1 }, (_, i) => `${REALM}m${i + 1}.gts`),
+    ];
+    const payloads = encodeInvalidations({ kind: 'module', realm: REALM, urls: expectedURLs }, { origin: 'bench' });
+    bare.push(await bareDeleteAndNotify(pool, expectedURLs, payloads));
     t = performance.now();
     const { result: urls, statements } = await countStatements(() => app.lookup.invalidate(`${root}.gts`));
     ours.push(performance.now() - t);
@@ -103,9 +146,16 @@ runBench('fan-out', async () => {
     }
     progress(`rep ${rep}/${REPS}: invalidate(root) cleared ${invalidated} modules in ${ms(ours.at(-1)!)}, ${trips.at(-1)} round trips`);
   }
-  const [o, w] = [median(ours), median(walks)];
+  const [o, w, b] = [median(ours), median(walks), median(bare)];
   const roundTrips = Math.max(...trips);
   const rows = [
+    {
+      measure: `invalidate() of the ${MODULES.toLocaleString('en')}-module graph vs one transaction deleting the same rows by key + the same NOTIFYs`,
+      ours: ms(o),
+      baseline: ms(b),
+      ratio: times(o / b),
+      goal: goal('≤ 1.5×', o / b <= 1.5),
+    },
     {
       measure: `fan-out of a ${MODULES.toLocaleString('en')}-module graph: invalidate(root) vs one-query-per-node walk`,
       ours: ms(o),

@@ -1,5 +1,5 @@
 import type { Logger } from '@nestjs/common';
-import { encodeInvalidations, encodeSync, type InvalidationTarget } from '../broadcast/invalidation-message';
+import { encodeInvalidations, encodeSync, MAX_PAYLOAD_BYTES, type InvalidationTarget } from '../broadcast/invalidation-message';
 import type { Acknowledged, Membership } from '../coordination/membership';
 import { InvalidationBroadcastError, InvalidationUnconfirmedError, type ModuleCacheError } from '../errors';
 import { messages } from '../messages';
@@ -51,59 +51,78 @@ export class Invalidator {
     const alias = this.deps.urls.alias(url);
     const variants = this.deps.urls.variants(url);
     this.deps.forgetModules([alias]);
-    let affected: InvalidatedRow[] = [];
+    let deleted: { urls: string[]; aliases: string[] } = { urls: [], aliases: [] };
     let sent = 0;
     let seq: string | undefined;
     try {
-      // First as if nothing depended on the module (one round trip for a module without
-      // consumers); the database hands back the fan-out when it reaches further.
-      let known = [urlHash(alias)];
-      let payloads = this.encodeModules(realm, variants, []);
-      for (let attempt = 1; ; attempt++) {
-        if (attempt > OPTIMISTIC_INVALIDATION_ATTEMPTS) {
-          // The graph kept gaining consumers between our statements: do it in one transaction.
-          ({ rows: affected, seq } = await this.deps.repository.invalidateModules(
-            [alias],
-            this.deps.options.fenceRetentionMs,
-            this.deps.options.channel,
-            (rows) => {
-              this.deps.forgetModules(rows.map((r) => r.alias));
-              payloads = this.encodeModules(realm, variants, rows);
-              return payloads;
-            },
-          ));
-          sent = payloads.length;
-          break;
-        }
-        const result = await this.deps.repository.invalidateAndNotify(
-          [alias],
-          known,
+      if (this.deps.options.signingSecret === undefined) {
+        // Unsigned payloads: the database encodes them itself, one statement whatever the fan-out.
+        const result = await this.deps.repository.invalidateEncoded(
+          { alias, realm, variants },
+          { origin: this.deps.options.wireFormat === 'seed' ? null : this.deps.origin, budget: MAX_PAYLOAD_BYTES },
           this.deps.options.fenceRetentionMs,
           this.deps.options.channel,
-          payloads,
         );
-        if (result.done) {
-          affected = result.rows;
-          seq = result.seq;
-          sent = payloads.length;
-          break;
-        }
-        this.deps.forgetModules(result.rows.map((r) => r.alias));
-        known = [urlHash(alias), ...result.rows.map((r) => r.alias_hash)];
-        payloads = this.encodeModules(realm, variants, result.rows);
+        ({ seq, sent } = result);
+        const urls = [...new Set(result.urls)];
+        deleted = { urls, aliases: [...new Set(urls.map((u) => this.deps.urls.alias(u)))] };
+      } else {
+        const result = await this.invalidateSigned(alias, realm, variants);
+        ({ seq, sent } = result);
+        deleted = { urls: result.rows.map((r) => r.url), aliases: result.rows.map((r) => r.alias) };
       }
     } catch (error) {
       throw this.broadcastFailure(`invalidate(${url})`, error);
     } finally {
       // Again after commit: a read that raced the transaction must not repopulate memory.
-      this.deps.forgetModules([alias, ...affected.map((r) => r.alias)]);
+      this.deps.forgetModules([alias, ...deleted.aliases]);
     }
     this.deps.stats.notifications.sent += sent;
-    const urls = [...new Set([...variants, ...affected.map((r) => r.url)])];
+    const urls = [...new Set([...variants, ...deleted.urls])];
     this.deps.stats.invalidations++;
     const strong = await this.confirm(`invalidate(${url})`, seq);
     this.deps.emit({ type: 'invalidated', kind: 'module', realm, urls, durationMs: performance.now() - started, ...strong });
     return urls;
+  }
+
+  /**
+   * Signed payloads are encoded here: first as if nothing depended on the module (one round trip
+   * for a module without consumers); the database hands back the fan-out when it reaches further.
+   */
+  private async invalidateSigned(
+    alias: string,
+    realm: string,
+    variants: string[],
+  ): Promise<{ rows: InvalidatedRow[]; seq: string; sent: number }> {
+    let known = [urlHash(alias)];
+    let payloads = this.encodeModules(realm, variants, []);
+    for (let attempt = 1; ; attempt++) {
+      if (attempt > OPTIMISTIC_INVALIDATION_ATTEMPTS) {
+        // The graph kept gaining consumers between our statements: do it in one transaction.
+        const { rows, seq } = await this.deps.repository.invalidateModules(
+          [alias],
+          this.deps.options.fenceRetentionMs,
+          this.deps.options.channel,
+          (affected) => {
+            this.deps.forgetModules(affected.map((r) => r.alias));
+            payloads = this.encodeModules(realm, variants, affected);
+            return payloads;
+          },
+        );
+        return { rows, seq, sent: payloads.length };
+      }
+      const result = await this.deps.repository.invalidateAndNotify(
+        [alias],
+        known,
+        this.deps.options.fenceRetentionMs,
+        this.deps.options.channel,
+        payloads,
+      );
+      if (result.done) return { rows: result.rows, seq: result.seq!, sent: payloads.length };
+      this.deps.forgetModules(result.rows.map((r) => r.alias));
+      known = [urlHash(alias), ...result.rows.map((r) => r.alias_hash)];
+      payloads = this.encodeModules(realm, variants, result.rows);
+    }
   }
 
   /** Clears the rows of a realm prefix (registered or not; nested realms too), here and in every peer. Returns the rows deleted. */

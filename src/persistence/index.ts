@@ -1,6 +1,7 @@
 import { CreateModuleCache1764000000000 } from './migrations/1764000000000-create-module-cache';
 import { FenceWatermarks1764100000000 } from './migrations/1764100000000-fence-watermarks';
 import { Peers1764200000000 } from './migrations/1764200000000-peers';
+import { OneStatementInvalidation1764300000000 } from './migrations/1764300000000-one-statement-invalidation';
 import {
   ModuleCacheEdgeEntity,
   ModuleCacheEntryEntity,
@@ -18,4 +19,9 @@ export const moduleCacheEntities = [
   ModuleCachePeerEntity,
 ];
 /** Hand these to your TypeORM DataSource (`migrations`) and run them (`migrationsRun: true` or the CLI). */
-export const moduleCacheMigrations = [CreateModuleCache1764000000000, FenceWatermarks1764100000000, Peers1764200000000];
+export const moduleCacheMigrations = [
+  CreateModuleCache1764000000000,
+  FenceWatermarks1764100000000,
+  Peers1764200000000,
+  OneStatementInvalidation1764300000000,
+];

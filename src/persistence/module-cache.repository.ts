@@ -193,6 +193,29 @@ export class ModuleCacheRepository {
   }
 
   /**
+   * A module invalidation in one statement: fan-out, fence log, delete, and the NOTIFY payloads
+   * encoded by the database (unsigned: `origin` null for the seed's format). Returns the URLs of
+   * the deleted rows (one per row: a URL cached in several scopes comes back several times), the
+   * invalidation's sequence and the number of payloads sent.
+   */
+  async invalidateEncoded(
+    target: { alias: string; realm: string; variants: string[] },
+    encoding: { origin: string | null; budget: number },
+    retentionMs: number,
+    channel: string,
+  ): Promise<{ urls: string[]; seq: string; sent: number }> {
+    const [row] = await this.run<{ urls: string; seq: string; payloads: number }>(
+      {
+        name: 'module_cache_invalidate_encoded',
+        text: `SELECT urls, seq::text, payloads FROM module_cache_invalidate_encoded($1, $2, $3::text[], $4, $5::int, $6::bigint, $7)`,
+        values: [target.alias, target.realm, target.variants, encoding.origin, encoding.budget, retentionMs, channel],
+      },
+      { readCommitted: true },
+    );
+    return { urls: row.urls ? row.urls.split('\n') : [], seq: row.seq, sent: row.payloads };
+  }
+
+  /**
    * The same inside one explicit transaction, for a graph that keeps changing: fan-out, fence
    * log and delete first, then the NOTIFYs encoded from what was deleted, then COMMIT.
    * `onAffected` runs synchronously as soon as the fan-out is known.

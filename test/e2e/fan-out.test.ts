@@ -79,7 +79,7 @@ describe('transitive invalidation', () => {
     expect(await remaining()).toEqual(['e.gts']);
   });
 
-  it('a 10,000-module graph is found in one query and cleared in one transaction', async () => {
+  it('a 10,000-module graph is found, cleared and broadcast in one statement', async () => {
     // A tree: module i imports module floor(i / 4); the root is m0. Plus 500 unrelated modules.
     const edges: Record<string, string[]> = {};
     for (let i = 0; i < 10_000; i++) edges[`m${i}`] = i === 0 ? [] : [`m${Math.floor(i / 4)}`];
@@ -90,15 +90,53 @@ describe('transitive invalidation', () => {
     const ms = performance.now() - started;
     process.stdout.write(`[fan-out] 10,000-module graph: ${urls.length} URLs invalidated in ${ms.toFixed(1)} ms, ${trips} round trips\n`);
     expect(urls.filter((u) => u.endsWith('.gts') && u.startsWith(`${REALM}m`))).toHaveLength(10_000);
-    expect(trips).toBe(2); // the statement hands back the fan-out; then fence log + delete + NOTIFY batch in one statement
+    expect(trips).toBe(1); // fan-out, fence log, delete and the NOTIFY batch (encoded by the database) in one statement
     expect((await remaining()).length).toBe(500);
   });
 });
 
-describe('a consumer persisted between the fan-out read and the invalidation', () => {
+describe('the payloads the database encodes (unsigned: one statement whatever the fan-out)', () => {
+  it('parse, stay within the byte budget, name every URL, and degrade a URL too long for any payload to a realm message', async () => {
+    const peer = new Client({ connectionString: db.url });
+    await peer.connect();
+    const heard: string[] = [];
+    peer.on('notification', (n) => heard.push(n.payload ?? ''));
+    await peer.query('LISTEN module_cache_invalidated');
+    try {
+      // A hub with 1,000 consumers, some with multi-byte names, and one whose URL fits no payload.
+      const edges: Record<string, string[]> = { hub: [] };
+      for (let i = 0; i < 1000; i++) edges[i % 7 === 0 ? `ünïcødé-${i}-日本` : `consumer-${i}`] = ['hub'];
+      edges[`long-${'x'.repeat(7100)}`] = ['hub'];
+      await seedGraph(edges);
+      const expected = (await db.query<{ url: string }>(`SELECT url FROM module_cache_entries`)).map((r) => r.url);
+      const { result: urls, statements } = await countStatements(() => cache.lookup.invalidate(url('hub')));
+      expect(statements).toBe(1);
+      expect(urls).toEqual(expect.arrayContaining(expected));
+      await waitFor(() => heard.some((p) => p.includes('"k":"realm"')), 5000, 'the degraded realm message');
+      const parsed = heard.map((p) => ({ bytes: Buffer.byteLength(p), result: parseInvalidation(p) }));
+      expect(parsed.every((p) => p.result.ok && p.bytes <= 7000)).toBe(true);
+      const named = new Set(parsed.flatMap((p) => (p.result.ok && p.result.message.kind === 'module' ? p.result.message.urls : [])));
+      expect(expected.filter((u) => !named.has(u))).toEqual([expected.find((u) => u.includes('long-'))]);
+      expect(parsed.filter((p) => p.result.ok && p.result.message.kind === 'realm')).toHaveLength(1);
+    } finally {
+      await peer.end();
+    }
+  });
+});
+
+describe('signed payloads: a consumer persisted between the fan-out read and the invalidation', () => {
+  const SECRET = 'fan-out-test-signing-secret';
+  let signed: CacheApp;
+  beforeAll(async () => {
+    signed = await createCacheApp(db.url, { realms: [REALM], source: new FakeSource(), listener: false, signingSecret: SECRET });
+  });
+  afterAll(async () => {
+    await signed?.close();
+  });
+
   async function interleave(times: number): Promise<{ urls: string[]; calls: number }> {
     await seedGraph({ a: [], b: ['a'] });
-    const repository = cache.app.get<ModuleCacheRepository>(MODULE_CACHE_REPOSITORY);
+    const repository = signed.app.get<ModuleCacheRepository>(MODULE_CACHE_REPOSITORY);
     const real = repository.invalidateAndNotify.bind(repository);
     let calls = 0;
     let late = 0;
@@ -110,7 +148,7 @@ describe('a consumer persisted between the fan-out read and the invalidation', (
       return result;
     };
     try {
-      return { urls: await cache.lookup.invalidate(url('a')), calls };
+      return { urls: await signed.lookup.invalidate(url('a')), calls };
     } finally {
       repository.invalidateAndNotify = real;
     }
@@ -120,7 +158,9 @@ describe('a consumer persisted between the fan-out read and the invalidation', (
     const peer = new Client({ connectionString: db.url });
     await peer.connect();
     const heard: string[] = [];
-    peer.on('notification', (n) => heard.push(...(parseInvalidation(n.payload).ok ? JSON.parse(n.payload!).m : [])));
+    peer.on('notification', (n) =>
+      heard.push(...(parseInvalidation(n.payload, { signingSecret: SECRET }).ok ? JSON.parse(n.payload!).m : [])),
+    );
     await peer.query('LISTEN module_cache_invalidated');
     try {
       const { urls, calls } = await interleave(1);
