@@ -109,6 +109,13 @@ const schema = z
     consistency: z.enum(['eventual', 'strong']).default('eventual'),
     /** Strong consistency: how long a heartbeat's lease renewal holds (and so the longest an invalidation waits for a silent peer). */
     leaseMs: positiveInt.max(600_000).default(10_000),
+    /**
+     * Hot statements as named prepared statements on the DataSource's pool (planned once per
+     * connection). `false` behind a transaction-pooling proxy that does not keep them (PgBouncer
+     * before 1.21, or without max_prepared_statements); the listener should then connect to the
+     * server directly (`listener.connection`).
+     */
+    preparedStatements: z.boolean().default(true),
     /** Strong consistency: channel on which peers announce their acknowledgements. */
     ackChannel: channel.default(MODULE_CACHE_ACKED_CHANNEL),
     /** NOTIFY channel of invalidations. */

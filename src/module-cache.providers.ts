@@ -68,11 +68,11 @@ export const moduleCacheProviders: Provider[] = [
   },
   {
     provide: MODULE_CACHE_REPOSITORY,
-    inject: [MODULE_CACHE_DATA_SOURCE],
-    useFactory: (dataSource: DataSource) => {
+    inject: [MODULE_CACHE_DATA_SOURCE, RESOLVED_MODULE_CACHE_OPTIONS],
+    useFactory: (dataSource: DataSource, options: ResolvedModuleCacheOptions) => {
       const type = (dataSource.options as { type: string }).type;
       if (type !== 'postgres') throw new ModuleCacheOptionsError(messages.notPostgres(type));
-      return new ModuleCacheRepository(dataSource);
+      return new ModuleCacheRepository(dataSource, options.preparedStatements);
     },
   },
   {

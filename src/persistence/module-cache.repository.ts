@@ -96,7 +96,14 @@ export class ModuleCacheRepository {
   private readonly logger = new Logger('ModuleCacheRepository');
   private explicitReadCommitted = false;
 
-  constructor(private readonly dataSource: DataSource) {}
+  /**
+   * `preparedStatements: false` for a pool behind a transaction-pooling proxy that does not keep
+   * named prepared statements (PgBouncer before 1.21, or without max_prepared_statements).
+   */
+  constructor(
+    private readonly dataSource: DataSource,
+    private readonly preparedStatements = true,
+  ) {}
 
   async assertSchema(): Promise<void> {
     const rows = await this.dataSource.query(
@@ -366,7 +373,8 @@ export class ModuleCacheRepository {
     const [client, release] = await (this.dataSource.driver as PostgresDriver).obtainMasterConnection();
     let failure: unknown;
     try {
-      const result = await (client as { query(config: Statement): Promise<{ rows: T[] }> }).query(statement);
+      const query = this.preparedStatements ? statement : { text: statement.text, values: statement.values };
+      const result = await (client as { query(config: Statement): Promise<{ rows: T[] }> }).query(query);
       return result.rows;
     } catch (error) {
       failure = error;
