@@ -8,6 +8,7 @@ import {
   type OnModuleInit,
 } from '@nestjs/common';
 import { setMaxListeners } from 'node:events';
+import { LRUCache } from 'lru-cache';
 import { Subject, type Observable, type Subscription } from 'rxjs';
 import { ModuleCacheInvalidationListener } from '../broadcast/invalidation-listener';
 import type { Membership } from '../coordination/membership';
@@ -24,15 +25,19 @@ import {
 import type { ResolvedModuleCacheOptions } from '../module-cache.options';
 import { emptyStats, type ModuleCacheEvent, type ModuleCacheStats } from '../observability/events';
 import { toEntry, type ModuleCacheRepository, type StoredRow } from '../persistence/module-cache.repository';
-import type { DefinitionSource, LookupOptions, ModuleCacheEntry } from '../types';
+import { PUBLIC_SCOPE, type DefinitionSource, type LookupOptions, type ModuleCacheEntry } from '../types';
 import { ComputationRunner, DEPENDENCY_CYCLE, type LookupContext, type Resolved, type ResolvedFlight } from './computation';
 import { Generations } from './generations';
 import { flightKey, InFlight } from './in-flight';
 import { Invalidator } from './invalidator';
-import { MemoryTier, type MemoryRecord } from './memory-tier';
+import { memoryKey, MemoryTier, type MemoryRecord } from './memory-tier';
 import { subscribeToInvalidations } from './remote-invalidations';
 import { scopeOf } from './scopes';
 import { canonicalRealmURL, RealmRegistry, UrlResolver } from './urls';
+
+const CONTEXT_CACHE_SIZE = 10_000;
+
+type CachedContext = LookupContext & { publicKey: string };
 
 /**
  * The lookup service: memory tier → table tier → source, with single-flight, generation
@@ -52,6 +57,8 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
   private readonly realms: RealmRegistry;
   private readonly urls: UrlResolver;
   private readonly shutdown = new AbortController();
+  /** Contexts by the caller's spelling of the URL (bounded; cleared when realms change, which changes them). */
+  private readonly contexts = new LRUCache<string, CachedContext>({ max: CONTEXT_CACHE_SIZE });
   private readonly runner: ComputationRunner;
   private readonly subscription: Subscription | undefined;
   private readonly invalidator: Invalidator;
@@ -150,13 +157,16 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
   /** Starts serving a realm (each process registers its own); lookups, invalidations and broadcasts then cover it. */
   registerRealm(realmURL: string): void {
     const realm = canonicalRealmURL(realmURL);
-    if (this.realms.register(realm)) this.logger.log(`realm registered: ${realm}`);
+    if (!this.realms.register(realm)) return;
+    this.contexts.clear();
+    this.logger.log(`realm registered: ${realm}`);
   }
 
   /** Stops serving a realm here: its lookups fail with UnknownRealmError, its entries leave memory. Rows stay (peers may serve it). */
   unregisterRealm(realmURL: string): void {
     const realm = canonicalRealmURL(realmURL);
     if (!this.realms.unregister(realm)) return;
+    this.contexts.clear();
     this.generations.bumpRealm(realm);
     this.memory.evictRealm(realm, { exact: true });
     this.flights.drop((f) => f.realm === realm);
@@ -164,7 +174,24 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
   }
 
   /** The entry from memory, else the table, else computed and persisted; undefined when no candidate exists. */
-  async lookup(moduleURL: string, options: LookupOptions = {}): Promise<ModuleCacheEntry | undefined> {
+  lookup(moduleURL: string, options?: LookupOptions): Promise<ModuleCacheEntry | undefined> {
+    // The hot path: a URL seen before, a scope known without waiting, an entry in (trusted) memory.
+    // No parsing, no allocation but the promise.
+    const ctx = this.contexts.get(moduleURL);
+    if (ctx !== undefined) {
+      const scope = options === undefined || (options.scope === undefined && !this.options.scopeFor) ? PUBLIC_SCOPE : undefined;
+      if (scope !== undefined && this.memoryTrusted()) {
+        const record = this.memory.getByKey(ctx.publicKey, this.options.errorTtlMs);
+        if (record !== undefined) {
+          this.countMemoryHit(ctx, scope, undefined);
+          return Promise.resolve(record.entry);
+        }
+      }
+    }
+    return this.lookupResolved(moduleURL, options ?? {});
+  }
+
+  private async lookupResolved(moduleURL: string, options: LookupOptions): Promise<ModuleCacheEntry | undefined> {
     const started = performance.now();
     const ctx = this.context(moduleURL);
     const scope = scopeOf(ctx.realm, options, this.options.scopeFor);
@@ -353,11 +380,19 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
     return found;
   }
 
-  /** Canonical URL, its realm (none → UnknownRealmError), alias and candidates; the scope comes later. */
-  private context(moduleURL: string): LookupContext {
-    const url = this.urls.canonical(moduleURL);
-    const realm = this.realms.resolve(url);
-    return { url, realm, scope: '', alias: this.urls.alias(url), candidates: this.urls.candidates(url) };
+  /**
+   * Canonical URL, its realm (none → UnknownRealmError), alias and candidates (the scope comes
+   * later), kept by the caller's spelling: a URL seen before is not parsed again.
+   */
+  private context(moduleURL: string): CachedContext {
+    let ctx = this.contexts.get(moduleURL);
+    if (ctx === undefined) {
+      const url = this.urls.canonical(moduleURL);
+      const realm = this.realms.resolve(url);
+      ctx = { url, realm, scope: '', alias: this.urls.alias(url), candidates: this.urls.candidates(url), publicKey: memoryKey(url, PUBLIC_SCOPE) };
+      this.contexts.set(moduleURL, ctx);
+    }
+    return ctx;
   }
 
   /**
@@ -372,13 +407,16 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
   private memoryHit(ctx: LookupContext, scope: string, started: number): MemoryRecord | undefined {
     if (!this.memoryTrusted()) return undefined;
     const record = this.memory.get(ctx.url, scope, this.options.errorTtlMs);
-    if (record) {
-      this.counters.hits.memory++;
-      if (this.events.observed) {
-        this.emit({ type: 'hit', tier: 'memory', url: ctx.url, realm: ctx.realm, scope, durationMs: performance.now() - started });
-      }
-    }
+    if (record) this.countMemoryHit(ctx, scope, started);
     return record;
+  }
+
+  private countMemoryHit(ctx: LookupContext, scope: string, started: number | undefined): void {
+    this.counters.hits.memory++;
+    if (this.events.observed) {
+      const durationMs = started === undefined ? 0 : performance.now() - started;
+      this.emit({ type: 'hit', tier: 'memory', url: ctx.url, realm: ctx.realm, scope, durationMs });
+    }
   }
 
   /** A row read outside a flight (lookupCached, lookupMany): counted, and kept in memory unless an invalidation intervened. */

@@ -32,7 +32,11 @@ export class MemoryTier {
 
   /** The record, unless it is an error older than errorTtlMs (then it is dropped). */
   get(url: string, scope: string, errorTtlMs: number): MemoryRecord | undefined {
-    const key = memoryKey(url, scope);
+    return this.getByKey(memoryKey(url, scope), errorTtlMs);
+  }
+
+  /** The same by a key from memoryKey(): the hot path keeps keys it computed once. */
+  getByKey(key: string, errorTtlMs: number): MemoryRecord | undefined {
     const record = this.cache?.get(key);
     if (!record) return undefined;
     // Age counts from the row's creation (as in the table tier), not from when it reached memory.
@@ -91,6 +95,6 @@ export class MemoryTier {
   }
 }
 
-function memoryKey(url: string, scope: string): string {
+export function memoryKey(url: string, scope: string): string {
   return `${scope}\u0000${url}`;
 }

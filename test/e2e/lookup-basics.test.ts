@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import {
   DefinitionNotFoundError,
   InvalidModuleURLError,
@@ -6,6 +6,7 @@ import {
   UnknownRealmError,
   type ModuleCacheOptions,
 } from '../../src';
+import { UrlResolver } from '../../src/lookup/urls';
 import type { CacheApp } from '../support/app';
 import { useCacheTestBed } from '../support/test-bed';
 import { FakeSource } from '../support/fake-source';
@@ -160,6 +161,25 @@ describe('lookup', () => {
     expect(fresh.lookup.stats().hits).toEqual({ memory: 0, table: 2 });
     await fresh.lookup.lookupCached(`${REALM}m1.ts`);
     expect(fresh.lookup.stats().hits).toEqual({ memory: 1, table: 2 }); // lookupMany filled memory
+  });
+
+  it('parses a URL spelling once: later hits reuse its canonical form, until realms change', async () => {
+    const source = new FakeSource().define(`${REALM}hot.ts`);
+    const { lookup } = await start(source);
+    const canonical = vi.spyOn(UrlResolver.prototype, 'canonical');
+    try {
+      await lookup.lookup(`${REALM}hot.ts?v=1`);
+      for (let i = 0; i < 100; i++) await lookup.lookup(`${REALM}hot.ts?v=1`);
+      expect(canonical).toHaveBeenCalledTimes(1);
+      expect(lookup.stats().hits.memory).toBe(100);
+      lookup.unregisterRealm(OTHER); // any change of realms may change what a spelling resolves to
+      await lookup.lookup(`${REALM}hot.ts?v=1`);
+      expect(canonical).toHaveBeenCalledTimes(2);
+      lookup.unregisterRealm(REALM);
+      await expect(lookup.lookup(`${REALM}hot.ts?v=1`)).rejects.toBeInstanceOf(UnknownRealmError);
+    } finally {
+      canonical.mockRestore();
+    }
   });
 
   it('rejects bad URLs and lookups outside every realm, caching nothing (invalidating outside every realm is a no-op)', async () => {
