@@ -162,7 +162,7 @@ export class ModuleCacheInvalidationListener implements OnModuleInit, OnApplicat
         (error as Error).message === 'timeout'
           ? `a probe NOTIFY sent through the DataSource pool did not arrive on the listener within ${timeoutMs} ms: ` +
             'the listener is deaf (a half-open or stalled connection), points at another server than the pool, ' +
-            'or goes through a transaction-pooling proxy such as PgBouncer (which drops LISTEN registrations); ' +
+            'or goes through a transaction-pooling proxy such as PgBouncer (which discards a notification that arrives while no client holds the server connection); ' +
             'peer invalidations may be missed, so memory is not trusted and the listener reconnects'
           : /could not renew the lease/.test((error as Error).message)
             ? (error as Error).message
