@@ -24,6 +24,7 @@ import { NestFactory } from '@nestjs/core';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { CachingDefinitionLookup, ModuleCacheModule, moduleCacheEntities, moduleCacheMigrations } from 'module-cache';
 import type { DefinitionSource, ModuleCacheEntry } from 'module-cache';
+import { ModuleCacheClusterRelay } from 'module-cache/cluster';
 
 // No @types/node in this app: declare the little of Node it uses.
 declare const process: { env: Record<string, string | undefined>; exit(code: number): never };
@@ -68,6 +69,7 @@ async function main(): Promise<void> {
     healthError = error instanceof Error ? error.message : String(error);
   }
   check("require('module-cache/health') fails naming @nestjs/terminus", healthError.includes('@nestjs/terminus'), healthError || 'it loaded');
+  check("'module-cache/cluster' exports the relay", typeof ModuleCacheClusterRelay === 'function', typeof ModuleCacheClusterRelay);
 
   // abortOnError: false, or a failed start would process.abort() instead of reporting.
   const app = await NestFactory.createApplicationContext(AppModule, { logger: ['error', 'warn'], abortOnError: false });

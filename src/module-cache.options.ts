@@ -37,6 +37,7 @@ const LISTENER_DEFAULTS = {
   reconnect: { initialDelayMs: 100, maxDelayMs: 10_000 },
   heartbeat: { intervalMs: 5_000, timeoutMs: 5_000 },
   queryTimeoutMs: 5_000,
+  relay: false,
 };
 
 const listenerSchema = z
@@ -63,6 +64,11 @@ const listenerSchema = z
       .default(LISTENER_DEFAULTS.heartbeat),
     /** Longest a claim statement on the dedicated connection may take; the lookup then computes without coalescing. */
     queryTimeoutMs: positiveInt.default(LISTENER_DEFAULTS.queryTimeoutMs),
+    /**
+     * Cluster relay mode: this node:cluster worker uses its primary's connection (a
+     * ModuleCacheClusterRelay from `module-cache/cluster`) instead of one of its own.
+     */
+    relay: z.boolean().default(false),
   })
   .strict();
 
@@ -192,6 +198,13 @@ const schema = z
         code: 'custom',
         path: ['wireFormat'],
         message: "'seed' payloads carry no signature: it cannot be combined with signingSecret",
+      });
+    }
+    if (o.listener !== false && o.listener.relay && o.listener.connection !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['listener', 'connection'],
+        message: 'the relay connects for the workers: give it the connection instead',
       });
     }
     if (o.computedChannel === o.channel) {

@@ -11,6 +11,7 @@ import {
   type ProbeSender,
 } from './broadcast/invalidation-listener';
 import { ListenConnection, type NotificationTransport } from './broadcast/listen-connection';
+import { RelayTransport } from './broadcast/relay-transport';
 import { Membership } from './coordination/membership';
 import { PopulateCoordinator } from './coordination/populate-coordinator';
 import { ModuleCacheOptionsError } from './errors';
@@ -81,14 +82,17 @@ export const moduleCacheProviders: Provider[] = [
     inject: [RESOLVED_MODULE_CACHE_OPTIONS, MODULE_CACHE_DATA_SOURCE],
     useFactory: (options: ResolvedModuleCacheOptions, dataSource: DataSource): NotificationTransport | null => {
       if (options.listener === false) return null;
+      const channels = [
+        options.channel,
+        ...(options.coalesceAcrossProcesses ? [options.computedChannel] : []),
+        ...(options.consistency === 'strong' ? [options.ackChannel] : []),
+      ];
+      // Relay mode: the node:cluster primary's connection, over IPC.
+      if (options.listener.relay) return new RelayTransport({ channels, queryTimeoutMs: options.listener.queryTimeoutMs });
       return new ListenConnection({
         connection: options.listener.connection ?? dedicatedConnectionConfig(dataSource),
         applicationName: options.listener.applicationName,
-        channels: [
-          options.channel,
-          ...(options.coalesceAcrossProcesses ? [options.computedChannel] : []),
-          ...(options.consistency === 'strong' ? [options.ackChannel] : []),
-        ],
+        channels,
         reconnect: options.listener.reconnect,
         queryTimeoutMs: options.listener.queryTimeoutMs,
       });

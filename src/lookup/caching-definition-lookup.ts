@@ -389,7 +389,14 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
     if (ctx === undefined) {
       const url = this.urls.canonical(moduleURL);
       const realm = this.realms.resolve(url);
-      ctx = { url, realm, scope: '', alias: this.urls.alias(url), candidates: this.urls.candidates(url), publicKey: memoryKey(url, PUBLIC_SCOPE) };
+      ctx = {
+        url,
+        realm,
+        scope: '',
+        alias: this.urls.alias(url),
+        candidates: this.urls.candidates(url),
+        publicKey: memoryKey(url, PUBLIC_SCOPE),
+      };
       this.contexts.set(moduleURL, ctx);
     }
     return ctx;

@@ -111,3 +111,93 @@ export interface WorkerSourceOptions {
   /** The source reads its dependencies' versions transitively (as a bundler would) while declaring only direct imports. */
   transitiveReads?: boolean;
 }
+
+export interface ClusterHandle {
+  workers: WorkerHandle[];
+  primary: ChildProcess;
+  /** Stops every worker, then the relay, and waits for the primary to exit. */
+  stop(): Promise<void>;
+}
+
+/**
+ * A node:cluster primary (cluster-primary.ts) with its relay and `count` workers in relay mode:
+ * each worker is driven like a spawnWorker() one, through the primary.
+ */
+export async function spawnCluster(
+  count: number,
+  databaseUrl: string,
+  options: Omit<ModuleCacheOptions, 'source'>,
+  relayApplicationName: string,
+): Promise<ClusterHandle> {
+  const primary = fork(join(__dirname, 'cluster-primary.ts'), [], {
+    execArgv: ['-r', 'ts-node/register/transpile-only'],
+    env: {
+      ...process.env,
+      DATABASE_URL: databaseUrl,
+      WORKER_OPTIONS: JSON.stringify(options),
+      CLUSTER_WORKERS: String(count),
+      RELAY_APPLICATION_NAME: relayApplicationName,
+      TS_NODE_PROJECT: join(__dirname, '../../tsconfig.json'),
+      TS_NODE_TRANSPILE_ONLY: '1',
+    },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const exited = new Promise<number | null>((resolve) => primary.once('exit', (code) => resolve(code)));
+  let nextId = 1;
+  const pending = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
+  const pids = await new Promise<number[]>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('the cluster did not start within 90 s')), 90_000);
+    primary.once('exit', (code) => reject(new Error(`the cluster primary exited with ${code} before it was ready`)));
+    primary.on(
+      'message',
+      (message: {
+        ready?: boolean;
+        pids?: number[];
+        id?: number;
+        ok?: boolean;
+        result?: unknown;
+        error?: { message: string; name: string };
+      }) => {
+        if (message.ready) {
+          clearTimeout(timer);
+          resolve(message.pids!);
+          return;
+        }
+        const waiter = pending.get(message.id!);
+        if (!waiter) return;
+        pending.delete(message.id!);
+        if (message.ok) waiter.resolve(message.result);
+        else waiter.reject(Object.assign(new Error(message.error!.message), { name: message.error!.name }));
+      },
+    );
+  });
+  exited.then((code) => {
+    for (const waiter of pending.values()) waiter.reject(new Error(`the cluster primary exited (${code})`));
+    pending.clear();
+  });
+  const workers = pids.map((pid, index): WorkerHandle => ({
+    name: `c${index}`,
+    pid,
+    child: primary,
+    exited,
+    call<T>(cmd: string, ...args: unknown[]): Promise<T> {
+      if (primary.exitCode !== null) return Promise.reject(new Error('the cluster primary has exited'));
+      const id = nextId++;
+      return new Promise<T>((resolve, reject) => {
+        pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+        primary.send({ worker: index, id, cmd, args });
+      });
+    },
+    stop: () => Promise.reject(new Error('stop the whole cluster with ClusterHandle.stop()')),
+  }));
+  return {
+    workers,
+    primary,
+    async stop() {
+      if (primary.exitCode === null) primary.kill('SIGTERM');
+      const timer = setTimeout(() => primary.kill('SIGKILL'), 20_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}

@@ -157,6 +157,7 @@ async function main(): Promise<void> {
   const commands: Record<string, (...args: never[]) => unknown> = {
     lookup: (url: string, scope?: string) => lookup.lookup(url, { scope }),
     lookupCached: (url: string) => lookup.lookupCached(url),
+    lookupAll: (urls: string[]) => Promise.all(urls.map((url) => lookup.lookup(url))),
     invalidate: (url: string) => lookup.invalidate(url),
     clearRealm: (realm: string) => lookup.clearRealm(realm),
     clearAll: () => lookup.clearAll(),
@@ -195,6 +196,8 @@ async function main(): Promise<void> {
 
   process.on('message', async (raw) => {
     const { id, cmd, args } = raw as WorkerRequest;
+    // In a node:cluster worker the same channel also carries the relay's messages: not ours.
+    if (typeof cmd !== 'string') return;
     if (cmd === 'exit') return void close(0);
     try {
       const command = commands[cmd];

@@ -23,6 +23,8 @@ describe('option validation', () => {
     [{ realms: [], prefixes: { '@a/b/': 'not-a-url/' } }, /prefixes\.@a\/b\/: must be an absolute, canonical http\(s\) URL/],
     [{ realms: [], dependencyErrors: 'eager' }, /dependencyErrors/],
     [{ realms: [], maxErrorBytes: 10 }, /maxErrorBytes/],
+    [{ realms: [], listener: { relay: true, connection: { host: 'db' } } }, /listener\.connection: the relay connects for the workers/],
+    [{ realms: [], listener: { relay: 'yes' } }, /listener\.relay/],
     [{ realms: [], scopeFor: 'public' }, /scopeFor: must be a function/],
     [{ realms: ['https://a.test/r'] }, /realms\.0: must be an absolute, canonical http\(s\) URL ending with "\/"/],
     [{ realms: ['not a url/'] }, /realms\.0/],

@@ -1,0 +1,198 @@
+import { Logger } from '@nestjs/common';
+import cluster, { type Worker } from 'node:cluster';
+import type { ClientConfig } from 'pg';
+import type { Subscription } from 'rxjs';
+import { ListenConnection } from '../broadcast/listen-connection';
+import { isRelayMessage, type RelayToWorker, type WorkerToRelay } from '../broadcast/relay-protocol';
+import { ModuleCacheOptionsError } from '../errors';
+import { MODULE_CACHE_ACKED_CHANNEL, MODULE_CACHE_COMPUTED_CHANNEL, MODULE_CACHE_INVALIDATED_CHANNEL } from '../module-cache.constants';
+import { CHANNEL_NAME } from '../module-cache.options';
+
+export interface ModuleCacheClusterRelayOptions {
+  /** The database to LISTEN on: the server itself, not a transaction-pooling proxy. */
+  connection: ClientConfig;
+  /** The channels the workers use, if not the defaults (`channel`, `computedChannel`, `ackChannel` options). */
+  channel?: string;
+  computedChannel?: string;
+  ackChannel?: string;
+  applicationName?: string;
+  reconnect?: { initialDelayMs: number; maxDelayMs: number };
+  /** Longest a claim statement may take; the worker then computes without coalescing. */
+  queryTimeoutMs?: number;
+}
+
+/** A worker's heartbeat may ask for a new connection; one reconnect serves every worker, so not more often than this. */
+const RECONNECT_REQUEST_INTERVAL_MS = 5_000;
+
+/**
+ * Cluster relay mode: the node:cluster primary holds the host's only dedicated connection (LISTEN
+ * and claims) and relays it to its workers over IPC, so N workers cost one connection instead of
+ * N. Workers opt in with `listener: { relay: true }`; their fence, heartbeat and coalescing work
+ * as before, through the relay: notifications (and so heartbeat probes, sent through each
+ * worker's pool) reach every worker in order, claims are taken on the primary's connection (one
+ * holder per key within the host; a worker that exits loses its claims, and their waiters are
+ * woken), and a (re)connect makes every worker resync.
+ *
+ *   const relay = new ModuleCacheClusterRelay({ connection: { connectionString: process.env.DATABASE_URL } });
+ *   await relay.start(); // in the primary, before forking; workers are attached as they are forked
+ */
+export class ModuleCacheClusterRelay {
+  private readonly logger = new Logger('ModuleCacheClusterRelay');
+  private readonly connection: ListenConnection;
+  private readonly channels: string[];
+  private readonly computedChannel: string;
+  private readonly workers = new Set<Worker>();
+  /** Claim key → the worker holding it (the session lock is the primary's: re-entrant, so arbitrated here). */
+  private readonly holders = new Map<string, Worker>();
+  private readonly subscription: Subscription;
+  private lastReconnectRequest = 0;
+  private readonly onFork = (worker: Worker) => this.attach(worker);
+
+  constructor(options: ModuleCacheClusterRelayOptions) {
+    if (typeof options?.connection !== 'object' || options.connection === null) {
+      throw new ModuleCacheOptionsError('ModuleCacheClusterRelay: connection is required (a pg ClientConfig for the server itself)');
+    }
+    for (const key of ['channel', 'computedChannel', 'ackChannel'] as const) {
+      const name = options[key];
+      if (name !== undefined && (typeof name !== 'string' || !CHANNEL_NAME.test(name))) {
+        throw new ModuleCacheOptionsError(`ModuleCacheClusterRelay: ${key} must match ${CHANNEL_NAME} (got ${JSON.stringify(name)})`);
+      }
+    }
+    this.computedChannel = options.computedChannel ?? MODULE_CACHE_COMPUTED_CHANNEL;
+    this.channels = [
+      options.channel ?? MODULE_CACHE_INVALIDATED_CHANNEL,
+      this.computedChannel,
+      options.ackChannel ?? MODULE_CACHE_ACKED_CHANNEL,
+    ];
+    this.connection = new ListenConnection({
+      connection: options.connection,
+      applicationName: options.applicationName ?? 'module-cache-relay',
+      channels: this.channels,
+      reconnect: options.reconnect ?? { initialDelayMs: 100, maxDelayMs: 10_000 },
+      queryTimeoutMs: options.queryTimeoutMs ?? 5_000,
+    });
+    this.subscription = this.connection.notifications$.subscribe((n) =>
+      this.broadcast({ moduleCacheRelay: 1, type: 'notification', ...n }),
+    );
+    this.subscription.add(
+      this.connection.state$.subscribe((state) =>
+        this.broadcast({ moduleCacheRelay: 1, type: 'state', state, reconnects: this.connection.reconnects }),
+      ),
+    );
+    this.subscription.add(
+      this.connection.resync$.subscribe(() => {
+        // Claims died with the old session.
+        this.holders.clear();
+        this.broadcast({ moduleCacheRelay: 1, type: 'resync' });
+      }),
+    );
+  }
+
+  /** Connects and LISTENs (retrying in the background if it cannot yet), and attaches every worker forked from now on. */
+  async start(): Promise<void> {
+    if (!cluster.isPrimary) throw new Error('ModuleCacheClusterRelay runs in the node:cluster primary');
+    cluster.on('fork', this.onFork);
+    for (const worker of Object.values(cluster.workers ?? {})) if (worker) this.attach(worker);
+    await this.connection.start();
+  }
+
+  /** Releases every claim, closes the connection. */
+  async stop(): Promise<void> {
+    cluster.off('fork', this.onFork);
+    this.subscription.unsubscribe();
+    this.workers.clear();
+    this.holders.clear();
+    await this.connection.stop();
+  }
+
+  /** Relays to `worker` (forked workers are attached by start() on their own). */
+  attach(worker: Worker): void {
+    if (this.workers.has(worker)) return;
+    worker.on('message', (message: unknown) => {
+      if (isRelayMessage<WorkerToRelay>(message)) void this.onMessage(worker, message);
+    });
+    worker.once('exit', () => this.detach(worker));
+  }
+
+  private async onMessage(worker: Worker, message: WorkerToRelay): Promise<void> {
+    switch (message.type) {
+      case 'hello': {
+        const missing = message.channels.filter((c) => !this.channels.includes(c));
+        if (missing.length) {
+          this.logger.error(
+            `worker ${worker.id} needs channels this relay does not LISTEN to: ${missing.join(', ')} (give the relay the same channel options)`,
+          );
+        }
+        this.workers.add(worker);
+        this.send(worker, { moduleCacheRelay: 1, type: 'state', state: this.connection.state, reconnects: this.connection.reconnects });
+        // Whatever the worker had before is not known to be current: it starts (over) from here.
+        if (this.connection.state === 'listening') this.send(worker, { moduleCacheRelay: 1, type: 'resync' });
+        return;
+      }
+      case 'lock': {
+        let result: boolean | 'unavailable' = false;
+        // The session lock is re-entrant: a second attempt for a key already held (or being taken)
+        // for another worker would succeed, and leave the lock held once more than it is released.
+        // So the key is reserved for this worker before the attempt, and the others are told no.
+        if (!this.holders.has(message.key)) {
+          this.holders.set(message.key, worker);
+          result = await this.connection.tryLock(message.key);
+          const stillReserved = this.holders.get(message.key) === worker;
+          if (result !== true) {
+            if (stillReserved) this.holders.delete(message.key);
+          } else if (!stillReserved) {
+            // The worker left, or the connection was replaced (resync), while the attempt ran:
+            // whichever session granted it, give it back.
+            result = 'unavailable';
+            void this.connection
+              .unlockAndNotify(message.key, this.computedChannel, JSON.stringify({ h: message.key, o: `relay-${worker.id}` }))
+              .catch(() => undefined);
+          }
+        }
+        this.send(worker, { moduleCacheRelay: 1, type: 'locked', id: message.id, result });
+        return;
+      }
+      case 'unlock': {
+        let error: string | undefined;
+        if (this.holders.get(message.key) === worker) {
+          this.holders.delete(message.key);
+          error = await this.connection
+            .unlockAndNotify(message.key, message.channel, message.payload)
+            .then(() => undefined)
+            .catch((e: Error) => e.message);
+        }
+        this.send(worker, { moduleCacheRelay: 1, type: 'unlocked', id: message.id, ...(error ? { error } : {}) });
+        return;
+      }
+      case 'reconnect': {
+        const now = Date.now();
+        if (now - this.lastReconnectRequest < RECONNECT_REQUEST_INTERVAL_MS) return;
+        this.lastReconnectRequest = now;
+        this.connection.reconnect(`worker ${worker.id}: ${message.reason}`);
+        return;
+      }
+      case 'bye':
+        this.detach(worker);
+    }
+  }
+
+  /** A worker gone: its claims are let go, with a wake-up, so that its waiters take over at once. */
+  private detach(worker: Worker): void {
+    this.workers.delete(worker);
+    for (const [key, holder] of this.holders) {
+      if (holder !== worker) continue;
+      this.holders.delete(key);
+      void this.connection
+        .unlockAndNotify(key, this.computedChannel, JSON.stringify({ h: key, o: `relay-${worker.id}` }))
+        .catch((e: Error) => this.logger.warn(`could not release claim ${key} of worker ${worker.id}: ${e.message}`));
+    }
+  }
+
+  private broadcast(message: RelayToWorker): void {
+    for (const worker of this.workers) this.send(worker, message);
+  }
+
+  private send(worker: Worker, message: RelayToWorker): void {
+    if (worker.isConnected()) worker.send(message);
+  }
+}
