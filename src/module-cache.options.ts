@@ -250,6 +250,16 @@ function withStrongDefaults(options: Record<string, unknown>): Record<string, un
 
 const STRONG_HEARTBEAT = { intervalMs: 2_000, timeoutMs: 2_000 };
 
+/**
+ * `false | { … }` options (listener, memory) fail as a union, whose own message is only "Invalid
+ * input": when a value is an object, what its object branch says is the useful explanation.
+ */
+function explainIssue(issue: z.core.$ZodIssue): Array<{ path: PropertyKey[]; message: string }> {
+  if (issue.code !== 'invalid_union' || !issue.errors.length) return [issue];
+  const branch = issue.errors.find((errors) => errors.some((e) => e.path.length > 0)) ?? issue.errors[issue.errors.length - 1];
+  return branch.flatMap(explainIssue).map((e) => ({ path: [...issue.path, ...e.path], message: e.message }));
+}
+
 /** Validates user options and fills defaults; throws ModuleCacheOptionsError naming each bad option. */
 export function resolveModuleCacheOptions(options: unknown): ResolvedModuleCacheOptions {
   if (typeof options !== 'object' || options === null) {
@@ -259,7 +269,9 @@ export function resolveModuleCacheOptions(options: unknown): ResolvedModuleCache
   if ('dataSourceName' in options) throw new ModuleCacheOptionsError(messages.dataSourceNameFromFactory());
   const result = schema.safeParse(withStrongDefaults(options as Record<string, unknown>));
   if (!result.success) {
-    const problems = result.error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(options)'}: ${i.message}`);
+    const problems = result.error.issues
+      .flatMap(explainIssue)
+      .map((i) => `${i.path.length ? i.path.join('.') : '(options)'}: ${i.message}`);
     throw new ModuleCacheOptionsError(messages.invalidOptions(problems));
   }
   return { ...result.data, realms: [...new Set(result.data.realms)] };
