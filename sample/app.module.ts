@@ -42,6 +42,9 @@ export class AppModule {
           scopeFor: scopeForRealms(config),
           // In prom-client's global registry: the one each worker's share of /metrics is collected from.
           metrics: true,
+          // Relay mode: the primary's connection (LISTEN, claims) serves every worker of the host.
+          listener: { relay: config.relay },
+          consistency: config.consistency,
         }),
         TerminusModule,
       ],

@@ -1,5 +1,6 @@
 import cluster, { type Worker } from 'node:cluster';
 import { Logger } from '@nestjs/common';
+import { ModuleCacheClusterRelay } from '../src/cluster';
 import { isMessage, READY, type WorkerMessage } from './cluster-messages';
 import { serveClusterMetrics } from './cluster-metrics';
 import { startDetachedEmbeddedDatabase, type EmbeddedDatabase } from './embedded-database';
@@ -28,6 +29,7 @@ export async function runPrimary(config: ServiceConfig): Promise<void> {
   let announced = false;
   const restarts: number[] = [];
   let database: EmbeddedDatabase | undefined;
+  let relay: ModuleCacheClusterRelay | undefined;
   let databaseURL = config.databaseURL;
   let stopping: Promise<void> | undefined;
   let starting: Promise<void> = Promise.resolve();
@@ -46,6 +48,7 @@ export async function runPrimary(config: ServiceConfig): Promise<void> {
       }, WORKER_CLOSE_TIMEOUT_MS);
       await Promise.all(exits);
       clearTimeout(timer);
+      await relay?.stop();
       if (database) {
         await database.stop();
         logger.log(`embedded PostgreSQL stopped, ${database.dataDir} removed`);
@@ -105,6 +108,7 @@ export async function runPrimary(config: ServiceConfig): Promise<void> {
       `realms: each subfolder of ${config.realmsDir} at ${config.realmsURL}<subfolder>/, now ${describeRealms(config)}`,
       '  (add, remove or edit one: every worker sees it; a .private file in one makes its cache per x-user)',
       `database: ${database ? `embedded PostgreSQL (data in ${database.dataDir}, removed on exit)` : redact(databaseURL!)}`,
+      `cache: ${config.consistency} consistency; ${relay ? 'one dedicated connection for the host, relayed to the workers' : 'one dedicated connection per worker'} (CONSISTENCY, RELAY)`,
       'try:',
       ...exampleCommands(config).map((c) => `  ${c}`),
       'Ctrl-C stops the workers and the database.',
@@ -121,6 +125,11 @@ export async function runPrimary(config: ServiceConfig): Promise<void> {
     const applied = await runMigrationsOnce(databaseURL);
     logger.log(applied.length ? `migrations applied: ${applied.join(', ')}` : 'schema is up to date');
     if (stopping) return;
+    if (config.relay) {
+      // Before forking: the workers say hello to it as they start.
+      relay = new ModuleCacheClusterRelay({ connection: { connectionString: databaseURL }, applicationName: 'module-cache-relay' });
+      await relay.start();
+    }
     cluster.on('message', serveClusterMetrics());
     for (let slot = 0; slot < config.workers; slot++) fork(slot);
   })();

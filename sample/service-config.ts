@@ -16,6 +16,10 @@ export interface ServiceConfig {
   realmsURL: string;
   /** Unset: the primary starts an embedded Postgres. */
   databaseURL?: string;
+  /** RELAY (default 1): the primary holds the one dedicated connection and relays it to the workers (module-cache/cluster). 0: one per worker. */
+  relay: boolean;
+  /** CONSISTENCY (default eventual): `strong` makes invalidate() wait for every live worker's acknowledgement. */
+  consistency: 'eventual' | 'strong';
 }
 
 /**
@@ -40,7 +44,25 @@ export function readServiceConfig(env: NodeJS.ProcessEnv = process.env): Service
     throw new Error(`REALMS_URL must be an absolute http(s) URL ending with "/" (no query or hash), got ${JSON.stringify(realmsURL)}`);
   }
   // The lookup compares canonical URLs: `http://LOCALHOST:3000/` must match what it computes.
-  return { port, host, workers, realmsDir, realmsURL: new URL(realmsURL).href, databaseURL: env.DATABASE_URL || undefined };
+  const relay = choice(env, 'RELAY', ['1', '0'] as const, '1') === '1';
+  const consistency = choice(env, 'CONSISTENCY', ['eventual', 'strong'] as const, 'eventual');
+  return {
+    port,
+    host,
+    workers,
+    realmsDir,
+    realmsURL: new URL(realmsURL).href,
+    databaseURL: env.DATABASE_URL || undefined,
+    relay,
+    consistency,
+  };
+}
+
+function choice<T extends string>(env: NodeJS.ProcessEnv, name: string, allowed: readonly T[], fallback: T): T {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (!allowed.includes(raw as T)) throw new Error(`${name} must be one of ${allowed.join(', ')}, got ${JSON.stringify(raw)}`);
+  return raw as T;
 }
 
 function integer(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {

@@ -394,6 +394,12 @@ describe('the service: two workers on a shared database', () => {
     expect(metrics.text).toMatch(/^module_cache_computations_total \d+$/m);
     // Whichever worker answers, the numbers are the cluster's: both workers' listeners count.
     expect(metrics.text).toMatch(/^module_cache_listener_listening 2$/m);
+    // Relay mode (the default): the primary holds the host's only dedicated connection.
+    const dedicated = await db.query<{ application_name: string }>(
+      `SELECT application_name FROM pg_stat_activity WHERE datname = $1 AND application_name IN ('module-cache-relay', 'module-cache-listener')`,
+      [db.name],
+    );
+    expect(dedicated.map((r) => r.application_name)).toEqual(['module-cache-relay']);
 
     const events = await openEvents(service.port);
     try {
