@@ -179,12 +179,26 @@ export const goal = (text: string, met: boolean): string => `${text} (${met ? 'm
  */
 export async function rawNotifyLatency(
   url: string,
-  { samples, warmup = 50, inTransaction = false, gapMs = 0 }: { samples: number; warmup?: number; inTransaction?: boolean; gapMs?: number },
+  {
+    samples,
+    warmup = 50,
+    inTransaction = false,
+    durable = false,
+    gapMs = 0,
+  }: {
+    samples: number;
+    warmup?: number;
+    inTransaction?: boolean;
+    /** One statement that also writes a row (so its commit writes and flushes WAL), as any durable invalidation must. */
+    durable?: boolean;
+    gapMs?: number;
+  },
 ): Promise<number[]> {
   const channel = 'module_cache_bench_raw';
   const listener = await benchClient(url, 'module-cache-bench-raw-listen');
   const notifier = await benchClient(url, 'module-cache-bench-raw-notify');
   await listener.query(`LISTEN ${channel}`);
+  if (durable) await notifier.query('CREATE TABLE IF NOT EXISTS module_cache_bench_log (id bigserial PRIMARY KEY, payload text NOT NULL)');
   let arrived: ((at: number) => void) | undefined;
   let expected = '';
   listener.on('notification', (n) => {
@@ -204,7 +218,12 @@ export async function rawNotifyLatency(
           await notifier.query('SELECT pg_notify($1, $2)', [channel, expected]);
           await notifier.query('COMMIT');
         })()
-      : notifier.query('SELECT pg_notify($1, $2)', [channel, expected]);
+      : durable
+        ? notifier.query(
+            'WITH logged AS (INSERT INTO module_cache_bench_log (payload) VALUES ($2) RETURNING payload) SELECT pg_notify($1, payload) FROM logged',
+            [channel, expected],
+          )
+        : notifier.query('SELECT pg_notify($1, $2)', [channel, expected]);
     const at = await arrival;
     await query;
     if (i >= warmup) result.push(at - sent);
