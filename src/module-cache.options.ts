@@ -256,7 +256,10 @@ const STRONG_HEARTBEAT = { intervalMs: 2_000, timeoutMs: 2_000 };
  */
 function explainIssue(issue: z.core.$ZodIssue): Array<{ path: PropertyKey[]; message: string }> {
   if (issue.code !== 'invalid_union' || !issue.errors.length) return [issue];
-  const branch = issue.errors.find((errors) => errors.some((e) => e.path.length > 0)) ?? issue.errors[issue.errors.length - 1];
+  const matched = issue.errors.find((errors) => errors.some((e) => e.path.length > 0));
+  // No branch got past the type check: a union's own message (when it has one) says it best.
+  if (!matched && issue.message !== 'Invalid input') return [issue];
+  const branch = matched ?? issue.errors[issue.errors.length - 1];
   return branch.flatMap(explainIssue).map((e) => ({ path: [...issue.path, ...e.path], message: e.message }));
 }
 
