@@ -18,6 +18,8 @@ const BENCHMARKS: Array<{ name: string; gc?: boolean }> = [
   { name: 'coalescing' },
   { name: 'generations', gc: true },
   { name: 'reconnect' },
+  { name: 'scale' },
+  { name: 'strong' },
 ];
 
 function run(name: string, gc: boolean, resultsFile: string): Promise<number | null> {

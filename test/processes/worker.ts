@@ -182,6 +182,26 @@ async function main(): Promise<void> {
       const urls = await lookup.invalidate(url);
       return { start, end: wallClock(), urls: urls.length };
     },
+    /**
+     * For the scale benchmark: from wall-clock `from` until `until`, `concurrency` loops each
+     * looking up its own share of `urls` in turn, one at a time (loop j takes j, j + concurrency,
+     * …: no two loops ever want the same URL at once, so none joins another's flight). `count`:
+     * lookups completed by `until`; `total`: all completed (the last ones may finish after it).
+     */
+    lookupLoop: async (urls: string[], from: number, until: number, concurrency: number) => {
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, from - wallClock())));
+      let count = 0;
+      let total = 0;
+      const loop = async (_: unknown, j: number) => {
+        for (let k = j; wallClock() < until; k += concurrency) {
+          await lookup.lookup(urls[k % urls.length]);
+          total++;
+          if (wallClock() <= until) count++;
+        }
+      };
+      await Promise.all(Array.from({ length: concurrency }, loop));
+      return { count, total };
+    },
   };
 
   let closing = false;
