@@ -42,6 +42,8 @@ export class Membership {
   private readonly logger = new Logger('ModuleCacheMembership');
   private readonly subscription: Subscription;
   private readonly wakers = new Set<() => void>();
+  /** Acknowledgement notifications heard so far: a waiter compares it across its read, so none falls between read and wait. */
+  private acksHeard = 0;
   private trustedUntil = 0;
   private joined = false;
   private acking: Promise<void> | undefined;
@@ -55,6 +57,7 @@ export class Membership {
     transport: NotificationTransport,
   ) {
     this.subscription = transport.notifications$.pipe(filter((n) => n.channel === config.ackChannel)).subscribe(() => {
+      this.acksHeard++;
       for (const wake of this.wakers) wake();
     });
     // A new connection has not applied what it missed: join again (after the resync) before trusting memory.
@@ -93,14 +96,17 @@ export class Membership {
   /**
    * Resolves once every live peer acknowledged `seq` or its lease ran out (by the database
    * clock): never longer than a lease. Woken by acknowledgements, re-checked at the earliest
-   * lease end.
+   * lease end. An acknowledgement heard while the peers were being read may have committed after
+   * that read's snapshot: the peers are read again at once instead of waiting for the next one.
    */
   async awaitAcknowledgements(seq: string): Promise<Acknowledged> {
     const started = performance.now();
+    let heard = this.acksHeard;
     const first = await this.repository.awaitedPeers(this.config.id, seq);
     let last = first;
     while (last.waiting.length > 0 && !this.stopped) {
-      await this.wakeOrAfter(Math.max(1, last.expiresInMs));
+      if (this.acksHeard === heard) await this.wakeOrAfter(Math.max(1, last.expiresInMs));
+      heard = this.acksHeard;
       last = await this.repository.awaitedPeers(this.config.id, seq);
     }
     const expired = first.waiting.length ? await this.repository.unacknowledged(first.waiting, seq) : 0;
