@@ -172,6 +172,10 @@ export class ListenConnection implements NotificationTransport {
     client.on('notification', (n: Notification) => this.notifications$$.next({ channel: n.channel, payload: n.payload ?? '' }));
     try {
       await client.connect();
+      // A LISTENing session sends nothing while it waits: a server or database idle_session_timeout
+      // (PostgreSQL 14+) would end it over and over, each time a resync. Off for this session only,
+      // where the server has the setting.
+      await client.query(`SELECT set_config(name, '0', false) FROM pg_settings WHERE name = 'idle_session_timeout'`);
       for (const channel of this.config.channels) await client.query(`LISTEN ${escapeIdentifier(channel)}`);
     } catch (err) {
       // Not ours any more means stop() already ended it.
