@@ -7,6 +7,7 @@ const quote = (value: string, max = 200): string => JSON.stringify(value.length 
 export const messages = {
   // URLs, realms, scopes
   moduleURLNotString: (what: string) => `module URL must be a non-empty string, got ${what}`,
+  moduleURLsNotArray: (what: string) => `lookupMany: must be an array of module URLs, got ${what}`,
   moduleURLTooLong: (length: number, limit: number) => `module URL is ${length} characters long; the limit is ${limit}`,
   notAbsoluteURL: (input: string) => `not an absolute URL: ${quote(input)}`,
   notHttpURL: (protocol: string, input: string) => `module URL must be http(s), got ${protocol} in ${quote(input)}`,

@@ -13,7 +13,8 @@ import { Subject, type Observable, type Subscription } from 'rxjs';
 import { ModuleCacheInvalidationListener } from '../broadcast/invalidation-listener';
 import type { Membership } from '../coordination/membership';
 import type { PopulateCoordinator } from '../coordination/populate-coordinator';
-import { DefinitionNotFoundError } from '../errors';
+import { DefinitionNotFoundError, InvalidModuleURLError } from '../errors';
+import { messages } from '../messages';
 import {
   MODULE_CACHE_COORDINATOR,
   MODULE_CACHE_MEMBERSHIP,
@@ -218,6 +219,9 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
 
   /** Cached entries of many URLs: memory first, then one query per scope for the rest (filling memory). */
   async lookupMany(moduleURLs: string[], options: LookupOptions = {}): Promise<Map<string, ModuleCacheEntry | undefined>> {
+    if (!Array.isArray(moduleURLs)) {
+      throw new InvalidModuleURLError(messages.moduleURLsNotArray(moduleURLs === null ? 'null' : `a ${typeof moduleURLs}`));
+    }
     const started = performance.now();
     const result = new Map<string, ModuleCacheEntry | undefined>();
     const pending = new Map<string, LookupContext[]>();

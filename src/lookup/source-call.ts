@@ -56,6 +56,13 @@ function validateLoaded(result: unknown, url: string): LoadedModule | null {
   if (typeof r.definitions !== 'object' || r.definitions === null || Array.isArray(r.definitions))
     throw bad('definitions must be an object');
   if (!Array.isArray(r.deps)) throw bad('deps must be an array of URLs');
+  const notString = r.deps.findIndex((d) => typeof d !== 'string');
+  if (notString >= 0) {
+    const found = r.deps[notString] as unknown;
+    throw bad(
+      `deps must be an array of strings (URLs, absolute or relative to the module), found ${JSON.stringify(found) ?? String(found)}`,
+    );
+  }
   if (
     r.error !== undefined &&
     (typeof r.error !== 'object' || r.error === null || Array.isArray(r.error) || typeof r.error.message !== 'string')

@@ -194,6 +194,8 @@ describe('lookup', () => {
     await expect(lookup.invalidate('not a url')).rejects.toBeInstanceOf(InvalidModuleURLError);
     await expect(lookup.clearRealm('https://elsewhere.test/no-slash')).rejects.toBeInstanceOf(InvalidRealmURLError);
     await expect(lookup.lookup(`${REALM}a.ts`, { scope: '' })).rejects.toThrow(/scope/);
+    // One URL where a list belongs: refused as such, not read character by character.
+    await expect(lookup.lookupMany(`${REALM}a.ts` as unknown as string[])).rejects.toThrow(/must be an array of module URLs, got a string/);
     expect(source.calls).toEqual([]);
     expect(await bed.db.query(`SELECT 1 FROM module_cache_entries`)).toEqual([]);
   });

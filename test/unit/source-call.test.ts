@@ -36,4 +36,10 @@ describe('callSource', () => {
     await expect(pending).rejects.toThrow(/shutting down/);
     expect(seen?.aborted).toBe(true);
   });
+
+  it('refuses a result whose deps are not all strings (unresolvable strings, such as bare packages, are left out later)', async () => {
+    const context = { realmURL: 'https://a.test/r/', scope: 'public', timeoutMs: 1_000, shutdown: new AbortController().signal };
+    const load = async () => ({ definitions: {}, deps: ['./b.ts', 42] as unknown as string[] });
+    await expect(callSource({ load }, 'https://a.test/r/x.ts', context)).rejects.toThrow(/deps must be an array of strings.*42/);
+  });
 });
