@@ -21,6 +21,8 @@ export interface ListenerConfig {
 export interface SyncMarker {
   seq: string;
   origin: string;
+  /** The invalidation's fence-log token: an acknowledgement counts only if it matches. */
+  token: string;
 }
 
 /** Sends one NOTIFY through the path peers use (the DataSource's pool). */

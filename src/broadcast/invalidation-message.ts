@@ -208,37 +208,52 @@ export function isProbePayload(payload: string): boolean {
   }
 }
 
+const TOKEN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
 /**
  * Strong consistency's marker, sent after an invalidation with sequence `q` committed:
- * `{"k":"sync","q":"SEQ","o":ORIGIN[,"s":SIG]}` (SIG over ["sync", q, null, o]). Notifications
- * arrive in commit order, so a peer that sees it has applied that invalidation, and acknowledges.
+ * `{"k":"sync","q":"SEQ","o":ORIGIN,"t":TOKEN[,"s":SIG]}` (SIG over ["sync", q, null, o]).
+ * Notifications arrive in commit order, so a peer that sees it has applied that invalidation,
+ * and acknowledges — counted only if TOKEN is that invalidation's fence-log token, which nobody
+ * can read before it commits (a forged marker for an invalidation still to come fails there).
+ * The database puts the token between the two halves returned here.
  */
-export function encodeSync(seq: string, options: Pick<EncodeOptions, 'origin' | 'signingSecret'>): string {
-  const wire = { k: 'sync', q: seq, o: options.origin };
-  if (options.signingSecret === undefined) return JSON.stringify(wire);
+export function syncMarkerAround(seq: string, options: Pick<EncodeOptions, 'origin' | 'signingSecret'>): { before: string; after: string } {
+  const before = `{"k":"sync","q":${JSON.stringify(seq)},"o":${JSON.stringify(options.origin)},"t":"`;
+  if (options.signingSecret === undefined) return { before, after: '"}' };
   const s = createHmac('sha256', options.signingSecret)
     .update(JSON.stringify(['sync', seq, null, options.origin]))
     .digest('hex');
-  return JSON.stringify({ ...wire, s });
+  return { before, after: `","s":"${s}"}` };
+}
+
+/** The whole marker, for a token known here (tests, other emitters). */
+export function encodeSync(seq: string, token: string, options: Pick<EncodeOptions, 'origin' | 'signingSecret'>): string {
+  const { before, after } = syncMarkerAround(seq, options);
+  return `${before}${token}${after}`;
 }
 
 export function isSyncPayload(payload: string): boolean {
   return payload.startsWith('{"k":"sync",');
 }
 
-/** The sequence and origin of a sync marker, or the reason it is rejected (never throws). */
-export function parseSync(payload: string, options: { signingSecret?: string } = {}): { seq: string; origin: string } | { reason: string } {
+/** The sequence, origin and token of a sync marker, or the reason it is rejected (never throws). */
+export function parseSync(
+  payload: string,
+  options: { signingSecret?: string } = {},
+): { seq: string; origin: string; token: string } | { reason: string } {
   let v: Record<string, unknown>;
   try {
     v = JSON.parse(payload) as Record<string, unknown>;
   } catch {
     return { reason: 'sync marker is not JSON' };
   }
-  const { q, o, s } = v;
+  const { q, o, t, s } = v;
   const keys = Object.keys(v);
-  if (keys.some((key) => !['k', 'q', 'o', 's'].includes(key))) return { reason: 'unexpected key in sync marker' };
+  if (keys.some((key) => !['k', 'q', 'o', 't', 's'].includes(key))) return { reason: 'unexpected key in sync marker' };
   if (typeof q !== 'string' || !/^[0-9]{1,19}$/.test(q) || typeof o !== 'string' || !isOrigin(o))
     return { reason: 'malformed sync marker' };
+  if (typeof t !== 'string' || !TOKEN.test(t)) return { reason: 'sync marker without a token' };
   if (options.signingSecret !== undefined) {
     if (typeof s !== 'string' || !SIGNATURE.test(s)) return { reason: 'unsigned sync marker while a signing secret is configured' };
     const expected = createHmac('sha256', options.signingSecret)
@@ -246,5 +261,5 @@ export function parseSync(payload: string, options: { signingSecret?: string } =
       .digest();
     if (!timingSafeEqual(expected, Buffer.from(s, 'hex'))) return { reason: 'sync marker signature mismatch' };
   }
-  return { seq: q, origin: o };
+  return { seq: q, origin: o, token: t };
 }

@@ -18,6 +18,9 @@ export interface Acknowledged {
   waitedMs: number;
 }
 
+/** Sync markers kept for the next acknowledgement statement; a genuine later one covers the earlier ones anyway. */
+const MAX_PENDING_MARKERS = 64;
+
 /** How much sooner than its lease a process stops trusting its memory: clocks may run at slightly different rates. */
 export function leaseMargin(leaseMs: number): number {
   return Math.max(500, Math.ceil(leaseMs * 0.05));
@@ -47,7 +50,8 @@ export class Membership {
   private trustedUntil = 0;
   private joined = false;
   private acking: Promise<void> | undefined;
-  private ackWanted: bigint | undefined;
+  /** Sync markers heard and not yet acknowledged (bounded: a flood of forged ones cannot grow it). */
+  private markers: Array<{ seq: string; token: string }> = [];
   private lastSummary = { peers: 0, lagging: 0 };
   private stopped = false;
 
@@ -86,10 +90,14 @@ export class Membership {
     return now < this.trustedUntil;
   }
 
-  /** Acknowledges everything up to `seq`: one statement in flight at a time, the highest wanted sent next. */
-  acknowledge(seq: string): void {
-    const wanted = BigInt(seq);
-    if (this.ackWanted === undefined || wanted > this.ackWanted) this.ackWanted = wanted;
+  /**
+   * Acknowledges everything up to `seq`, if `token` proves the marker genuine: one statement in
+   * flight at a time, carrying every marker heard meanwhile (the database keeps the highest
+   * genuine one).
+   */
+  acknowledge(seq: string, token: string): void {
+    this.markers.push({ seq, token });
+    if (this.markers.length > MAX_PENDING_MARKERS) this.markers.splice(0, this.markers.length - MAX_PENDING_MARKERS);
     if (!this.acking) this.acking = this.flushAcks().finally(() => (this.acking = undefined));
   }
 
@@ -128,14 +136,17 @@ export class Membership {
   }
 
   private async flushAcks(): Promise<void> {
-    while (this.ackWanted !== undefined && !this.stopped) {
-      const seq = this.ackWanted;
-      this.ackWanted = undefined;
+    while (this.markers.length > 0 && !this.stopped) {
+      const markers = this.markers;
+      this.markers = [];
+      const seqs = markers.map((m) => m.seq).join(', ');
       try {
-        await this.repository.acknowledge(this.config.id, seq.toString(), this.config.ackChannel);
+        const acked = await this.repository.acknowledge(this.config.id, markers, this.config.ackChannel);
+        if (acked === undefined)
+          this.logger.warn(`ignored sync marker(s) ${seqs}: no token matches an invalidation (forged, or not a member)`);
       } catch (error) {
         // The invalidator then waits for this process's lease: slower, never wrong.
-        this.logger.warn(`could not acknowledge invalidation ${seq}: ${(error as Error).message}`);
+        this.logger.warn(`could not acknowledge invalidation(s) ${seqs}: ${(error as Error).message}`);
       }
     }
   }

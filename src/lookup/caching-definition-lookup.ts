@@ -121,7 +121,7 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
           received: () => this.counters.notifications.received++,
           emit: (event) => this.emit(event),
           // Everything delivered before a peer's sync marker has been applied: say so.
-          ...(membership ? { acknowledge: (seq: string) => membership.acknowledge(seq) } : {}),
+          ...(membership ? { acknowledge: (seq: string, token: string) => membership.acknowledge(seq, token) } : {}),
           ...forget,
         })
       : undefined;

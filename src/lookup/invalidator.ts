@@ -1,5 +1,5 @@
 import type { Logger } from '@nestjs/common';
-import { encodeInvalidations, encodeSync, MAX_PAYLOAD_BYTES, type InvalidationTarget } from '../broadcast/invalidation-message';
+import { encodeInvalidations, MAX_PAYLOAD_BYTES, syncMarkerAround, type InvalidationTarget } from '../broadcast/invalidation-message';
 import type { Acknowledged, Membership } from '../coordination/membership';
 import { InvalidationBroadcastError, InvalidationUnconfirmedError, type ModuleCacheError } from '../errors';
 import { messages } from '../messages';
@@ -186,9 +186,10 @@ export class Invalidator {
     const { membership } = this.deps;
     if (!membership || seq === undefined) return {};
     try {
-      await this.deps.repository.notify(
+      await this.deps.repository.notifySync(
         this.deps.options.channel,
-        encodeSync(seq, { origin: this.deps.origin, signingSecret: this.deps.options.signingSecret }),
+        seq,
+        syncMarkerAround(seq, { origin: this.deps.origin, signingSecret: this.deps.options.signingSecret }),
       );
       return { acknowledgements: await membership.awaitAcknowledgements(seq) };
     } catch (error) {

@@ -16,7 +16,7 @@ export interface RemoteInvalidationHandlers {
   received(): void;
   emit(event: ModuleCacheEvent): void;
   /** Strong consistency: acknowledge a peer's sync marker (everything before it has been applied). */
-  acknowledge?(seq: string): void;
+  acknowledge?(seq: string, token: string): void;
 }
 
 /**
@@ -51,7 +51,7 @@ export function subscribeToInvalidations(listener: ModuleCacheInvalidationListen
     const acknowledge = handlers.acknowledge;
     subscription.add(
       listener.syncs$.subscribe((sync) => {
-        if (sync.origin !== handlers.origin) acknowledge(sync.seq);
+        if (sync.origin !== handlers.origin) acknowledge(sync.seq, sync.token);
       }),
     );
   }

@@ -2,6 +2,7 @@ import { CreateModuleCache1764000000000 } from './migrations/1764000000000-creat
 import { FenceWatermarks1764100000000 } from './migrations/1764100000000-fence-watermarks';
 import { Peers1764200000000 } from './migrations/1764200000000-peers';
 import { OneStatementInvalidation1764300000000 } from './migrations/1764300000000-one-statement-invalidation';
+import { SyncTokens1764400000000 } from './migrations/1764400000000-sync-tokens';
 import {
   ModuleCacheEdgeEntity,
   ModuleCacheEntryEntity,
@@ -24,4 +25,5 @@ export const moduleCacheMigrations = [
   FenceWatermarks1764100000000,
   Peers1764200000000,
   OneStatementInvalidation1764300000000,
+  SyncTokens1764400000000,
 ];

@@ -81,6 +81,10 @@ export class ModuleCacheFenceLogEntity {
 
   @Column({ name: 'invalidated_at', type: 'timestamptz' })
   invalidatedAt!: Date;
+
+  /** Random, readable once the invalidation committed: strong consistency's sync markers carry it (see SyncTokens migration). */
+  @Column({ type: 'uuid', default: () => 'gen_random_uuid()' })
+  token!: string;
 }
 
 /** A process in `consistency: 'strong'` mode: its lease and the highest invalidation it acknowledged. */

@@ -289,14 +289,25 @@ export class ModuleCacheRepository {
     });
   }
 
-  /** Records that this process applied everything up to `seq`, and wakes the invalidators waiting on it. */
-  async acknowledge(id: string, seq: string, ackChannel: string): Promise<void> {
-    await this.run({
-      name: 'module_cache_acknowledge',
-      text: `WITH acked AS (UPDATE module_cache_peers SET acked_seq = greatest(acked_seq, $2::bigint) WHERE id = $1 RETURNING acked_seq)
-             SELECT pg_notify($3, acked_seq::text) FROM acked`,
-      values: [id, seq, ackChannel],
+  /**
+   * Records that this process applied everything up to the highest of `markers` whose token is
+   * its invalidation's (a forged marker counts for nothing), and wakes the invalidators waiting
+   * on it. Returns the sequence recorded, or undefined when no marker was genuine.
+   */
+  async acknowledge(id: string, markers: Array<{ seq: string; token: string }>, ackChannel: string): Promise<string | undefined> {
+    const [row] = await this.run<{ acked: string }>({
+      name: 'module_cache_acknowledge_v2',
+      text: `WITH genuine AS (
+               SELECT max(l.seq) AS seq FROM unnest($2::bigint[], $3::uuid[]) AS m(seq, token)
+                 JOIN module_cache_fence_log l ON l.seq = m.seq AND l.token = m.token
+             ), acked AS (
+               UPDATE module_cache_peers p SET acked_seq = greatest(p.acked_seq, g.seq) FROM genuine g
+                WHERE p.id = $1 AND g.seq IS NOT NULL RETURNING g.seq
+             )
+             SELECT seq::text AS acked, pg_notify($4, seq::text) FROM acked`,
+      values: [id, markers.map((m) => m.seq), markers.map((m) => m.token), ackChannel],
     });
+    return row?.acked;
   }
 
   /**
@@ -336,6 +347,18 @@ export class ModuleCacheRepository {
 
   async leave(id: string): Promise<void> {
     await this.run({ text: `DELETE FROM module_cache_peers WHERE id = $1`, values: [id] });
+  }
+
+  /**
+   * Strong consistency's sync marker of the committed invalidation `seq`, through the pool: the
+   * database puts the invalidation's token between `before` and `after`.
+   */
+  async notifySync(channel: string, seq: string, { before, after }: { before: string; after: string }): Promise<void> {
+    const sent = await this.run({
+      text: `SELECT pg_notify($1, $2 || l.token::text || $3) FROM module_cache_fence_log l WHERE l.seq = $4::bigint`,
+      values: [channel, before, after, seq],
+    });
+    if (sent.length === 0) throw new Error(`invalidation ${seq} is not in the fence log any more`);
   }
 
   /** One NOTIFY through the pool: the path peers' invalidations take (heartbeat probes use it). */

@@ -41,7 +41,13 @@ describe('migration', () => {
       );
       expect(persistence).toEqual([{ relpersistence: 'p' }]); // logged, on purpose (see the migration)
       expect(await ours()).toEqual(expect.arrayContaining(['module_cache_peers', 'module_cache_invalidate_encoded']));
+      const tokenColumn = async () =>
+        (await db.query(`SELECT 1 FROM information_schema.columns WHERE table_name = 'module_cache_fence_log' AND column_name = 'token'`))
+          .length;
+      expect(await tokenColumn()).toBe(1);
       // Each down() restores the layout before it: the second migration's down() gives back the first's.
+      await dataSource.undoLastMigration();
+      expect(await tokenColumn()).toBe(0);
       await dataSource.undoLastMigration();
       expect(await ours()).not.toContain('module_cache_invalidate_encoded');
       await dataSource.undoLastMigration();

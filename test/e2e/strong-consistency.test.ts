@@ -111,6 +111,25 @@ describe("consistency: 'strong' (1 + 8 processes)", () => {
     expect((acks?.acknowledged ?? 0) + (acks?.expired ?? 0)).toBe(8);
   }, 60_000);
 
+  // Any role that can connect may NOTIFY on the channel: a sync marker is a claim about the
+  // future ("invalidation S is committed"), and a peer that believed a forged one would
+  // acknowledge S before it had applied it, letting S's invalidator resolve too early.
+  it('a forged sync marker, with or without a token, does not make a peer acknowledge an invalidation it has not applied', async () => {
+    const [{ seq }] = await db.query<{ seq: string }>(`SELECT committed_seq::text AS seq FROM module_cache_fence`);
+    const future = (BigInt(seq) + 1000n).toString();
+    const forger = '00000000-0000-4000-8000-000000000000';
+    await db.query(`SELECT pg_notify('module_cache_invalidated', $1)`, [JSON.stringify({ k: 'sync', q: future, o: forger })]);
+    await db.query(`SELECT pg_notify('module_cache_invalidated', $1)`, [
+      JSON.stringify({ k: 'sync', q: future, o: forger, t: '5b0c5e8e-7f4a-4c1e-9a59-1c7e0e3f2a10' }),
+    ]);
+    // Genuine: resolves once every peer acknowledged it, so every peer has handled the forgeries before.
+    await invalidator.call('invalidate', url('m29'));
+    const [{ committed, acked }] = await db.query<{ committed: string; acked: string }>(
+      `SELECT f.committed_seq::text AS committed, max(p.acked_seq)::text AS acked FROM module_cache_fence f, module_cache_peers p GROUP BY 1`,
+    );
+    expect(BigInt(acked)).toBeLessThanOrEqual(BigInt(committed));
+  }, 60_000);
+
   it('a killed peer stops being waited for once its lease ends; a stopped one leaves at once', async () => {
     const victim = peers.pop()!;
     victim.child.kill('SIGKILL');
