@@ -41,6 +41,10 @@ describe('option validation', () => {
     ],
     [{ realms: ['https://a.test/r/'], sourceTimeoutMs: 600_000 }, /fenceRetentionMs: must exceed/],
     [{ realms: ['https://a.test/r/'], typo: 1 }, /typo/],
+    [{ realms: [], consistency: 'strong', wireFormat: 'seed' }, /consistency: 'strong' cannot be combined with wireFormat 'seed'/],
+    [{ realms: [], consistency: 'strong', listener: false }, /consistency: 'strong' needs the listener/],
+    [{ realms: [], consistency: 'strong', leaseMs: 1_000 }, /leaseMs: must exceed listener\.heartbeat\.intervalMs \+ timeoutMs/],
+    [{ realms: [], consistency: 'eventually' }, /consistency/],
   ])('rejects %j naming the option', (options, message) => {
     expect(() => resolveModuleCacheOptions(options)).toThrow(ModuleCacheOptionsError);
     expect(() => resolveModuleCacheOptions(options)).toThrow(message);
