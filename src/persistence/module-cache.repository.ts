@@ -292,7 +292,9 @@ export class ModuleCacheRepository {
   /**
    * Records that this process applied everything up to the highest of `markers` whose token is
    * its invalidation's (a forged marker counts for nothing), and wakes the invalidators waiting
-   * on it. Returns the sequence recorded, or undefined when no marker was genuine.
+   * on it. Returns the sequence recorded, or undefined when no marker was genuine. Committed
+   * without waiting for the WAL flush: an acknowledgement lost in a crash only makes an
+   * invalidator wait for a lease, and every peer joins again after the server comes back.
    */
   async acknowledge(id: string, markers: Array<{ seq: string; token: string }>, ackChannel: string): Promise<string | undefined> {
     const [row] = await this.run<{ acked: string }>({
@@ -304,7 +306,7 @@ export class ModuleCacheRepository {
                UPDATE module_cache_peers p SET acked_seq = greatest(p.acked_seq, g.seq) FROM genuine g
                 WHERE p.id = $1 AND g.seq IS NOT NULL RETURNING g.seq
              )
-             SELECT seq::text AS acked, pg_notify($4, seq::text) FROM acked`,
+             SELECT seq::text AS acked, pg_notify($4, seq::text), set_config('synchronous_commit', 'off', true) FROM acked`,
       values: [id, markers.map((m) => m.seq), markers.map((m) => m.token), ackChannel],
     });
     return row?.acked;
