@@ -115,6 +115,30 @@ describe('the fence holds through dependency graphs', () => {
     expect((await row('e1'))?.error?.message).toMatch(/broken: .*d1\.ts v2/);
   });
 
+  // The consumer's computation starts after the clear, so its own inputs pass the fence: only the
+  // check of the dependency entry it incorporated (against that entry's older watermark) can see
+  // that a realm or global clear removed it.
+  for (const how of ['clearRealm', 'clearAll'] as const) {
+    it(`a dependency entry a stalled peer still holds in memory after a ${how} it did not hear is not built into a new consumer`, async (ctx) => {
+      if (!(await signalsBackends(db))) return ctx.skip();
+      const [d, e] = [`d8${how}`, `e8${how}`];
+      await module(d);
+      await module(e, [d]);
+      const a = await worker('a', true);
+      const b = await worker('b', true);
+      await b.call('lookup', `${REALM}${d}`);
+      await frozen(await backendPid(db, 'mc-fence-b'), async () => {
+        await module(d, [], { version: 2, broken: true });
+        if (how === 'clearRealm') await a.call('clearRealm', REALM);
+        else await a.call('clearAll');
+        expect(await b.call('inMemory', `${REALM}${d}`)).toBe(true);
+        const entry = await b.call<Entry>('lookup', url(e));
+        expect(entry.error?.message).toMatch(new RegExp(`dependency .*${d}.* failed: broken`));
+      });
+      expect((await row(e))?.error?.message).toMatch(new RegExp(`broken: .*${d}\\.ts v2`));
+    });
+  }
+
   it("with the seed's dependency errors (cached entries only), a stale cached dependency is not attached either", async (ctx) => {
     if (!(await signalsBackends(db))) return ctx.skip();
     await module('d7');
