@@ -185,29 +185,32 @@ describe('invalidation during an in-flight computation', () => {
     expect(await storedVersion(url)).toBe(2);
   });
 
-  it('a read that raced the invalidation transaction does not leave the old entry in memory', async () => {
-    const url = `${REALM}raced.ts`;
-    const source = new FakeSource().define(url);
-    const { lookup } = await start(source);
-    await lookup.lookup(url);
-    // Hold the invalidation mid-transaction: another session locks the row it must delete.
-    const lock = new Client({ connectionString: bed.db.url, application_name: 'row-lock' });
-    await lock.connect();
-    try {
-      await lock.query('BEGIN');
-      await lock.query(`SELECT 1 FROM module_cache_entries WHERE url = $1 FOR UPDATE`, [url]);
-      source.version = 2;
-      const invalidating = lookup.invalidate(url);
-      await waitFor(async () => (await lockWaits(bed.db, 'transactionid')) > 0, 5000, 'the invalidation to wait on the row lock');
-      // Local state was cleared before the transaction; this read still sees the old row (uncommitted delete).
-      expect((await lookup.lookup(url))?.definitions).toEqual({ value: { version: 1, url } });
-      await lock.query('COMMIT');
-      await invalidating;
-    } finally {
-      await lock.end();
-    }
-    expect((await lookup.lookup(url))?.definitions).toEqual({ value: { version: 2, url } });
-  });
+  for (const how of ['invalidate', 'clearRealm', 'clearAll'] as const) {
+    it(`a read that raced the ${how} transaction does not leave the old entry in memory`, async () => {
+      const url = `${REALM}raced-${how}.ts`;
+      const source = new FakeSource().define(url);
+      const { lookup } = await start(source);
+      await lookup.lookup(url);
+      // Hold the invalidation mid-transaction: another session locks the row it must delete.
+      const lock = new Client({ connectionString: bed.db.url, application_name: 'row-lock' });
+      await lock.connect();
+      try {
+        await lock.query('BEGIN');
+        await lock.query(`SELECT 1 FROM module_cache_entries WHERE url = $1 FOR UPDATE`, [url]);
+        source.version = 2;
+        const invalidating =
+          how === 'invalidate' ? lookup.invalidate(url) : how === 'clearRealm' ? lookup.clearRealm(REALM) : lookup.clearAll();
+        await waitFor(async () => (await lockWaits(bed.db, 'transactionid')) > 0, 5000, 'the invalidation to wait on the row lock');
+        // Local state was cleared before the transaction; this read still sees the old row (uncommitted delete).
+        expect((await lookup.lookup(url))?.definitions).toEqual({ value: { version: 1, url } });
+        await lock.query('COMMIT');
+        await invalidating;
+      } finally {
+        await lock.end();
+      }
+      expect((await lookup.lookup(url))?.definitions).toEqual({ value: { version: 2, url } });
+    });
+  }
 
   it('when every attempt is invalidated, the waiting caller gets the last result, neither stored nor kept in memory', async () => {
     const url = `${REALM}churn.ts`;
