@@ -87,6 +87,9 @@ export class ModuleCacheInvalidationListener implements OnModuleInit, OnApplicat
         map((n) => n.payload),
       )
       .subscribe((payload) => this.onPayload(payload));
+    // Notifications sent while there is no connection are lost: memory stops being trusted the
+    // moment it goes (not only once the next heartbeat is overdue), until a new one proves itself.
+    this.subscription.add(transport.state$.pipe(filter((state) => state !== 'listening')).subscribe(() => (this.trustedUntil = 0)));
     // A new connection has not proven itself yet: probe it at once.
     this.subscription.add(
       transport.resync$.subscribe(() => {

@@ -1,11 +1,18 @@
 import { Client } from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { DefinitionSourceError, InvalidationBroadcastError, type ModuleCacheHealthReport } from '../../src';
+import { firstValueFrom, filter } from 'rxjs';
+import {
+  DefinitionSourceError,
+  InvalidationBroadcastError,
+  ModuleCacheInvalidationListener,
+  type ModuleCacheHealthReport,
+} from '../../src';
 import { createCacheApp, migrate, type CacheApp } from '../support/app';
 import { backendPid, signalsBackends } from '../support/backends';
 import { adminQuery, createTestDatabase, type TestDatabase } from '../support/database';
 import { startEmbeddedPostgres } from '../../sample/embedded-postgres';
 import { FakeSource } from '../support/fake-source';
+import { startTcpProxy } from '../support/tcp-proxy';
 import { waitFor } from '../support/wait';
 import { spawnWorker, TRUTH_SQL, type WorkerHandle } from '../processes/harness';
 
@@ -135,6 +142,45 @@ describe('a listener that goes deaf for good', () => {
     const [{ n }] = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'mc-avail-b'`);
     expect(n).toBe(2); // the frozen backend, and the new connection
   }, 60_000);
+});
+
+describe('a listener that has lost its connection', () => {
+  // Notifications sent while it is disconnected are lost: memory cannot be trusted from the
+  // moment the connection goes, not only once the next heartbeat is overdue (up to 10 s later).
+  it('stops trusting memory at once, and serves what a peer changed meanwhile from the table', async () => {
+    await module('lost');
+    const a = await worker('a');
+    const proxy = await startTcpProxy(db.url);
+    let b: CacheApp | undefined;
+    try {
+      const source = new FakeSource().define(url('lost'));
+      const applicationName = 'mc-avail-lost';
+      b = await createCacheApp(db.url, {
+        realms: [REALM],
+        source,
+        listener: { applicationName, connection: { connectionString: proxy.url }, reconnect: { initialDelayMs: 50, maxDelayMs: 200 } },
+      });
+      const listener = b.app.get(ModuleCacheInvalidationListener);
+      await b.lookup.lookup(url('lost'));
+      await b.lookup.lookup(url('lost'));
+      expect(b.lookup.stats().hits.memory).toBe(1);
+      // The connection goes, and no new one can be made until accept().
+      proxy.refuse();
+      const lost = firstValueFrom(listener.state$.pipe(filter((s) => s === 'reconnecting')));
+      await db.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1', [applicationName]);
+      await lost;
+      // A peer changes the module while B cannot hear it.
+      source.version = 2;
+      await a.call('invalidate', url('lost'));
+      expect((await b.lookup.lookup(url('lost')))?.definitions).toEqual({ value: { version: 2, url: url('lost') } });
+      expect(b.lookup.stats().hits.memory).toBe(1);
+      proxy.accept();
+      await firstValueFrom(listener.state$.pipe(filter((s) => s === 'listening')));
+    } finally {
+      await b?.close();
+      await proxy.close();
+    }
+  });
 });
 
 describe('operational failures are not cached', () => {
