@@ -239,6 +239,13 @@ export class ComputationRunner {
         durationMs: performance.now() - computeStarted,
         ...(error ? { error: error.message } : {}),
       });
+      const diagnostics = {
+        computeMs: Math.round(performance.now() - computeStarted),
+        attempt,
+        requested: ctx.url,
+        ...(loaded.diagnostics !== undefined ? { source: loaded.diagnostics } : {}),
+      };
+      // Fields in the order toEntry() reads them back: an entry is the same JSON from every tier.
       const entry: ModuleCacheEntry = {
         url: candidate,
         realmURL: ctx.realm,
@@ -246,13 +253,8 @@ export class ComputationRunner {
         definitions: loaded.definitions,
         deps,
         ...(error ? { error } : {}),
+        diagnostics,
         createdAt: new Date(),
-      };
-      const diagnostics = {
-        computeMs: Math.round(performance.now() - computeStarted),
-        attempt,
-        requested: ctx.url,
-        ...(loaded.diagnostics !== undefined ? { source: loaded.diagnostics } : {}),
       };
       const unstored: Resolved = { entry, alias, realm: ctx.realm, watermark };
       if (!generations.isCurrent(snapshot)) return { done: false, reason: 'invalidated-locally', last: unstored };
@@ -288,7 +290,7 @@ export class ComputationRunner {
       });
       const resolved: Resolved = {
         ...unstored,
-        entry: { ...entry, diagnostics, createdAt: persisted.createdAt },
+        entry: { ...entry, createdAt: persisted.createdAt },
         watermark: persisted.watermark,
       };
       if (generations.isCurrent(snapshot)) this.deps.remember([...new Set([ctx.url, candidate])], resolved);

@@ -3,6 +3,7 @@ import { FenceWatermarks1764100000000 } from './migrations/1764100000000-fence-w
 import { Peers1764200000000 } from './migrations/1764200000000-peers';
 import { OneStatementInvalidation1764300000000 } from './migrations/1764300000000-one-statement-invalidation';
 import { SyncTokens1764400000000 } from './migrations/1764400000000-sync-tokens';
+import { JsonDocuments1764500000000 } from './migrations/1764500000000-json-documents';
 import {
   ModuleCacheEdgeEntity,
   ModuleCacheEntryEntity,
@@ -26,4 +27,5 @@ export const moduleCacheMigrations = [
   Peers1764200000000,
   OneStatementInvalidation1764300000000,
   SyncTokens1764400000000,
+  JsonDocuments1764500000000,
 ];

@@ -25,16 +25,16 @@ export class ModuleCacheEntryEntity {
   @Column({ type: 'text' })
   realm!: string;
 
-  @Column({ type: 'jsonb' })
+  @Column({ type: 'json' })
   definitions!: Record<string, unknown>;
 
   @Column({ type: 'text', array: true })
   deps!: string[];
 
-  @Column({ type: 'jsonb', nullable: true })
+  @Column({ type: 'json', nullable: true })
   error!: Record<string, unknown> | null;
 
-  @Column({ type: 'jsonb', nullable: true })
+  @Column({ type: 'json', nullable: true })
   diagnostics!: Record<string, unknown> | null;
 
   @Column({ name: 'created_at', type: 'timestamptz' })

@@ -108,7 +108,7 @@ export class ModuleCacheRepository {
   async assertSchema(): Promise<void> {
     const rows = await this.dataSource.query(
       `SELECT to_regclass('module_cache_fence') IS NOT NULL
-          AND to_regprocedure('module_cache_persist(text,text,text,text,jsonb,text[],jsonb,jsonb,bigint,text[],text[],bigint[])') IS NOT NULL AS ok`,
+          AND to_regprocedure('module_cache_persist(text,text,text,text,json,text[],json,json,bigint,text[],text[],bigint[])') IS NOT NULL AS ok`,
     );
     if (!rows[0]?.ok) throw new ModuleCacheSchemaError(messages.schemaMissing());
   }
@@ -148,9 +148,9 @@ export class ModuleCacheRepository {
       stale: string[] | null;
     }>(
       {
-        name: 'module_cache_persist_v2',
+        name: 'module_cache_persist_v3',
         text: `SELECT status, created_at, watermark::text, stale
-                 FROM module_cache_persist($1, $2, $3, $4, $5::jsonb, $6::text[], $7::jsonb, $8::jsonb, $9::bigint, $10::text[], $11::text[], $12::bigint[])`,
+                 FROM module_cache_persist($1, $2, $3, $4, $5::json, $6::text[], $7::json, $8::json, $9::bigint, $10::text[], $11::text[], $12::bigint[])`,
         values: [
           row.url,
           row.scope,

@@ -47,6 +47,17 @@ describe('lookup', () => {
     ]);
   });
 
+  it('keeps what the source returned as it returned it: the entry read from the table is the computed one, key order included', async () => {
+    const url = `${REALM}ordered.ts`;
+    // Export order as written, which is neither sorted nor by length (jsonb would reorder it).
+    const definitions = { PetOwner: { kind: 'class' }, adopt: { kind: 'function', z: 1, a: 2 }, MAX_PETS: 3, b: null };
+    const source = new FakeSource().set(url, { definitions, deps: [], diagnostics: { zone: 1, alpha: [2, 1] } });
+    const computed = await (await start(source)).lookup.lookup(url);
+    expect(Object.keys(computed!.definitions)).toEqual(['PetOwner', 'adopt', 'MAX_PETS', 'b']);
+    const fromTable = await (await start(new FakeSource())).lookup.lookup(url);
+    expect(JSON.stringify(fromTable)).toBe(JSON.stringify(computed));
+  });
+
   it('tries extensions in order for an extensionless URL and moves on when the source returns null', async () => {
     const source = new FakeSource().define(`${REALM}c.gjs`);
     const { lookup } = await start(source);

@@ -45,7 +45,17 @@ describe('migration', () => {
         (await db.query(`SELECT 1 FROM information_schema.columns WHERE table_name = 'module_cache_fence_log' AND column_name = 'token'`))
           .length;
       expect(await tokenColumn()).toBe(1);
+      const definitionsType = async () =>
+        (
+          await db.query<{ t: string }>(
+            `SELECT data_type AS t FROM information_schema.columns WHERE table_name = 'module_cache_entries' AND column_name = 'definitions'`,
+          )
+        )[0].t;
+      expect(await definitionsType()).toBe('json');
       // Each down() restores the layout before it: the second migration's down() gives back the first's.
+      await dataSource.undoLastMigration();
+      expect(await definitionsType()).toBe('jsonb');
+      expect(await ours()).toContain('module_cache_persist');
       await dataSource.undoLastMigration();
       expect(await tokenColumn()).toBe(0);
       await dataSource.undoLastMigration();
