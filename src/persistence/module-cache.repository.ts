@@ -15,7 +15,8 @@ export interface StoredRow {
   deps: string[];
   error: ModuleError | null;
   diagnostics: Record<string, unknown> | null;
-  created_at: Date;
+  /** Milliseconds since the epoch (see EPOCH_MS). */
+  created_ms: number;
 }
 
 /** A row (or none) and the committed fence watermark of the snapshot it was read in. */
@@ -60,12 +61,18 @@ export type PayloadBuilder<T> = (result: T) => string[];
 const NEEDS_READ_COMMITTED = 'MCRC0';
 
 /**
+ * A timestamp as milliseconds since the epoch: node-postgres parses timestamps only in the ISO
+ * DateStyle (a database set to another gives null), and a number reads the same under any.
+ */
+const EPOCH_MS = (column: string) => `(extract(epoch FROM ${column}) * 1000)::float8`;
+
+/**
  * Rows and the committed watermark from one snapshot, by URL (`key = url`) or by alias; error rows
  * count only while younger than `$4` ms. The hash finds the row, the text makes sure it is the one.
  */
 const read = (key: 'url' | 'alias') => `
   SELECT f.committed_seq::text AS watermark,
-         e.url, e.realm, e.scope, e.alias, e.definitions, e.deps, e.error, e.diagnostics, e.created_at
+         e.url, e.realm, e.scope, e.alias, e.definitions, e.deps, e.error, e.diagnostics, ${EPOCH_MS('e.created_at')} AS created_ms
     FROM module_cache_fence f
     LEFT JOIN module_cache_entries e
       ON e.${key}_hash = ANY($1::uuid[]) AND e.${key} = ANY($2::text[]) AND e.scope = $3
@@ -122,12 +129,12 @@ export class ModuleCacheRepository {
 
   /** Fresh rows for any of `urls` in one query, and the watermark they are valid as of. */
   async readMany(urls: string[], scope: string, errorTtlMs: number): Promise<{ rows: StoredRow[]; watermark: string }> {
-    return this.readRows('module_cache_read_v2', READ_BY_URL, urls, scope, errorTtlMs);
+    return this.readRows('module_cache_read_v3', READ_BY_URL, urls, scope, errorTtlMs);
   }
 
   /** Fresh rows of any URL whose alias is one of `aliases` (every spelling of those modules), and their watermark. */
   async readByAlias(aliases: string[], scope: string, errorTtlMs: number): Promise<{ rows: StoredRow[]; watermark: string }> {
-    return this.readRows('module_cache_read_by_alias_v2', READ_BY_ALIAS, aliases, scope, errorTtlMs);
+    return this.readRows('module_cache_read_by_alias_v3', READ_BY_ALIAS, aliases, scope, errorTtlMs);
   }
 
   private async readRows(name: string, text: string, keys: string[], scope: string, errorTtlMs: number) {
@@ -143,13 +150,13 @@ export class ModuleCacheRepository {
   async persist(row: NewRow, watermark: string, parts: FencePart[]): Promise<PersistResult> {
     const [result] = await this.run<{
       status: PersistResult['status'];
-      created_at: Date | null;
+      created_ms: number | null;
       watermark: string;
       stale: string[] | null;
     }>(
       {
         name: 'module_cache_persist_v3',
-        text: `SELECT status, created_at, watermark::text, stale
+        text: `SELECT status, ${EPOCH_MS('created_at')} AS created_ms, watermark::text, stale
                  FROM module_cache_persist($1, $2, $3, $4, $5::json, $6::text[], $7::json, $8::json, $9::bigint, $10::text[], $11::text[], $12::bigint[])`,
         values: [
           row.url,
@@ -168,7 +175,7 @@ export class ModuleCacheRepository {
       },
       { readCommitted: true },
     );
-    if (result.status === 'persisted') return { status: 'persisted', createdAt: result.created_at!, watermark: result.watermark };
+    if (result.status === 'persisted') return { status: 'persisted', createdAt: new Date(result.created_ms!), watermark: result.watermark };
     return { status: result.status, watermark: result.watermark, stale: result.stale ?? [] };
   }
 
@@ -424,6 +431,6 @@ export function toEntry(row: StoredRow): ModuleCacheEntry {
     deps: row.deps,
     ...(row.error ? { error: row.error } : {}),
     ...(row.diagnostics ? { diagnostics: row.diagnostics } : {}),
-    createdAt: row.created_at,
+    createdAt: new Date(row.created_ms),
   };
 }
