@@ -15,8 +15,8 @@ export interface StoredRow {
   deps: string[];
   error: ModuleError | null;
   diagnostics: Record<string, unknown> | null;
-  /** Milliseconds since the epoch (see EPOCH_MS). */
-  created_ms: number;
+  /** Milliseconds since the epoch, as text (see EPOCH_MS). */
+  created_ms: string;
 }
 
 /** A row (or none) and the committed fence watermark of the snapshot it was read in. */
@@ -61,10 +61,11 @@ export type PayloadBuilder<T> = (result: T) => string[];
 const NEEDS_READ_COMMITTED = 'MCRC0';
 
 /**
- * A timestamp as milliseconds since the epoch: node-postgres parses timestamps only in the ISO
- * DateStyle (a database set to another gives null), and a number reads the same under any.
+ * A timestamp as whole milliseconds since the epoch, as text: node-postgres parses timestamps only
+ * in the ISO DateStyle (a database set to another gives null), and a float's digits depend on
+ * extra_float_digits; an integer reads the same under any setting.
  */
-const EPOCH_MS = (column: string) => `(extract(epoch FROM ${column}) * 1000)::float8`;
+const EPOCH_MS = (column: string) => `floor(extract(epoch FROM ${column}) * 1000)::bigint::text`;
 
 /**
  * Rows and the committed watermark from one snapshot, by URL (`key = url`) or by alias; error rows
@@ -150,7 +151,7 @@ export class ModuleCacheRepository {
   async persist(row: NewRow, watermark: string, parts: FencePart[]): Promise<PersistResult> {
     const [result] = await this.run<{
       status: PersistResult['status'];
-      created_ms: number | null;
+      created_ms: string | null;
       watermark: string;
       stale: string[] | null;
     }>(
@@ -175,7 +176,8 @@ export class ModuleCacheRepository {
       },
       { readCommitted: true },
     );
-    if (result.status === 'persisted') return { status: 'persisted', createdAt: new Date(result.created_ms!), watermark: result.watermark };
+    if (result.status === 'persisted')
+      return { status: 'persisted', createdAt: new Date(Number(result.created_ms)), watermark: result.watermark };
     return { status: result.status, watermark: result.watermark, stale: result.stale ?? [] };
   }
 
@@ -431,6 +433,6 @@ export function toEntry(row: StoredRow): ModuleCacheEntry {
     deps: row.deps,
     ...(row.error ? { error: row.error } : {}),
     ...(row.diagnostics ? { diagnostics: row.diagnostics } : {}),
-    createdAt: new Date(row.created_ms),
+    createdAt: new Date(Number(row.created_ms)),
   };
 }

@@ -37,18 +37,20 @@ describe('unusual database settings', () => {
   });
 
   // node-postgres parses timestamps only in the ISO DateStyle (others come back as null).
-  it('a non-ISO DateStyle: entries still carry their creation time, from every tier', async () => {
-    await withDatabaseSetting('DateStyle', 'SQL, DMY', async () => {
-      source.set(url('dated'), { definitions: {}, deps: [], error: { message: 'broken', status: 500 } });
-      const { lookup } = await bed.start({});
-      const computed = await lookup.lookup(url('dated'));
-      expect(computed?.createdAt).toBeInstanceOf(Date);
-      expect(Number.isNaN(computed!.createdAt.getTime())).toBe(false);
-      // An error entry in memory is checked against its age.
-      expect((await lookup.lookup(url('dated')))?.createdAt).toEqual(computed?.createdAt);
-      const fromTable = await (await bed.start({})).lookup.lookup(url('dated'));
-      expect(fromTable?.createdAt).toEqual(computed?.createdAt);
-      expect(Math.abs(computed!.createdAt.getTime() - Date.now())).toBeLessThan(60_000);
+  it('a non-ISO DateStyle and the fewest float digits: entries still carry their exact creation time, from every tier', async () => {
+    await withDatabaseSetting('extra_float_digits', '-15', async () => {
+      await withDatabaseSetting('DateStyle', 'SQL, DMY', async () => {
+        source.set(url('dated'), { definitions: {}, deps: [], error: { message: 'broken', status: 500 } });
+        const { lookup } = await bed.start({});
+        const computed = await lookup.lookup(url('dated'));
+        expect(computed?.createdAt).toBeInstanceOf(Date);
+        expect(Number.isNaN(computed!.createdAt.getTime())).toBe(false);
+        // An error entry in memory is checked against its age.
+        expect((await lookup.lookup(url('dated')))?.createdAt).toEqual(computed?.createdAt);
+        const fromTable = await (await bed.start({})).lookup.lookup(url('dated'));
+        expect(fromTable?.createdAt).toEqual(computed?.createdAt);
+        expect(Math.abs(computed!.createdAt.getTime() - Date.now())).toBeLessThan(60_000);
+      });
     });
   });
 
