@@ -5,6 +5,7 @@ import {
   DefinitionSourceError,
   InvalidationBroadcastError,
   ModuleCacheInvalidationListener,
+  type ModuleCacheEvent,
   type ModuleCacheHealthReport,
 } from '../../src';
 import { createCacheApp, migrate, type CacheApp } from '../support/app';
@@ -105,7 +106,7 @@ describe('no cross-process stalls', () => {
 });
 
 describe('a listener that goes deaf for good', () => {
-  it('is found out by the heartbeat: within the bound the process serves the new version, and health goes down, then up', async (ctx) => {
+  it('is found out by the heartbeat: within the bound the process reconnects, resyncs and serves the new version; health is up after', async (ctx) => {
     if (!(await signalsBackends(db))) return ctx.skip();
     await module('d3');
     const a = await worker('a');
@@ -113,17 +114,14 @@ describe('a listener that goes deaf for good', () => {
     expect((await b.call<Entry>('lookup', url('d3'))).definitions.value.version).toBe(1);
     expect((await b.call<ModuleCacheHealthReport>('health')).healthy).toBe(true);
     const deaf = await backendPid(db, 'mc-avail-b');
+    await b.call('events'); // from here on
     process.kill(deaf, 'SIGSTOP'); // never resumed during the test: a half-open connection
     thaw.push(deaf);
     await module('d3', [], 2);
     await a.call('invalidate', url('d3'));
     const invalidated = performance.now();
-    let sawDown = false;
     await waitFor(
-      async () => {
-        if (!(await b.call<ModuleCacheHealthReport>('health')).healthy) sawDown = true;
-        return (await b.call<Entry>('lookup', url('d3'))).definitions.value.version === 2;
-      },
+      async () => (await b.call<Entry>('lookup', url('d3'))).definitions.value.version === 2,
       20_000,
       'B to serve the new version',
       100,
@@ -138,7 +136,11 @@ describe('a listener that goes deaf for good', () => {
     process.stdout.write(
       `[deaf] frozen listener backend: B served the new version ${(served / 1000).toFixed(1)} s after the invalidation (bound: 15 s)\n`,
     );
-    expect(sawDown).toBe(true);
+    // Found out by the heartbeat (nothing else drops this connection): the connection was replaced and memory resynced.
+    // (Health is down only between the failed probe and the new connection's first one: too brief to poll for here;
+    // observability.test.ts holds it down with a proxy and checks it.)
+    const seen = await b.call<ModuleCacheEvent[]>('events');
+    expect(seen).toEqual(expect.arrayContaining([{ type: 'listener-state', state: 'reconnecting' }, { type: 'resync' }]));
     const [{ n }] = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'mc-avail-b'`);
     expect(n).toBe(2); // the frozen backend, and the new connection
   }, 60_000);
