@@ -227,12 +227,6 @@ export function syncMarkerAround(seq: string, options: Pick<EncodeOptions, 'orig
   return { before, after: `","s":"${s}"}` };
 }
 
-/** The whole marker, for a token known here (tests, other emitters). */
-export function encodeSync(seq: string, token: string, options: Pick<EncodeOptions, 'origin' | 'signingSecret'>): string {
-  const { before, after } = syncMarkerAround(seq, options);
-  return `${before}${token}${after}`;
-}
-
 export function isSyncPayload(payload: string): boolean {
   return payload.startsWith('{"k":"sync",');
 }
