@@ -92,3 +92,12 @@ export class ModuleCacheSchemaError extends ModuleCacheError {
 export class CoalesceTimeoutError extends ModuleCacheError {
   readonly code = 'E_COALESCE_TIMEOUT';
 }
+
+/**
+ * The database could not be reached or dropped the connection mid-statement (a restart, a killed
+ * backend, a full connection limit). Operational: it reaches the caller, never stored. `cause`
+ * holds the driver's error.
+ */
+export class DatabaseUnavailableError extends ModuleCacheError {
+  readonly code = 'E_DATABASE_UNAVAILABLE';
+}

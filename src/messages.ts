@@ -9,6 +9,7 @@ export const messages = {
   moduleURLNotString: (what: string) => `module URL must be a non-empty string, got ${what}`,
   moduleURLsNotArray: (what: string) => `lookupMany: must be an array of module URLs, got ${what}`,
   moduleURLTooLong: (length: number, limit: number) => `module URL is ${length} characters long; the limit is ${limit}`,
+  badModuleURLText: (problem: string, input: string) => `module URL ${problem}: ${quote(input)}`,
   notAbsoluteURL: (input: string) => `not an absolute URL: ${quote(input)}`,
   notHttpURL: (protocol: string, input: string) => `module URL must be http(s), got ${protocol} in ${quote(input)}`,
   badRealmURL: (input: unknown) =>
@@ -31,6 +32,7 @@ export const messages = {
   invalidationUnconfirmed: (what: string, why: string) =>
     `${what} committed and peers will apply it, but their acknowledgements could not be awaited (strong consistency): ${why}`,
   coalesceTimeout: (url: string, ms: number) => `${url}: another process has been computing it for over ${ms} ms (coalesceWaitTimeoutMs)`,
+  databaseUnavailable: (why: string) => `database unavailable: ${why}`,
   schemaMissing: () =>
     'module-cache tables are missing or out of date: add `moduleCacheMigrations` to your DataSource `migrations` and run them (e.g. `migrationsRun: true`)',
   invalidOptions: (problems: string[]) => `invalid module-cache options: ${problems.join('; ')}`,

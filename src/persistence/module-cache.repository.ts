@@ -4,6 +4,7 @@ import type { DataSource } from 'typeorm';
 import type { PostgresDriver } from 'typeorm/driver/postgres/PostgresDriver';
 import { ModuleCacheSchemaError } from '../errors';
 import { messages } from '../messages';
+import { asDatabaseError, isConnectionFailure } from './connection-failures';
 import type { ModuleCacheEntry, ModuleError } from '../types';
 
 export interface StoredRow {
@@ -404,24 +405,44 @@ export class ModuleCacheRepository {
   }
 
   private async onPooledConnection<T>(statement: Statement): Promise<T[]> {
-    const [client, release] = await (this.dataSource.driver as PostgresDriver).obtainMasterConnection();
+    const [client, release] = await (this.dataSource.driver as PostgresDriver).obtainMasterConnection().catch((error: unknown) => {
+      throw asDatabaseError(error);
+    });
+    // pg's pool takes its own 'error' listener off a client while it is lent out: without one of
+    // ours, a connection lost now (a server restart, a killed backend) is an uncaught 'error' event.
+    let lost: unknown;
+    const onError = (error: Error) => (lost ??= error);
+    const pgClient = client as PgClientLike;
+    pgClient.on('error', onError);
     let failure: unknown;
     try {
       const query = this.preparedStatements ? statement : { text: statement.text, values: statement.values };
-      const result = await (client as { query(config: Statement): Promise<{ rows: T[] }> }).query(query);
+      const result = await pgClient.query<T>(query);
       return result.rows;
     } catch (error) {
       failure = error;
-      throw error;
+      throw asDatabaseError(error);
     } finally {
-      // A connection whose query failed at the protocol level is not handed out again.
-      release(failure instanceof Error && !(failure as { code?: string }).code ? failure : undefined);
+      const broken = lost ?? (isConnectionFailure(failure) ? failure : undefined);
+      if (broken === undefined) pgClient.removeListener('error', onError);
+      // A broken connection is never handed out again; it keeps a listener for the rest of its short life.
+      release(broken instanceof Error ? broken : broken === undefined ? undefined : new Error(String(broken)));
     }
   }
 
   private inReadCommittedTransaction<T>(statement: Statement): Promise<T[]> {
-    return this.dataSource.transaction('READ COMMITTED', (manager) => manager.query(statement.text, statement.values));
+    return this.dataSource
+      .transaction('READ COMMITTED', (manager) => manager.query(statement.text, statement.values))
+      .catch((error: unknown) => {
+        throw asDatabaseError(error);
+      });
   }
+}
+
+interface PgClientLike {
+  query<T>(config: Statement | { text: string; values: unknown[] }): Promise<{ rows: T[] }>;
+  on(event: 'error', listener: (error: Error) => void): unknown;
+  removeListener(event: 'error', listener: (error: Error) => void): unknown;
 }
 
 export function toEntry(row: StoredRow): ModuleCacheEntry {

@@ -7,6 +7,8 @@ export interface TcpProxy {
   refuse(): void;
   /** New connections are forwarded again. */
   accept(): void;
+  /** Destroys every connection through the proxy now (no goodbye: what a server crash looks like to a client); new ones are forwarded. */
+  cut(): number;
   /** Connections dropped while refusing. */
   readonly refused: number;
   close(): Promise<void>;
@@ -50,6 +52,11 @@ export async function startTcpProxy(url: string): Promise<TcpProxy> {
     url: proxied.toString(),
     refuse: () => void (refusing = true),
     accept: () => void (refusing = false),
+    cut() {
+      const n = sockets.size;
+      sockets.forEach((s) => s.destroy());
+      return n;
+    },
     get refused() {
       return refused;
     },

@@ -1,0 +1,24 @@
+import { DatabaseUnavailableError, ModuleCacheError } from '../errors';
+import { messages } from '../messages';
+
+/** SQLSTATEs that mean the connection or the server is gone, not that the statement was wrong. */
+const CONNECTION_SQLSTATE = /^(08|57P0[1-4]|53300)/;
+
+/**
+ * True for failures of the connection rather than of the statement: no SQLSTATE at all (pg's
+ * "Connection terminated unexpectedly", a socket error such as ECONNREFUSED or ECONNRESET), or a
+ * connection-class SQLSTATE (admin/crash shutdown, cannot connect now, too many connections).
+ */
+export function isConnectionFailure(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const driver = (error as { driverError?: unknown }).driverError;
+  const code = ((driver instanceof Error ? driver : error) as { code?: unknown }).code;
+  if (typeof code !== 'string') return true;
+  return /^[0-9A-Z]{5}$/.test(code) ? CONNECTION_SQLSTATE.test(code) : code.startsWith('E');
+}
+
+/** A connection failure as a coded DatabaseUnavailableError (the driver's error as its cause); anything else as it is. */
+export function asDatabaseError(error: unknown): unknown {
+  if (error instanceof ModuleCacheError || !isConnectionFailure(error)) return error;
+  return new DatabaseUnavailableError(messages.databaseUnavailable((error as Error).message), { cause: error });
+}
