@@ -33,7 +33,7 @@ import { flightKey, InFlight } from './in-flight';
 import { Invalidator } from './invalidator';
 import { memoryKey, MemoryTier, type MemoryRecord } from './memory-tier';
 import { subscribeToInvalidations } from './remote-invalidations';
-import { scopeOf } from './scopes';
+import { lookupScope } from './scopes';
 import { canonicalRealmURL, RealmRegistry, UrlResolver } from './urls';
 
 const CONTEXT_CACHE_SIZE = 10_000;
@@ -180,7 +180,8 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
     // No parsing, no allocation but the promise.
     const ctx = this.contexts.get(moduleURL);
     if (ctx !== undefined) {
-      const scope = options === undefined || (options.scope === undefined && !this.options.scopeFor) ? PUBLIC_SCOPE : undefined;
+      // Only where lookupScope() could only say 'public': no explicit scope, no scopeFor (with or without options).
+      const scope = options?.scope === undefined && options?.user === undefined && !this.options.scopeFor ? PUBLIC_SCOPE : undefined;
       if (scope !== undefined && this.memoryTrusted()) {
         const record = this.memory.getByKey(ctx.publicKey, this.options.errorTtlMs);
         if (record !== undefined) {
@@ -195,7 +196,7 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
   private async lookupResolved(moduleURL: string, options: LookupOptions): Promise<ModuleCacheEntry | undefined> {
     const started = performance.now();
     const ctx = this.context(moduleURL);
-    const scope = scopeOf(ctx.realm, options, this.options.scopeFor);
+    const scope = lookupScope(ctx.realm, options, this.options.scopeFor);
     return (await this.resolveInScope(ctx, typeof scope === 'string' ? scope : await scope, started))?.entry;
   }
 
@@ -227,7 +228,7 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
     const pending = new Map<string, LookupContext[]>();
     for (const input of moduleURLs) {
       const ctx = { ...this.context(input), input };
-      const scope = await scopeOf(ctx.realm, options, this.options.scopeFor);
+      const scope = await lookupScope(ctx.realm, options, this.options.scopeFor);
       const hit = this.memoryHit(ctx, scope, started);
       if (hit) result.set(input, hit.entry);
       else pending.set(scope, [...(pending.get(scope) ?? []), ctx]);

@@ -2,19 +2,28 @@ import { InvalidScopeError } from '../errors';
 import { messages } from '../messages';
 import type { ScopeFor } from '../module-cache.options';
 import { PUBLIC_SCOPE, type LookupOptions } from '../types';
+import { textProblem } from './text';
 
 const MAX_SCOPE_LENGTH = 512;
 
 /**
- * Who a row is valid for: the caller's explicit `scope`, else what `scopeFor(realm, user)` says
- * (sync or async), else `public`. Synchronous whenever it can be, so a memory hit never awaits.
+ * The one rule for the scope of a call, on every path: the caller's explicit `scope`, else what
+ * `scopeFor(realm, user)` says (sync or async), else `public`. Synchronous whenever it can be, so
+ * a memory hit never awaits. Whatever it returns is stored and served exactly as given.
  */
-export function scopeOf(realm: string, options: LookupOptions, scopeFor: ScopeFor | undefined): string | Promise<string> {
+export function lookupScope(realm: string, options: LookupOptions, scopeFor: ScopeFor | undefined): string | Promise<string> {
+  const user = validUser(options.user);
   if (options.scope !== undefined || !scopeFor) return validScope(options.scope ?? PUBLIC_SCOPE, 'scope');
-  if (options.user !== undefined && typeof options.user !== 'string')
-    throw new InvalidScopeError(messages.badScope('user must be a string'));
-  const derived = scopeFor(realm, options.user);
+  const derived = scopeFor(realm, user);
   return derived instanceof Promise ? derived.then((s) => validScope(s, 'scopeFor')) : validScope(derived, 'scopeFor');
+}
+
+function validUser(user: unknown): string | undefined {
+  if (user === undefined) return undefined;
+  if (typeof user !== 'string') throw new InvalidScopeError(messages.badScope('user must be a string'));
+  const problem = textProblem(user);
+  if (problem) throw new InvalidScopeError(messages.badScope(`user ${problem}`));
+  return user;
 }
 
 function validScope(scope: unknown, from: 'scope' | 'scopeFor'): string {
@@ -22,7 +31,7 @@ function validScope(scope: unknown, from: 'scope' | 'scopeFor'): string {
   if (typeof scope !== 'string' || scope.length === 0 || scope.length > MAX_SCOPE_LENGTH) {
     throw new InvalidScopeError(messages.badScope(`${what}must be a non-empty string of at most ${MAX_SCOPE_LENGTH} characters`));
   }
-  // Postgres text cannot hold NUL: reject it here rather than fail in the database.
-  if (scope.includes('\u0000')) throw new InvalidScopeError(messages.badScope(`${what}must not contain NUL characters`));
+  const problem = textProblem(scope);
+  if (problem) throw new InvalidScopeError(messages.badScope(`${what}${problem}`));
   return scope;
 }

@@ -1,5 +1,6 @@
 import { InvalidModuleURLError, InvalidRealmURLError, UnknownRealmError } from '../errors';
 import { messages } from '../messages';
+import { textProblem } from './text';
 
 const MAX_URL_LENGTH = 8192;
 
@@ -11,6 +12,9 @@ export function canonicalURL(input: unknown): string {
   if (input.length > MAX_URL_LENGTH) {
     throw new InvalidModuleURLError(messages.moduleURLTooLong(input.length, MAX_URL_LENGTH));
   }
+  // The URL parser would turn a lone surrogate into U+FFFD: refused, so what is stored is what was asked for.
+  const problem = textProblem(input);
+  if (problem) throw new InvalidModuleURLError(messages.badModuleURLText(problem, input));
   let url: URL;
   try {
     url = new URL(input);
@@ -68,7 +72,7 @@ export function normaliseDependency(dep: unknown, moduleURL: string, extensions:
 export function canonicalRealmURL(input: unknown): string {
   let url: URL;
   try {
-    if (typeof input !== 'string') throw new Error('not a string');
+    if (typeof input !== 'string' || textProblem(input)) throw new Error('not a string that can be stored');
     url = new URL(input);
   } catch {
     throw new InvalidRealmURLError(messages.badRealmURL(input));
