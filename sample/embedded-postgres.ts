@@ -34,9 +34,19 @@ export interface EmbeddedPostgres {
   dataDir: string;
   /** Stops the server (if it still runs) and removes its data dir. Idempotent. */
   stop(): Promise<void>;
-  /** Stops the server but keeps its data (restart tests). */
-  pause(): Promise<void>;
+  /**
+   * Stops the server but keeps its data (restart tests). By default a fast shutdown (SIGINT:
+   * sessions are ended cleanly, a checkpoint is written); `immediate` is `pg_ctl -m immediate`
+   * (SIGQUIT to the postmaster: every backend dies mid-statement, as in a crash, and the next
+   * start runs crash recovery).
+   */
+  pause(options?: PauseOptions): Promise<void>;
   resume(): Promise<void>;
+}
+
+export interface PauseOptions {
+  /** An immediate shutdown (SIGQUIT, `pg_ctl -m immediate`) rather than a fast one (SIGINT). */
+  immediate?: boolean;
 }
 
 export interface EmbeddedPostgresOptions {
@@ -89,7 +99,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {
       url: `postgres://postgres:${PASSWORD}@127.0.0.1:${port}/postgres`,
       port,
       dataDir: dir,
-      pause: () => stopServer(server),
+      pause: (pause: PauseOptions = {}) => (pause.immediate ? crashServer(server) : stopServer(server)),
       async resume() {
         server = make();
         await server.start();
@@ -117,6 +127,21 @@ async function stopServer(server: Server): Promise<void> {
   await Promise.race([server.stop(), new Promise<void>((resolve) => (timer = setTimeout(resolve, STOP_TIMEOUT_MS)))]);
   clearTimeout(timer);
   if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+}
+
+/**
+ * An immediate shutdown: SIGQUIT to the postmaster, which makes every backend quit at once (their
+ * clients see their connections drop mid-statement) and exits without a checkpoint. SIGKILL if it
+ * has not exited within the stop timeout.
+ */
+async function crashServer(server: Server): Promise<void> {
+  const child = (server as unknown as { process?: ChildProcess }).process;
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGQUIT');
+  const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
+  await exited;
+  clearTimeout(timer);
 }
 
 const isRoot = (): boolean => process.getuid?.() === 0;

@@ -110,6 +110,8 @@ export const TRUTH_SQL = `CREATE TABLE IF NOT EXISTS truth (
 export interface WorkerSourceOptions {
   /** The source reads its dependencies' versions transitively (as a bundler would) while declaring only direct imports. */
   transitiveReads?: boolean;
+  /** The worker's TypeORM pool: its size (default 4) and, when set, `application_name` = prefix + worker name. */
+  pool?: { max?: number; applicationNamePrefix?: string };
 }
 
 export interface ClusterHandle {

@@ -110,10 +110,14 @@ class TruthSource implements DefinitionSource {
 
 async function main(): Promise<void> {
   const source = new TruthSource();
+  const poolOptions = {
+    max: sourceOptions.pool?.max ?? 4,
+    ...(sourceOptions.pool?.applicationNamePrefix ? { application_name: `${sourceOptions.pool.applicationNamePrefix}${name}` } : {}),
+  };
 
   @Module({
     imports: [
-      TypeOrmModule.forRoot({ type: 'postgres', url: databaseUrl, entities: moduleCacheEntities, retryAttempts: 1, extra: { max: 4 } }),
+      TypeOrmModule.forRoot({ type: 'postgres', url: databaseUrl, entities: moduleCacheEntities, retryAttempts: 1, extra: poolOptions }),
       ModuleCacheModule.forRoot({ ...options, source }),
     ],
   })
@@ -232,6 +236,11 @@ async function main(): Promise<void> {
   process.on('disconnect', () => void close(0));
   process.send!({ ready: true, pid: process.pid });
 }
+
+// What kills a worker, named: the default report does not say which process it was.
+process.on('uncaughtExceptionMonitor', (error, origin) => {
+  console.error(`[worker ${name}] dying of an ${origin}: ${error instanceof Error ? error.stack : String(error)}`);
+});
 
 main().catch((error) => {
   console.error(`[worker ${name}] failed to start:`, error);
