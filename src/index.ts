@@ -4,11 +4,11 @@ export { MODULE_CACHE_INVALIDATED_CHANNEL, MODULE_CACHE_COMPUTED_CHANNEL, DEFINI
 export type { ModuleCacheOptions, ListenerOptions } from './module-cache.options';
 export { ModuleCacheModule } from './module-cache.module';
 export { MODULE_CACHE_OPTIONS } from './module-cache.module-definition';
-export { CachingDefinitionLookup } from './lookup/caching-definition-lookup';
+export { CachingDefinitionLookup } from './lookup/module-cache.service';
 export { ModuleCacheInvalidationListener, type ListenerState } from './broadcast/invalidation-listener';
 export { encodeInvalidations, parseInvalidation, MAX_PAYLOAD_BYTES } from './broadcast/invalidation-message';
 export type { InvalidationMessage, InvalidationTarget, ParseResult } from './broadcast/invalidation-message';
-export type { ModuleCacheEvent, ModuleCacheStats, CacheTier } from './observability/events';
+export type { ModuleCacheEvent, ModuleCacheStats, CacheTier } from './events/events';
 export { ModuleCacheHealth, type ModuleCacheHealthOptions, type ModuleCacheHealthReport } from './observability/health';
 export type { ModuleCacheMetricsOptions } from './observability/metrics-options';
 export { moduleCacheEntities, moduleCacheMigrations } from './persistence';

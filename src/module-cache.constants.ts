@@ -20,5 +20,7 @@ export const MODULE_CACHE_REPOSITORY = Symbol('MODULE_CACHE_REPOSITORY');
 export const RESOLVED_DEFINITION_SOURCE = Symbol('RESOLVED_DEFINITION_SOURCE');
 /** Internal: the TypeORM DataSource the cache uses (the default one, or `dataSourceName`). */
 export const MODULE_CACHE_DATA_SOURCE = Symbol('MODULE_CACHE_DATA_SOURCE');
-/** Internal: the cross-process populate coordinator (null when coalescing is off). */
-export const MODULE_CACHE_COORDINATOR = Symbol('MODULE_CACHE_COORDINATOR');
+/** Internal: the cross-process coalescer (null when coalescing is off). */
+export const MODULE_CACHE_COALESCER = Symbol('MODULE_CACHE_COALESCER');
+/** Internal: the recorder every component reports its events and counts to. */
+export const MODULE_CACHE_RECORDER = Symbol('MODULE_CACHE_RECORDER');

@@ -1,6 +1,6 @@
 import { Module } from '@nestjs/common';
 import { ModuleCacheInvalidationListener } from './broadcast/invalidation-listener';
-import { CachingDefinitionLookup } from './lookup/caching-definition-lookup';
+import { CachingDefinitionLookup } from './lookup/module-cache.service';
 import { ConfigurableModuleCacheModule } from './module-cache.module-definition';
 import { moduleCacheProviders } from './module-cache.providers';
 import { ModuleCacheHealth } from './observability/health';

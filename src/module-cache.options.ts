@@ -8,7 +8,7 @@ import {
 } from './module-cache.constants';
 import { ModuleCacheOptionsError } from './errors';
 import { messages } from './messages';
-import { leaseMargin } from './coordination/membership';
+import { leaseMargin } from './consistency/membership';
 import { isRegistryLike, METRIC_PREFIX, resolveMetricsOptions } from './observability/metrics-options';
 import type { DefinitionSource } from './types';
 

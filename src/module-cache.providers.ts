@@ -12,16 +12,18 @@ import {
 } from './broadcast/invalidation-listener';
 import { ListenConnection, type NotificationTransport } from './broadcast/listen-connection';
 import { RelayTransport } from './broadcast/relay-transport';
-import { Membership } from './coordination/membership';
-import { PopulateCoordinator } from './coordination/populate-coordinator';
+import { Coalescer } from './coalescing/coalescer';
+import { Membership } from './consistency/membership';
 import { ModuleCacheOptionsError } from './errors';
+import { Recorder } from './events/recorder';
 import { messages } from './messages';
 import {
   DEFINITION_SOURCE,
-  MODULE_CACHE_COORDINATOR,
+  MODULE_CACHE_COALESCER,
   MODULE_CACHE_DATA_SOURCE,
   MODULE_CACHE_MEMBERSHIP,
   MODULE_CACHE_ORIGIN,
+  MODULE_CACHE_RECORDER,
   MODULE_CACHE_REPOSITORY,
   RESOLVED_DEFINITION_SOURCE,
   RESOLVED_MODULE_CACHE_OPTIONS,
@@ -58,6 +60,7 @@ class DeferredDefinitionSource implements DefinitionSource, OnModuleInit {
 export const moduleCacheProviders: Provider[] = [
   { provide: RESOLVED_MODULE_CACHE_OPTIONS, useFactory: resolveModuleCacheOptions, inject: [MODULE_CACHE_OPTIONS] },
   { provide: MODULE_CACHE_ORIGIN, useFactory: () => randomUUID() },
+  { provide: MODULE_CACHE_RECORDER, useFactory: () => new Recorder() },
   {
     // options.source, else a DEFINITION_SOURCE provider this module can see (an import of
     // forRootAsync, or a global one), else one anywhere in the application, found once every
@@ -146,12 +149,12 @@ export const moduleCacheProviders: Provider[] = [
       config && transport ? new ModuleCacheInvalidationListener(config, transport, probe) : null,
   },
   {
-    provide: MODULE_CACHE_COORDINATOR,
-    inject: [RESOLVED_MODULE_CACHE_OPTIONS, NOTIFICATION_TRANSPORT, MODULE_CACHE_ORIGIN],
-    useFactory: (options: ResolvedModuleCacheOptions, transport: NotificationTransport | null, origin: string) => {
+    provide: MODULE_CACHE_COALESCER,
+    inject: [RESOLVED_MODULE_CACHE_OPTIONS, NOTIFICATION_TRANSPORT, MODULE_CACHE_ORIGIN, MODULE_CACHE_RECORDER],
+    useFactory: (options: ResolvedModuleCacheOptions, transport: NotificationTransport | null, origin: string, recorder: Recorder) => {
       // Waiters are woken through the dedicated connection: without one there is nothing to coalesce with.
       if (!options.coalesceAcrossProcesses || !transport) return null;
-      return new PopulateCoordinator(
+      return new Coalescer(
         {
           computedChannel: options.computedChannel,
           origin,
@@ -159,6 +162,7 @@ export const moduleCacheProviders: Provider[] = [
           takeoverCheckMs: options.coalesceTakeoverCheckMs,
         },
         transport,
+        recorder,
       );
     },
   },

@@ -1,31 +1,25 @@
-import type { Logger } from '@nestjs/common';
+import { Logger } from '@nestjs/common';
 import { encodeInvalidations, MAX_PAYLOAD_BYTES, syncMarkerAround, type InvalidationTarget } from '../broadcast/invalidation-message';
-import type { Acknowledged, Membership } from '../coordination/membership';
+import type { Acknowledged, Membership } from '../consistency/membership';
 import { InvalidationBroadcastError, InvalidationUnconfirmedError, type ModuleCacheError } from '../errors';
 import { messages } from '../messages';
 import type { ResolvedModuleCacheOptions } from '../module-cache.options';
-import type { ModuleCacheEvent, ModuleCacheStats } from '../observability/events';
+import type { Recorder } from '../events/recorder';
 import { urlHash, type InvalidatedRow, type ModuleCacheRepository } from '../persistence/module-cache.repository';
-import { canonicalRealmURL, type RealmRegistry, type UrlResolver } from './urls';
+import type { LocalState } from './local-state';
+import { canonicalRealmURL } from './urls';
 
 /** One-statement invalidation attempts (the first assumes no consumers) before one explicit transaction. */
 const OPTIMISTIC_INVALIDATION_ATTEMPTS = 4;
 
 export interface InvalidatorDeps {
   options: ResolvedModuleCacheOptions;
-  repository: ModuleCacheRepository;
-  realms: RealmRegistry;
-  urls: UrlResolver;
+  local: LocalState;
+  invalidations: ModuleCacheRepository;
+  recorder: Recorder;
   origin: string;
   /** Strong consistency; null in eventual mode. */
   membership: Membership | null;
-  stats: ModuleCacheStats;
-  logger: Logger;
-  emit(event: ModuleCacheEvent): void;
-  /** Synchronous local effects: bump generations, drop in-flight computations, evict memory. */
-  forgetModules(aliases: Iterable<string>): void;
-  forgetRealm(realm: string): void;
-  forgetAll(): void;
 }
 
 /**
@@ -34,6 +28,8 @@ export interface InvalidatorDeps {
  * deletes rows, writes the fence log and NOTIFYs peers in one transaction.
  */
 export class Invalidator {
+  private readonly logger = new Logger('ModuleCacheInvalidator');
+
   constructor(private readonly deps: InvalidatorDeps) {}
 
   /**
@@ -42,22 +38,22 @@ export class Invalidator {
    */
   async invalidate(moduleURL: string): Promise<string[]> {
     const started = performance.now();
-    const url = this.deps.urls.canonical(moduleURL);
-    const realm = this.deps.realms.find(url);
+    const url = this.deps.local.urls.canonical(moduleURL);
+    const realm = this.deps.local.realms.find(url);
     if (realm === undefined) {
-      this.deps.logger.debug(`invalidate(${url}): not inside any registered realm, nothing to do`);
+      this.logger.debug(`invalidate(${url}): not inside any registered realm, nothing to do`);
       return [];
     }
-    const alias = this.deps.urls.alias(url);
-    const variants = this.deps.urls.variants(url);
-    this.deps.forgetModules([alias]);
+    const alias = this.deps.local.urls.alias(url);
+    const variants = this.deps.local.urls.variants(url);
+    this.deps.local.forgetModules([alias]);
     let deleted: { urls: string[]; aliases: string[] } = { urls: [], aliases: [] };
     let sent = 0;
     let seq: string | undefined;
     try {
       if (this.deps.options.signingSecret === undefined) {
         // Unsigned payloads: the database encodes them itself, one statement whatever the fan-out.
-        const result = await this.deps.repository.invalidateEncoded(
+        const result = await this.deps.invalidations.invalidateEncoded(
           { alias, realm, variants },
           { origin: this.deps.options.wireFormat === 'seed' ? null : this.deps.origin, budget: MAX_PAYLOAD_BYTES },
           this.deps.options.fenceRetentionMs,
@@ -65,7 +61,7 @@ export class Invalidator {
         );
         ({ seq, sent } = result);
         const urls = [...new Set(result.urls)];
-        deleted = { urls, aliases: [...new Set(urls.map((u) => this.deps.urls.alias(u)))] };
+        deleted = { urls, aliases: [...new Set(urls.map((u) => this.deps.local.urls.alias(u)))] };
       } else {
         const result = await this.invalidateSigned(alias, realm, variants);
         ({ seq, sent } = result);
@@ -75,13 +71,12 @@ export class Invalidator {
       throw this.broadcastFailure(`invalidate(${url})`, error);
     } finally {
       // Again after commit: a read that raced the transaction must not repopulate memory.
-      this.deps.forgetModules([alias, ...deleted.aliases]);
+      this.deps.local.forgetModules([alias, ...deleted.aliases]);
     }
-    this.deps.stats.notifications.sent += sent;
+    this.deps.recorder.record({ type: 'notified', payloads: sent });
     const urls = [...new Set([...variants, ...deleted.urls])];
-    this.deps.stats.invalidations++;
     const strong = await this.confirm(`invalidate(${url})`, seq);
-    this.deps.emit({ type: 'invalidated', kind: 'module', realm, urls, durationMs: performance.now() - started, ...strong });
+    this.deps.recorder.record({ type: 'invalidated', kind: 'module', realm, urls, durationMs: performance.now() - started, ...strong });
     return urls;
   }
 
@@ -99,19 +94,19 @@ export class Invalidator {
     for (let attempt = 1; ; attempt++) {
       if (attempt > OPTIMISTIC_INVALIDATION_ATTEMPTS) {
         // The graph kept gaining consumers between our statements: do it in one transaction.
-        const { rows, seq } = await this.deps.repository.invalidateModules(
+        const { rows, seq } = await this.deps.invalidations.invalidateModules(
           [alias],
           this.deps.options.fenceRetentionMs,
           this.deps.options.channel,
           (affected) => {
-            this.deps.forgetModules(affected.map((r) => r.alias));
+            this.deps.local.forgetModules(affected.map((r) => r.alias));
             payloads = this.encodeModules(realm, variants, affected);
             return payloads;
           },
         );
         return { rows, seq, sent: payloads.length };
       }
-      const result = await this.deps.repository.invalidateAndNotify(
+      const result = await this.deps.invalidations.invalidateAndNotify(
         [alias],
         known,
         this.deps.options.fenceRetentionMs,
@@ -119,7 +114,7 @@ export class Invalidator {
         payloads,
       );
       if (result.done) return { rows: result.rows, seq: result.seq!, sent: payloads.length };
-      this.deps.forgetModules(result.rows.map((r) => r.alias));
+      this.deps.local.forgetModules(result.rows.map((r) => r.alias));
       known = [urlHash(alias), ...result.rows.map((r) => r.alias_hash)];
       payloads = this.encodeModules(realm, variants, result.rows);
     }
@@ -129,51 +124,49 @@ export class Invalidator {
   async clearRealm(realmURL: string): Promise<number> {
     const started = performance.now();
     const realm = canonicalRealmURL(realmURL);
-    this.deps.forgetRealm(realm);
+    this.deps.local.forgetRealm(realm);
     let cleared: { count: number; seq: string };
     try {
       const payloads = this.encode({ kind: 'realm', realm });
-      const { deleted: count, seq } = await this.deps.repository.clearRealm(
+      const { deleted: count, seq } = await this.deps.invalidations.clearRealm(
         realm,
         this.deps.options.fenceRetentionMs,
         this.deps.options.channel,
         payloads,
       );
-      this.deps.stats.notifications.sent += payloads.length;
-      this.deps.stats.invalidations++;
+      this.deps.recorder.record({ type: 'notified', payloads: payloads.length });
       cleared = { count, seq };
     } catch (error) {
       throw this.broadcastFailure(`clearRealm(${realm})`, error);
     } finally {
-      this.deps.forgetRealm(realm);
+      this.deps.local.forgetRealm(realm);
     }
     const strong = await this.confirm(`clearRealm(${realm})`, cleared.seq);
-    this.deps.emit({ type: 'invalidated', kind: 'realm', realm, urls: [], durationMs: performance.now() - started, ...strong });
+    this.deps.recorder.record({ type: 'invalidated', kind: 'realm', realm, urls: [], durationMs: performance.now() - started, ...strong });
     return cleared.count;
   }
 
   /** Clears everything, here and in every peer. Returns the rows deleted. */
   async clearAll(): Promise<number> {
     const started = performance.now();
-    this.deps.forgetAll();
+    this.deps.local.forgetAll();
     let cleared: { count: number; seq: string };
     try {
       const payloads = this.encode({ kind: 'global' });
-      const { deleted: count, seq } = await this.deps.repository.clearAll(
+      const { deleted: count, seq } = await this.deps.invalidations.clearAll(
         this.deps.options.fenceRetentionMs,
         this.deps.options.channel,
         payloads,
       );
-      this.deps.stats.notifications.sent += payloads.length;
-      this.deps.stats.invalidations++;
+      this.deps.recorder.record({ type: 'notified', payloads: payloads.length });
       cleared = { count, seq };
     } catch (error) {
       throw this.broadcastFailure('clearAll()', error);
     } finally {
-      this.deps.forgetAll();
+      this.deps.local.forgetAll();
     }
     const strong = await this.confirm('clearAll()', cleared.seq);
-    this.deps.emit({ type: 'invalidated', kind: 'global', urls: [], durationMs: performance.now() - started, ...strong });
+    this.deps.recorder.record({ type: 'invalidated', kind: 'global', urls: [], durationMs: performance.now() - started, ...strong });
     return cleared.count;
   }
 
@@ -186,7 +179,7 @@ export class Invalidator {
     const { membership } = this.deps;
     if (!membership || seq === undefined) return {};
     try {
-      await this.deps.repository.notifySync(
+      await this.deps.invalidations.notifySync(
         this.deps.options.channel,
         seq,
         syncMarkerAround(seq, { origin: this.deps.origin, signingSecret: this.deps.options.signingSecret }),
@@ -194,7 +187,7 @@ export class Invalidator {
       return { acknowledgements: await membership.awaitAcknowledgements(seq) };
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
-      this.deps.logger.error(`${what} committed, but peers could not be confirmed: ${message}`);
+      this.logger.error(`${what} committed, but peers could not be confirmed: ${message}`);
       throw new InvalidationUnconfirmedError(messages.invalidationUnconfirmed(what, message), { cause: error });
     }
   }
@@ -213,7 +206,7 @@ export class Invalidator {
 
   private broadcastFailure(what: string, error: unknown): ModuleCacheError {
     const message = error instanceof Error ? error.message : String(error);
-    this.deps.logger.error(`${what} failed; local caches were cleared but peers were not told: ${message}`);
+    this.logger.error(`${what} failed; local caches were cleared but peers were not told: ${message}`);
     return new InvalidationBroadcastError(messages.broadcastFailed(what, message), {
       cause: error,
     });

@@ -1,12 +1,8 @@
 import { LRUCache } from 'lru-cache';
-import type { ModuleCacheEntry } from '../types';
+import type { FencedEntry } from './context';
 
-/** An entry with where it belongs and the fence watermark under which it was read or computed. */
-export interface MemoryRecord {
-  entry: ModuleCacheEntry;
-  alias: string;
-  realm: string;
-  watermark: string;
+/** A fenced entry in memory, and when it got there. */
+export interface MemoryRecord extends FencedEntry {
   storedAt: number;
 }
 

@@ -1,94 +1,94 @@
-import type { Logger } from '@nestjs/common';
+import { Logger } from '@nestjs/common';
 import { Subscription } from 'rxjs';
 import type { ModuleCacheInvalidationListener } from '../broadcast/invalidation-listener';
 import type { InvalidationMessage } from '../broadcast/invalidation-message';
-import type { ModuleCacheEvent } from '../observability/events';
-import type { RealmRegistry, UrlResolver } from './urls';
-
-export interface RemoteInvalidationHandlers {
-  origin: string;
-  realms: RealmRegistry;
-  urls: UrlResolver;
-  logger: Logger;
-  forgetModules(aliases: Iterable<string>): void;
-  forgetRealm(realm: string): void;
-  forgetAll(): void;
-  received(): void;
-  emit(event: ModuleCacheEvent): void;
-  /** Strong consistency: acknowledge a peer's sync marker (everything before it has been applied). */
-  acknowledge?(seq: string, token: string): void;
-}
+import type { Membership } from '../consistency/membership';
+import type { Recorder } from '../events/recorder';
+import type { LocalState } from './local-state';
 
 /**
  * Turns the listener's messages into local effects. Payloads are untrusted hints: only URLs
  * inside registered realms are applied, so a stranger on the channel can at worst cause
  * recomputations, never unbounded state.
  */
-export function subscribeToInvalidations(listener: ModuleCacheInvalidationListener, handlers: RemoteInvalidationHandlers): Subscription {
-  const subscription = new Subscription();
-  subscription.add(
-    listener.notifications$.subscribe((message) => {
-      // Our own echo: applied before the NOTIFY was sent. (The seed's format has no origin: applied again, harmlessly.)
-      if (message.origin !== undefined && message.origin === handlers.origin) return;
-      handlers.received();
-      try {
-        apply(message, handlers);
-      } catch (error) {
-        handlers.logger.warn(`ignored an invalidation message: ${error instanceof Error ? error.message : String(error)}`);
-      }
-    }),
-  );
-  subscription.add(
-    listener.resync$.subscribe(() => {
-      // Notifications sent while we were not listening are lost: assume everything changed.
-      handlers.forgetAll();
-      handlers.logger.log('listener (re)connected: resynced (global generation bumped, memory cleared, in-flight dropped)');
-      handlers.emit({ type: 'resync' });
-    }),
-  );
-  subscription.add(listener.state$.subscribe((state) => handlers.emit({ type: 'listener-state', state })));
-  if (handlers.acknowledge) {
-    const acknowledge = handlers.acknowledge;
-    subscription.add(
-      listener.syncs$.subscribe((sync) => {
-        if (sync.origin !== handlers.origin) acknowledge(sync.seq, sync.token);
+export class RemoteInvalidations {
+  private readonly logger = new Logger('ModuleCacheRemoteInvalidations');
+  private readonly subscription = new Subscription();
+
+  constructor(
+    listener: ModuleCacheInvalidationListener,
+    private readonly local: LocalState,
+    private readonly recorder: Recorder,
+    private readonly origin: string,
+    membership: Membership | null,
+  ) {
+    this.subscription.add(
+      listener.notifications$.subscribe((message) => {
+        // Our own echo: applied before the NOTIFY was sent. (The reference's format has no origin: applied again, harmlessly.)
+        if (message.origin !== undefined && message.origin === this.origin) return;
+        try {
+          this.apply(message);
+        } catch (error) {
+          this.logger.warn(`ignored an invalidation message: ${error instanceof Error ? error.message : String(error)}`);
+        }
       }),
     );
+    this.subscription.add(
+      listener.resync$.subscribe(() => {
+        // Notifications sent while we were not listening are lost: assume everything changed.
+        this.local.forgetAll();
+        this.logger.log('listener (re)connected: resynced (global generation bumped, memory cleared, in-flight dropped)');
+        this.recorder.record({ type: 'resync' });
+      }),
+    );
+    this.subscription.add(listener.state$.subscribe((state) => this.recorder.record({ type: 'listener-state', state })));
+    if (membership) {
+      // Everything delivered before a peer's sync marker has been applied: say so.
+      this.subscription.add(
+        listener.syncs$.subscribe((sync) => {
+          if (sync.origin !== this.origin) membership.acknowledge(sync.seq, sync.token);
+        }),
+      );
+    }
   }
-  return subscription;
-}
 
-function apply(message: InvalidationMessage, handlers: RemoteInvalidationHandlers): void {
-  switch (message.kind) {
-    case 'module': {
-      const aliases = new Set<string>();
-      const urls: string[] = [];
-      for (const raw of message.urls) {
-        const url = safeCanonical(raw, handlers.urls);
-        if (!url || !handlers.realms.find(url)) continue;
-        urls.push(url);
-        aliases.add(handlers.urls.alias(url));
+  close(): void {
+    this.subscription.unsubscribe();
+  }
+
+  private apply(message: InvalidationMessage): void {
+    const { local, recorder } = this;
+    switch (message.kind) {
+      case 'module': {
+        const aliases = new Set<string>();
+        const urls: string[] = [];
+        for (const raw of message.urls) {
+          const url = this.canonical(raw);
+          if (!url || !local.realms.find(url)) continue;
+          urls.push(url);
+          aliases.add(local.urls.alias(url));
+        }
+        local.forgetModules(aliases);
+        recorder.record({ type: 'remote-invalidated', kind: 'module', realm: message.realm, urls, origin: message.origin });
+        return;
       }
-      handlers.forgetModules(aliases);
-      handlers.emit({ type: 'remote-invalidated', kind: 'module', realm: message.realm, urls, origin: message.origin });
-      return;
+      case 'realm': {
+        // A realm message clears that realm and every registered realm nested under its prefix.
+        local.forgetRealm(message.realm);
+        recorder.record({ type: 'remote-invalidated', kind: 'realm', realm: message.realm, urls: [], origin: message.origin });
+        return;
+      }
+      case 'global':
+        local.forgetAll();
+        recorder.record({ type: 'remote-invalidated', kind: 'global', urls: [], origin: message.origin });
     }
-    case 'realm': {
-      // A realm message clears that realm and every registered realm nested under its prefix.
-      handlers.forgetRealm(message.realm);
-      handlers.emit({ type: 'remote-invalidated', kind: 'realm', realm: message.realm, urls: [], origin: message.origin });
-      return;
-    }
-    case 'global':
-      handlers.forgetAll();
-      handlers.emit({ type: 'remote-invalidated', kind: 'global', urls: [], origin: message.origin });
   }
-}
 
-function safeCanonical(url: string, urls: UrlResolver): string | undefined {
-  try {
-    return urls.canonical(url);
-  } catch {
-    return undefined;
+  private canonical(url: string): string | undefined {
+    try {
+      return this.local.urls.canonical(url);
+    } catch {
+      return undefined;
+    }
   }
 }

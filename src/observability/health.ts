@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
 import { ModuleCacheInvalidationListener } from '../broadcast/invalidation-listener';
 import { ModuleCacheOptionsError } from '../errors';
-import { CachingDefinitionLookup } from '../lookup/caching-definition-lookup';
+import { CachingDefinitionLookup } from '../lookup/module-cache.service';
 import { MODULE_CACHE_REPOSITORY } from '../module-cache.constants';
 import type { ModuleCacheRepository } from '../persistence/module-cache.repository';
 import { messages } from '../messages';

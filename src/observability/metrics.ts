@@ -3,7 +3,7 @@ import type { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Observable, Subscription } from 'rxjs';
 import { ModuleCacheOptionsError } from '../errors';
 import { messages } from '../messages';
-import type { DiscardReason, ModuleCacheEvent, ModuleCacheStats } from './events';
+import { DISCARD_REASONS, type ModuleCacheEvent, type ModuleCacheStats } from '../events/events';
 import type { ResolvedMetricsOptions } from './metrics-options';
 
 type PromClient = typeof import('prom-client');
@@ -55,7 +55,6 @@ const STAT_COUNTERS: { name: string; help: string; read(s: ModuleCacheStats): nu
   { name: 'listener_reconnects_total', help: 'Times the LISTEN connection was re-established', read: (s) => s.reconnects },
 ];
 const TIERS = ['memory', 'table'] as const;
-const DISCARD_REASONS: DiscardReason[] = ['invalidated-locally', 'fenced-by-database', 'fence-expired', 'stale-dependency'];
 const LATENCY_BUCKETS = [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120];
 const FAN_OUT_BUCKETS = [1, 2, 5, 10, 25, 50, 100, 250, 1_000, 5_000, 25_000];
 

@@ -1,6 +1,6 @@
 import type { Provider } from '@nestjs/common';
 import { ModuleCacheInvalidationListener } from '../broadcast/invalidation-listener';
-import { CachingDefinitionLookup } from '../lookup/caching-definition-lookup';
+import { CachingDefinitionLookup } from '../lookup/module-cache.service';
 import { RESOLVED_MODULE_CACHE_OPTIONS } from '../module-cache.constants';
 import type { ResolvedModuleCacheOptions } from '../module-cache.options';
 import { ModuleCacheHealth } from './health';

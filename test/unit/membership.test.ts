@@ -1,7 +1,7 @@
 import { Subject } from 'rxjs';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { NotificationTransport, RawNotification } from '../../src/broadcast/listen-connection';
-import { Membership } from '../../src/coordination/membership';
+import { Membership } from '../../src/consistency/membership';
 import type { ModuleCacheRepository } from '../../src/persistence/module-cache.repository';
 
 const ACK_CHANNEL = 'module_cache_acked';

@@ -4,9 +4,9 @@ import { describe, expect, it } from 'vitest';
 import { ModuleCacheHealthIndicator } from '../../src/health';
 import { ModuleCacheHealth } from '../../src/observability/health';
 import type { ListenerProbe, ListenerState, ModuleCacheInvalidationListener } from '../../src/broadcast/invalidation-listener';
-import type { CachingDefinitionLookup } from '../../src/lookup/caching-definition-lookup';
+import type { CachingDefinitionLookup } from '../../src/lookup/module-cache.service';
 import { resolveModuleCacheOptions } from '../../src/module-cache.options';
-import { emptyStats } from '../../src/observability/events';
+import { emptyStats } from '../../src/events/events';
 import type { ModuleCacheRepository } from '../../src/persistence/module-cache.repository';
 
 const lookup = { stats: () => ({ ...emptyStats(), computes: 3, reconnects: 1 }) } as unknown as CachingDefinitionLookup;

@@ -1,7 +1,7 @@
 import { getEventListeners } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { DefinitionSourceTimeoutError } from '../../src';
-import { callSource } from '../../src/lookup/source-call';
+import { callSource } from '../../src/computation/source-step';
 
 describe('callSource', () => {
   it('leaves no listener on the long-lived shutdown signal, whatever the outcome', async () => {

@@ -7,7 +7,8 @@ export type CacheTier = 'memory' | 'table';
  * database refused it (something it was built from was invalidated since); its watermark is older
  * than the fence log reaches; or it was built on a dependency result that could not be stored.
  */
-export type DiscardReason = 'invalidated-locally' | 'fenced-by-database' | 'fence-expired' | 'stale-dependency';
+export const DISCARD_REASONS = ['invalidated-locally', 'fenced-by-database', 'fence-expired', 'stale-dependency'] as const;
+export type DiscardReason = (typeof DISCARD_REASONS)[number];
 
 interface Located {
   url: string;

@@ -17,7 +17,7 @@ export function flightKey(realm: string, url: string, scope: string, { coalesce 
 }
 
 /** Per-key single-flight; removal is identity-checked so a finished flight never evicts its successor. */
-export class InFlight<T> {
+export class Flights<T> {
   private readonly flights = new Map<string, Flight<T>>();
 
   get size(): number {

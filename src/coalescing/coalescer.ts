@@ -3,10 +3,11 @@ import { createHash } from 'node:crypto';
 import { filter, type Subscription } from 'rxjs';
 import type { NotificationTransport } from '../broadcast/listen-connection';
 import { CoalesceTimeoutError } from '../errors';
+import type { Recorder } from '../events/recorder';
 import { messages } from '../messages';
 import type { ReadResult, StoredRow } from '../persistence/module-cache.repository';
 
-export interface CoordinatorConfig {
+export interface CoalescerConfig {
   computedChannel: string;
   origin: string;
   waitTimeoutMs: number;
@@ -14,7 +15,7 @@ export interface CoordinatorConfig {
   takeoverCheckMs: number;
 }
 
-export type Coordination =
+export type Coalescing =
   /** A peer computed it: its row, read after the wake-up (or after winning a claim too late). */
   | { kind: 'row'; row: StoredRow; watermark: string; woken: boolean }
   /** This process holds the claim; the miss was confirmed under `watermark`. Release it when done. */
@@ -26,25 +27,23 @@ export type Coordination =
 const WAKE_PAYLOAD = /^\{"h":"(-?[0-9]{1,20})","o":"[^"]{1,255}"\}$/;
 
 /**
- * Cross-process populate coalescing. A claim is a session-level advisory lock held by the
+ * Cross-process coalescing: one computation per key in the cluster. A claim is a session-level advisory lock held by the
  * process's dedicated connection, so it dies with the process (or its connection) and a waiter
  * takes over; no pooled connection is held while a module computes or while a caller waits.
  * Finishing (persisted, discarded, failed, or nothing found) NOTIFYs the key's hash on the
  * computed channel; waiters subscribe before they check, so no wake-up is lost.
  */
-export class PopulateCoordinator {
-  private readonly logger = new Logger('PopulateCoordinator');
+export class Coalescer {
+  private readonly logger = new Logger('ModuleCacheCoalescer');
   private readonly waiters = new Map<string, Set<() => void>>();
   private readonly subscription: Subscription;
   private readonly releasing = new Set<Promise<void>>();
   private unavailableSince: number | undefined;
-  takeovers = 0;
-  /** Lookups computed without coalescing because claims were unavailable. */
-  uncoordinated = 0;
 
   constructor(
-    private readonly config: CoordinatorConfig,
+    private readonly config: CoalescerConfig,
     private readonly transport: NotificationTransport,
+    private readonly recorder: Recorder,
   ) {
     this.subscription = transport.notifications$.pipe(filter((n) => n.channel === config.computedChannel)).subscribe(({ payload }) => {
       const match = WAKE_PAYLOAD.exec(payload);
@@ -62,7 +61,7 @@ export class PopulateCoordinator {
    * Claims `key` across processes, or waits to be woken by the claimant and reads its result
    * with `read`. A claim is released on every path that does not hand it to the caller.
    */
-  async coordinate(key: string, read: () => Promise<ReadResult>, url: string): Promise<Coordination> {
+  async coordinate(key: string, read: () => Promise<ReadResult>, url: string): Promise<Coalescing> {
     const deadline = Date.now() + this.config.waitTimeoutMs;
     for (let round = 0; ; round++) {
       const wake = this.subscribe(key);
@@ -83,7 +82,7 @@ export class PopulateCoordinator {
             this.release(key);
             return { kind: 'row', row: again.row, watermark: again.watermark, woken: false };
           }
-          if (round > 0) this.takeovers++;
+          if (round > 0) this.recorder.record({ type: 'takeover' });
           return { kind: 'claimed', key, watermark: again.watermark };
         }
         const remaining = deadline - Date.now();
@@ -120,8 +119,8 @@ export class PopulateCoordinator {
     this.subscription.unsubscribe();
   }
 
-  private alone(): Coordination {
-    this.uncoordinated++;
+  private alone(): Coalescing {
+    this.recorder.record({ type: 'uncoordinated' });
     if (this.unavailableSince === undefined) {
       this.unavailableSince = Date.now();
       this.logger.warn('claims are unavailable (the dedicated connection is down or slow): computing without cross-process coalescing');

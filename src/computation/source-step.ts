@@ -1,7 +1,55 @@
+import { Logger } from '@nestjs/common';
 import { DefinitionSourceError, DefinitionSourceTimeoutError, ModuleCacheShutdownError } from '../errors';
+import type { Recorder } from '../events/recorder';
+import type { LookupContext } from '../lookup/context';
+import type { UrlResolver } from '../lookup/urls';
 import { messages } from '../messages';
 import { deadline } from '../timeout';
 import type { DefinitionSource, LoadedModule } from '../types';
+
+const logger = new Logger('ModuleCacheComputation');
+
+/** A module the source found at a candidate URL, with its dependencies resolved and alias-normalised. */
+export interface SourceResult {
+  candidate: string;
+  alias: string;
+  loaded: LoadedModule;
+  /** Canonical, alias-normalised, without the module itself. */
+  deps: string[];
+  computeStarted: number;
+}
+
+/**
+ * The first candidate the source finds (an extensionless URL tries each extension, then itself;
+ * `null` moves on), or undefined when none exists. A source that throws or times out fails the
+ * computation (counted, never cached).
+ */
+export async function loadFirstCandidate(
+  source: DefinitionSource,
+  ctx: LookupContext,
+  urls: UrlResolver,
+  recorder: Recorder,
+  { timeoutMs, shutdown }: { timeoutMs: number; shutdown: AbortSignal },
+): Promise<SourceResult | undefined> {
+  for (const candidate of ctx.candidates) {
+    const computeStarted = performance.now();
+    let loaded: LoadedModule | null;
+    try {
+      loaded = await callSource(source, candidate, { realmURL: ctx.realm, scope: ctx.scope, timeoutMs, shutdown });
+    } catch (error) {
+      recorder.record({ type: 'source-error' });
+      logger.warn(`${(error as Error).message} (nothing cached)`);
+      throw error;
+    }
+    if (loaded === null) continue;
+    const alias = urls.alias(candidate);
+    const deps = [...new Set(loaded.deps.map((dep) => urls.dependency(dep, candidate)).filter((d) => d !== undefined))].filter(
+      (dep) => dep !== alias,
+    );
+    return { candidate, alias, loaded, deps, computeStarted };
+  }
+  return undefined;
+}
 
 /**
  * Calls the source with a timeout. The source gets an AbortSignal; a source that ignores it

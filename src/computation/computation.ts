@@ -1,0 +1,220 @@
+import { Logger } from '@nestjs/common';
+import { Coalescer, type Coalescing } from '../coalescing/coalescer';
+import type { Recorder } from '../events/recorder';
+import type { FencedEntry, LookupContext } from '../lookup/context';
+import { flightKey, Flights } from '../lookup/flights';
+import type { GenerationSnapshot } from '../lookup/generations';
+import type { FencedFlight, LocalState } from '../lookup/local-state';
+import type { ResolvedModuleCacheOptions } from '../module-cache.options';
+import type { ModuleCacheRepository, StoredRow } from '../persistence/module-cache.repository';
+import type { DefinitionSource } from '../types';
+import { DEPENDENCY_CYCLE, DependencyErrors } from './dependency-errors';
+import { buildEntry, fencedRow } from './entry';
+import { PersistStep, type Outcome } from './persist-step';
+import { loadFirstCandidate } from './source-step';
+
+export { DEPENDENCY_CYCLE };
+
+export interface ComputationDeps {
+  options: ResolvedModuleCacheOptions;
+  local: LocalState;
+  entries: ModuleCacheRepository;
+  recorder: Recorder;
+  source: DefinitionSource;
+  coalescer: Coalescer | null;
+}
+
+/**
+ * The way to an entry past the hot path: memory, else a flight (joined or started). A flight
+ * reads the table (rows come with the fence watermark they are valid as of), else coalesces
+ * across processes and computes: the source, dependency errors, the entry, the persist through
+ * the fence. A discarded attempt is retried with a new snapshot, at most `maxRetries` times; when
+ * every attempt was discarded, the callers already waiting get the last result anyway (neither
+ * stored nor kept in memory): churn alone never fails a lookup.
+ */
+export class Computation {
+  private readonly logger = new Logger('ModuleCacheComputation');
+  private readonly dependencyErrors: DependencyErrors;
+  private readonly persistStep: PersistStep;
+
+  constructor(private readonly deps: ComputationDeps) {
+    const { local, entries, options, recorder } = deps;
+    this.dependencyErrors = new DependencyErrors(local, entries, options, (url, scope, waiter) =>
+      this.resolve(local.context(url), scope, performance.now(), waiter),
+    );
+    this.persistStep = new PersistStep(local, entries, recorder);
+  }
+
+  /**
+   * From memory, else a flight. A dependency lookup (`waiter` set; stored as an alias) joins a
+   * local flight for any spelling of the module, so `x.ts` ↔ `x` cycles are seen and nothing is
+   * computed twice; it never joins a flight that coalesces across processes, which may wait on a
+   * peer's claim (two processes computing each other's imports would wait on each other). A
+   * top-level lookup joins either kind.
+   */
+  resolve(ctx: LookupContext, scope: string, started: number): Promise<FencedEntry | undefined>;
+  resolve(
+    ctx: LookupContext,
+    scope: string,
+    started: number,
+    waiter: FencedFlight,
+  ): Promise<FencedEntry | undefined | typeof DEPENDENCY_CYCLE>;
+  async resolve(
+    ctx: LookupContext,
+    scope: string,
+    started: number,
+    waiter?: FencedFlight,
+  ): Promise<FencedEntry | undefined | typeof DEPENDENCY_CYCLE> {
+    const { local } = this.deps;
+    const hit = local.memoryHit(ctx, scope, started);
+    if (hit) return hit;
+    const coalesce = waiter === undefined;
+    let flight = coalesce
+      ? (local.flights.get(flightKey(ctx.realm, ctx.url, scope, { coalesce: true })) ??
+        local.flights.get(flightKey(ctx.realm, ctx.url, scope, { coalesce: false })))
+      : local.urls
+          .variants(ctx.url)
+          .map((variant) => local.flights.get(flightKey(ctx.realm, variant, scope, { coalesce: false })))
+          .find((f) => f !== undefined);
+    if (!flight) {
+      flight = this.start(flightKey(ctx.realm, ctx.url, scope, { coalesce }), { ...ctx, scope }, started, coalesce);
+      local.flights.add(flight);
+      const registered = flight;
+      flight.promise.then(
+        () => local.flights.remove(registered),
+        () => local.flights.remove(registered),
+      );
+    }
+    if (!waiter) return flight.promise;
+    if (flight === waiter || Flights.reaches(flight, waiter)) return DEPENDENCY_CYCLE;
+    waiter.waitingOn.add(flight);
+    try {
+      return await flight.promise;
+    } finally {
+      waiter.waitingOn.delete(flight);
+    }
+  }
+
+  /** `coalesce: false` for dependency lookups: a computation never waits on a peer's claim. */
+  private start(key: string, ctx: LookupContext, started: number, coalesce: boolean): FencedFlight {
+    const flight: FencedFlight = {
+      key,
+      realm: ctx.realm,
+      url: ctx.url,
+      alias: ctx.alias,
+      scope: ctx.scope,
+      coalesce,
+      promise: Promise.resolve(undefined),
+      waitingOn: new Set(),
+    };
+    // Taken before the first await: anything that invalidates from here on is seen.
+    const snapshot = this.deps.local.generations.snapshot(ctx.realm, ctx.alias);
+    flight.promise = this.run(flight, ctx, snapshot, started);
+    return flight;
+  }
+
+  /** The attempts and their outcomes. */
+  private async run(
+    flight: FencedFlight,
+    ctx: LookupContext,
+    first: GenerationSnapshot,
+    started: number,
+  ): Promise<FencedEntry | undefined> {
+    const { local, recorder, options } = this.deps;
+    const where = { url: ctx.url, realm: ctx.realm, scope: ctx.scope };
+    let snapshot = first;
+    for (let attempt = 1; ; attempt++) {
+      let outcome: Outcome;
+      try {
+        outcome = await this.attempt(flight, ctx, snapshot, attempt, started);
+      } finally {
+        local.generations.release(snapshot);
+      }
+      if (outcome.done) return outcome.fenced;
+      recorder.record({ type: 'discarded', reason: outcome.reason, attempt, ...where });
+      if (attempt > options.maxRetries) {
+        this.logger.warn(
+          `${ctx.url} (${ctx.scope}) was invalidated during each of ${attempt} computations: serving the last result to the ` +
+            `callers already waiting, neither stored nor kept in memory (maxRetries = ${options.maxRetries})`,
+        );
+        recorder.record({ type: 'served-unpersisted', reason: outcome.reason, attempts: attempt, ...where });
+        return { ...outcome.last, unpersisted: true };
+      }
+      this.logger.debug(`${ctx.url} (${ctx.scope}): computation discarded (${outcome.reason}), retrying`);
+      snapshot = local.generations.snapshot(ctx.realm, ctx.alias);
+    }
+  }
+
+  /** One attempt: the table, else a claim (or a peer's result), else a computation. */
+  private async attempt(
+    flight: FencedFlight,
+    ctx: LookupContext,
+    snapshot: GenerationSnapshot,
+    attempt: number,
+    started: number,
+  ): Promise<Outcome> {
+    const { entries, options, recorder, coalescer } = this.deps;
+    const where = { url: ctx.url, realm: ctx.realm, scope: ctx.scope };
+    const read = () => entries.read(ctx.candidates, ctx.scope, options.errorTtlMs);
+    const first = await read();
+    if (first.row) {
+      const outcome = this.serveRow(first.row, first.watermark, ctx, snapshot);
+      if (outcome.done) recorder.hit('table', where, started);
+      return outcome;
+    }
+    if (attempt === 1) recorder.record({ type: 'miss', ...where, durationMs: performance.now() - started });
+    const coordination: Coalescing =
+      flight.coalesce && coalescer ? await coalescer.coordinate(Coalescer.keyOf(flight.key), read, ctx.url) : { kind: 'alone' };
+    if (coordination.kind === 'row') {
+      recorder.record({ type: 'coalesced', ...where, woken: coordination.woken, durationMs: performance.now() - started });
+      return this.serveRow(coordination.row, coordination.watermark, ctx, snapshot);
+    }
+    // The miss was read under this watermark: the source runs after it, so whatever it reads is
+    // at least as new, and every invalidation it could have missed has a higher sequence.
+    const watermark = coordination.kind === 'claimed' ? coordination.watermark : first.watermark;
+    try {
+      return await this.compute(flight, ctx, snapshot, attempt, watermark);
+    } finally {
+      if (coordination.kind === 'claimed') coalescer!.release(coordination.key);
+    }
+  }
+
+  private serveRow(row: StoredRow, watermark: string, ctx: LookupContext, snapshot: GenerationSnapshot): Outcome {
+    const fenced = fencedRow(row, watermark);
+    // The row may belong to an invalidation that just committed: read again rather than serve it.
+    if (!this.deps.local.generations.isCurrent(snapshot)) return { done: false, reason: 'invalidated-locally', last: fenced };
+    this.deps.local.remember([ctx.url], fenced);
+    return { done: true, fenced };
+  }
+
+  /** The steps: the source, dependency errors, the entry, the persist (or discard). */
+  private async compute(
+    flight: FencedFlight,
+    ctx: LookupContext,
+    snapshot: GenerationSnapshot,
+    attempt: number,
+    watermark: string,
+  ): Promise<Outcome> {
+    const { source, local, recorder, options } = this.deps;
+    const found = await loadFirstCandidate(source, ctx, local.urls, recorder, {
+      timeoutMs: options.sourceTimeoutMs,
+      shutdown: local.shutdown,
+    });
+    if (!found) return { done: true, fenced: undefined };
+    const { error, incorporated } = await this.dependencyErrors.attach(flight, ctx, found);
+    recorder.record({
+      type: 'computed',
+      url: found.candidate,
+      realm: ctx.realm,
+      scope: ctx.scope,
+      attempt,
+      durationMs: performance.now() - found.computeStarted,
+      ...(error ? { error: error.message } : {}),
+    });
+    const built = buildEntry(found.candidate, ctx, found.alias, found.loaded, found.deps, error, {
+      computeStarted: found.computeStarted,
+      attempt,
+    });
+    return this.persistStep.persist(ctx, snapshot, built, error, watermark, incorporated);
+  }
+}

@@ -1,0 +1,160 @@
+import { Logger } from '@nestjs/common';
+import { setMaxListeners } from 'node:events';
+import { LRUCache } from 'lru-cache';
+import type { Recorder } from '../events/recorder';
+import type { ResolvedModuleCacheOptions } from '../module-cache.options';
+import { PUBLIC_SCOPE } from '../types';
+import type { FencedEntry, LookupContext } from './context';
+import { Flights, type Flight } from './flights';
+import { Generations } from './generations';
+import { memoryKey, MemoryTier, type MemoryRecord } from './memory-tier';
+import { canonicalRealmURL, RealmRegistry, UrlResolver } from './urls';
+
+const CONTEXT_CACHE_SIZE = 10_000;
+
+/** A context as kept by the caller's spelling of the URL, with its public memory key computed once. */
+export type CachedContext = LookupContext & { publicKey: string };
+
+export type FencedFlight = Flight<FencedEntry | undefined>;
+
+/** Something that can say whether this process hears every invalidation right now (the listener, strong mode's lease). */
+export interface TrustSource {
+  isTrusted(now: number): boolean;
+}
+
+/**
+ * Everything one process knows locally: the realms it serves, its URL rules, the memory tier,
+ * the generation counters, the computations in flight, and whether its memory can be trusted.
+ * The local effect of every invalidation (own, a peer's, or learnt from the database) is one
+ * of the three `forget` methods; they are synchronous, so they run before any await.
+ */
+export class LocalState {
+  private readonly logger = new Logger('ModuleCacheLocalState');
+  readonly realms: RealmRegistry;
+  readonly urls: UrlResolver;
+  readonly memory: MemoryTier;
+  readonly generations = new Generations();
+  readonly flights = new Flights<FencedEntry | undefined>();
+  private readonly closing = new AbortController();
+  /** Aborted at shutdown: every source call listens on it for its duration. */
+  readonly shutdown: AbortSignal = this.closing.signal;
+  /** Contexts by the caller's spelling of the URL (bounded; cleared when realms change, which changes them). */
+  private readonly contexts = new LRUCache<string, CachedContext>({ max: CONTEXT_CACHE_SIZE });
+
+  constructor(
+    private readonly options: ResolvedModuleCacheOptions,
+    private readonly recorder: Recorder,
+    private readonly trust: readonly TrustSource[],
+  ) {
+    // Every source call listens on it for the call's duration (and lets go): more than ten at once is normal.
+    setMaxListeners(0, this.shutdown);
+    this.realms = new RealmRegistry(options.realms);
+    this.urls = new UrlResolver(options.extensions, options.prefixes);
+    this.memory = new MemoryTier(options.memory === false ? false : options.memory.maxEntries);
+  }
+
+  /**
+   * Canonical URL, its realm (none → UnknownRealmError), alias and candidates (the scope comes
+   * later), kept by the caller's spelling: a URL seen before is not parsed again.
+   */
+  context(moduleURL: string): CachedContext {
+    let ctx = this.contexts.get(moduleURL);
+    if (ctx === undefined) {
+      const url = this.urls.canonical(moduleURL);
+      const realm = this.realms.resolve(url);
+      ctx = {
+        url,
+        realm,
+        scope: '',
+        alias: this.urls.alias(url),
+        candidates: this.urls.candidates(url),
+        publicKey: memoryKey(url, PUBLIC_SCOPE),
+      };
+      this.contexts.set(moduleURL, ctx);
+    }
+    return ctx;
+  }
+
+  /** A context seen before, without parsing (the hot path). */
+  knownContext(moduleURL: string): CachedContext | undefined {
+    return this.contexts.get(moduleURL);
+  }
+
+  /**
+   * Memory is served only while the heartbeat proves that invalidations reach this process and,
+   * with strong consistency, while its lease holds (after it, invalidators no longer wait for it).
+   */
+  isTrusted(): boolean {
+    if (this.trust.length === 0) return true;
+    const now = performance.now();
+    return this.trust.every((t) => t.isTrusted(now));
+  }
+
+  /** The entry of (url, scope) in trusted memory, counted and reported as a memory hit. */
+  memoryHit(ctx: LookupContext, scope: string, started: number | undefined): MemoryRecord | undefined {
+    if (!this.isTrusted()) return undefined;
+    const record = this.memory.get(ctx.url, scope, this.options.errorTtlMs);
+    if (record) this.recorder.hit('memory', { url: ctx.url, realm: ctx.realm, scope }, started);
+    return record;
+  }
+
+  /** The same by the public key of a context seen before (the hot path: no parsing, no allocation). */
+  publicMemoryHit(ctx: CachedContext): MemoryRecord | undefined {
+    if (!this.isTrusted()) return undefined;
+    const record = this.memory.getByKey(ctx.publicKey, this.options.errorTtlMs);
+    if (record) this.recorder.hit('memory', { url: ctx.url, realm: ctx.realm, scope: PUBLIC_SCOPE }, undefined);
+    return record;
+  }
+
+  /** Keeps an entry in the memory tier under each of `urls`. */
+  remember(urls: Iterable<string>, fenced: FencedEntry): void {
+    for (const url of urls) this.memory.set(url, fenced.entry.scope, fenced);
+  }
+
+  /** Synchronously bumps, drops doomed in-flight computations and evicts memory for these aliases. */
+  forgetModules(aliases: Iterable<string>): void {
+    const set = new Set(aliases);
+    for (const alias of set) {
+      this.generations.bumpModule(alias);
+      this.memory.evictAlias(alias);
+    }
+    this.flights.drop((f) => set.has(f.alias));
+  }
+
+  /** `prefix`: a realm, or any URL prefix ending in "/": every registered realm under it is forgotten. */
+  forgetRealm(prefix: string): void {
+    for (const realm of this.realms.all) if (realm.startsWith(prefix)) this.generations.bumpRealm(realm);
+    this.memory.evictRealm(prefix);
+    this.flights.drop((f) => f.realm.startsWith(prefix));
+  }
+
+  forgetAll(): void {
+    this.generations.bumpGlobal();
+    this.memory.clear();
+    this.flights.drop(() => true);
+  }
+
+  /** Starts serving a realm (each process registers its own); lookups, invalidations and broadcasts then cover it. */
+  registerRealm(realmURL: string): void {
+    const realm = canonicalRealmURL(realmURL);
+    if (!this.realms.register(realm)) return;
+    this.contexts.clear();
+    this.logger.log(`realm registered: ${realm}`);
+  }
+
+  /** Stops serving a realm here: its lookups fail with UnknownRealmError, its entries leave memory. Rows stay (peers may serve it). */
+  unregisterRealm(realmURL: string): void {
+    const realm = canonicalRealmURL(realmURL);
+    if (!this.realms.unregister(realm)) return;
+    this.contexts.clear();
+    this.generations.bumpRealm(realm);
+    this.memory.evictRealm(realm, { exact: true });
+    this.flights.drop((f) => f.realm === realm);
+    this.logger.log(`realm unregistered: ${realm}`);
+  }
+
+  /** Shutdown: every source call in flight is aborted. */
+  close(): void {
+    this.closing.abort();
+  }
+}
