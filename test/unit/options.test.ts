@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ModuleCacheOptionsError } from '../../src';
-import { resolveModuleCacheOptions } from '../../src/module-cache.options';
+import { DEFAULTS } from '../../src/config/defaults';
+import { resolveModuleCacheOptions } from '../../src/config/options';
 
 const source = { load: async () => null };
 
@@ -15,6 +16,27 @@ describe('option validation', () => {
       coalesceAcrossProcesses: true,
       listener: { applicationName: 'module-cache-listener' },
     });
+  });
+
+  it('takes every default from DEFAULTS, as copies (DEFAULTS itself cannot change)', () => {
+    const a = resolveModuleCacheOptions({ source });
+    const b = resolveModuleCacheOptions({ source });
+    expect(a).toMatchObject({ maxRetries: DEFAULTS.maxRetries, fenceRetentionMs: DEFAULTS.fenceRetentionMs });
+    expect(a.listener).toEqual(DEFAULTS.listener);
+    expect(a.memory).toEqual(DEFAULTS.memory);
+    expect(a.extensions).toEqual(DEFAULTS.extensions);
+    expect(a.listener).not.toBe(b.listener);
+    if (a.listener === false || b.listener === false) throw new Error('listener defaults to an object');
+    expect(a.listener.reconnect).not.toBe(b.listener.reconnect);
+    expect(a.extensions).not.toBe(b.extensions);
+    expect(Object.isFrozen(DEFAULTS.listener.reconnect) && Object.isFrozen(DEFAULTS.extensions)).toBe(true);
+  });
+
+  it("beats faster under consistency: 'strong' unless the heartbeat is given", () => {
+    const strong = resolveModuleCacheOptions({ source, consistency: 'strong' });
+    expect(strong.listener !== false && strong.listener.heartbeat).toEqual(DEFAULTS.strongHeartbeat);
+    const given = resolveModuleCacheOptions({ source, consistency: 'strong', leaseMs: 30_000, listener: { heartbeat: {} } });
+    expect(given.listener !== false && given.listener.heartbeat).toEqual(DEFAULTS.listener.heartbeat);
   });
 
   it.each([
