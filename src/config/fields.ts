@@ -1,5 +1,6 @@
 import type { ClientConfig } from 'pg';
 import { z } from 'zod';
+import { parseRealmURL } from './urls';
 
 /** Field schemas shared by the module's options and the cluster relay's. */
 
@@ -14,12 +15,15 @@ export const channel = z.string().regex(CHANNEL_NAME, `must match ${CHANNEL_NAME
 export const clientConfig = (message = 'must be a pg ClientConfig object') =>
   z.custom<ClientConfig>((v) => typeof v === 'object' && v !== null && !Array.isArray(v), message);
 
-/** A realm (or a prefix's target), already in canonical form. */
-export const realmURL = z.string().refine((s) => {
+/**
+ * A realm (or a prefix's target), normalised by the one realm rule, so that `realms: ['HTTPS://h/r/']`
+ * means what `registerRealm('HTTPS://h/r/')` means.
+ */
+export const realmURL = z.string().transform((s, ctx) => {
   try {
-    const u = new URL(s);
-    return (u.protocol === 'http:' || u.protocol === 'https:') && s.endsWith('/') && !u.search && !u.hash && u.href === s;
+    return parseRealmURL(s);
   } catch {
-    return false;
+    ctx.addIssue({ code: 'custom', message: 'must be an absolute http(s) URL ending with "/" and without query or hash', input: s });
+    return z.NEVER;
   }
-}, 'must be an absolute, canonical http(s) URL ending with "/" and without query or hash');
+});

@@ -33,7 +33,10 @@ const schema = z
         'must be an object with a load(moduleURL, context) method',
       )
       .optional(),
-    /** Realms registered from the start (each must end with `/`); more come and go with registerRealm()/unregisterRealm(). */
+    /**
+     * Realms registered from the start, normalised as registerRealm() normalises them (parseRealmURL), so
+     * both take the same spellings; more come and go with registerRealm()/unregisterRealm().
+     */
     realms: z.array(realmURL).default(() => [...DEFAULTS.realms]),
     /**
      * The cache scope of a lookup, from its realm and `LookupOptions.user` (sync or async): e.g. one
@@ -222,5 +225,6 @@ export function resolveModuleCacheOptions(options: unknown): ResolvedModuleCache
       .map((i) => `${i.path.length ? i.path.join('.') : '(options)'}: ${i.message}`);
     throw new ModuleCacheOptionsError(messages.invalidOptions(problems));
   }
+  // Two spellings of one realm (`HTTPS://h/r/`, `https://h/r/`) are one realm once normalised.
   return { ...result.data, realms: [...new Set(result.data.realms)] };
 }
