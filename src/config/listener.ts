@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { DEFAULTS } from './defaults';
-import { clientConfig, positiveInt } from './fields';
+import { channel, clientConfig, positiveInt } from './fields';
 
 /**
  * The dedicated connection's settings: the `listener` option, and the part of them the cluster
@@ -52,6 +52,21 @@ export const listenerSchema = z
 
 /** The `listener` option when it is not `false`, every default filled in. */
 export const listenerDefaults = (): z.output<typeof listenerSchema> => listenerSchema.parse({});
+
+/**
+ * `ModuleCacheClusterRelay`'s options: the listener's reconnect and claim settings (the same
+ * fields, defaults and checks), plus what the relay needs instead of the DataSource: the
+ * connection and the channels its workers use.
+ */
+export const clusterRelaySchema = listenerSchema.pick({ reconnect: true, queryTimeoutMs: true }).extend({
+  /** The database to LISTEN on: the server itself, not a transaction-pooling proxy. */
+  connection: clientConfig('is required (a pg ClientConfig for the server itself)'),
+  /** The channels the workers use, if not the defaults (`channel`, `computedChannel`, `ackChannel` options). */
+  channel: channel.default(DEFAULTS.channel),
+  computedChannel: channel.default(DEFAULTS.computedChannel),
+  ackChannel: channel.default(DEFAULTS.ackChannel),
+  applicationName: applicationName.default(DEFAULTS.clusterRelay.applicationName),
+});
 
 /** The `listener` option (when not `false`), as the user writes it. */
 export type ListenerOptions = z.input<typeof listenerSchema>;
