@@ -1,4 +1,5 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { parseRealmURL } from '../config/urls';
 import { InvalidModuleURLError, InvalidRealmURLError } from '../errors';
 
 /**
@@ -71,7 +72,14 @@ function isHttpURL(s: string): boolean {
   }
 }
 
-const isRealmURL = (s: string): boolean => s.endsWith('/') && isHttpURL(s);
+// The one realm rule (config/urls.ts), strictly: an untrusted realm must already be in canonical form.
+const isRealmURL = (s: string): boolean => {
+  try {
+    return parseRealmURL(s) === s;
+  } catch {
+    return false;
+  }
+};
 const isOrigin = (s: string): boolean => s.length > 0 && s.length <= MAX_ORIGIN_LENGTH && !CONTROL_CHARS.test(s);
 
 /**

@@ -1,24 +1,29 @@
 import { Logger } from '@nestjs/common';
 import cluster, { type Worker } from 'node:cluster';
-import type { ClientConfig } from 'pg';
 import type { Subscription } from 'rxjs';
 import { ListenConnection } from '../broadcast/listen-connection';
 import { isRelayMessage, type RelayToWorker, type WorkerToRelay } from '../broadcast/relay-protocol';
+import type { z } from 'zod';
+import { clusterRelaySchema } from '../config/listener';
 import { ModuleCacheOptionsError } from '../errors';
-import { MODULE_CACHE_ACKED_CHANNEL, MODULE_CACHE_COMPUTED_CHANNEL, MODULE_CACHE_INVALIDATED_CHANNEL } from '../module-cache.constants';
-import { CHANNEL_NAME } from '../module-cache.options';
 
-export interface ModuleCacheClusterRelayOptions {
-  /** The database to LISTEN on: the server itself, not a transaction-pooling proxy. */
-  connection: ClientConfig;
-  /** The channels the workers use, if not the defaults (`channel`, `computedChannel`, `ackChannel` options). */
-  channel?: string;
-  computedChannel?: string;
-  ackChannel?: string;
-  applicationName?: string;
-  reconnect?: { initialDelayMs: number; maxDelayMs: number };
-  /** Longest a claim statement may take; the worker then computes without coalescing. */
-  queryTimeoutMs?: number;
+/** What `new ModuleCacheClusterRelay()` takes: see clusterRelaySchema (config/listener.ts) for each field and its default. */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export interface ModuleCacheClusterRelayOptions extends z.input<typeof clusterRelaySchema> {}
+
+const CHANNEL_KEYS: readonly string[] = ['channel', 'computedChannel', 'ackChannel'];
+
+/** Validates and fills defaults with the listener's own field schemas; throws ModuleCacheOptionsError naming each bad option. */
+function resolveRelayOptions(options: ModuleCacheClusterRelayOptions | undefined): z.output<typeof clusterRelaySchema> {
+  const result = clusterRelaySchema.safeParse(options ?? {}, { reportInput: true });
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) => {
+    const key = issue.path.join('.');
+    // Only a channel name is echoed: a connection's value may hold a password.
+    const got = CHANNEL_KEYS.includes(key) && issue.input !== undefined ? ` (got ${JSON.stringify(issue.input)})` : '';
+    return `${key || '(options)'} ${issue.message}${got}`;
+  });
+  throw new ModuleCacheOptionsError(`ModuleCacheClusterRelay: ${problems.join('; ')}`);
 }
 
 /** A worker's heartbeat may ask for a new connection; one reconnect serves every worker, so not more often than this. */
@@ -49,27 +54,15 @@ export class ModuleCacheClusterRelay {
   private readonly onFork = (worker: Worker) => this.attach(worker);
 
   constructor(options: ModuleCacheClusterRelayOptions) {
-    if (typeof options?.connection !== 'object' || options.connection === null) {
-      throw new ModuleCacheOptionsError('ModuleCacheClusterRelay: connection is required (a pg ClientConfig for the server itself)');
-    }
-    for (const key of ['channel', 'computedChannel', 'ackChannel'] as const) {
-      const name = options[key];
-      if (name !== undefined && (typeof name !== 'string' || !CHANNEL_NAME.test(name))) {
-        throw new ModuleCacheOptionsError(`ModuleCacheClusterRelay: ${key} must match ${CHANNEL_NAME} (got ${JSON.stringify(name)})`);
-      }
-    }
-    this.computedChannel = options.computedChannel ?? MODULE_CACHE_COMPUTED_CHANNEL;
-    this.channels = [
-      options.channel ?? MODULE_CACHE_INVALIDATED_CHANNEL,
-      this.computedChannel,
-      options.ackChannel ?? MODULE_CACHE_ACKED_CHANNEL,
-    ];
+    const resolved = resolveRelayOptions(options);
+    this.computedChannel = resolved.computedChannel;
+    this.channels = [resolved.channel, this.computedChannel, resolved.ackChannel];
     this.connection = new ListenConnection({
-      connection: options.connection,
-      applicationName: options.applicationName ?? 'module-cache-relay',
+      connection: resolved.connection,
+      applicationName: resolved.applicationName,
       channels: this.channels,
-      reconnect: options.reconnect ?? { initialDelayMs: 100, maxDelayMs: 10_000 },
-      queryTimeoutMs: options.queryTimeoutMs ?? 5_000,
+      reconnect: resolved.reconnect,
+      queryTimeoutMs: resolved.queryTimeoutMs,
     });
     this.subscription = this.connection.notifications$.subscribe((n) =>
       this.broadcast({ moduleCacheRelay: 1, type: 'notification', ...n }),

@@ -2,6 +2,7 @@ import { Logger } from '@nestjs/common';
 import { filter, type Subscription } from 'rxjs';
 import type { NotificationTransport } from '../broadcast/listen-connection';
 import type { ModuleCacheRepository } from '../persistence/module-cache.repository';
+import { leaseMargin } from './lease';
 
 export interface MembershipConfig {
   /** This process's origin id: its row in module_cache_peers. */
@@ -20,11 +21,6 @@ export interface Acknowledged {
 
 /** Sync markers kept for the next acknowledgement statement; a genuine later one covers the earlier ones anyway. */
 const MAX_PENDING_MARKERS = 64;
-
-/** How much sooner than its lease a process stops trusting its memory: clocks may run at slightly different rates. */
-export function leaseMargin(leaseMs: number): number {
-  return Math.max(500, Math.ceil(leaseMs * 0.05));
-}
 
 /**
  * `consistency: 'strong'`: this process's lease in the database (renewed by every heartbeat,

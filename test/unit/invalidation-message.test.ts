@@ -44,12 +44,14 @@ const moduleUrl = fc.oneof(
   // Some long ones, to exercise degradation under small budgets.
   fc.tuple(fc.webUrl(), fc.integer({ min: 100, max: 600 })).map(([base, n]) => `${base}/${'長'.repeat(n)}.gts`),
 );
-const realm = fc
+// A realm as the cache holds it: canonical (percent-encoded), the only form the wire takes.
+const realmSpelling = fc
   .tuple(fc.webUrl({ validSchemes: ['http', 'https'] }), fc.array(unicodeSegment, { maxLength: 3 }))
   .map(([base, segments]) => {
     const u = new URL(base);
     return `${u.protocol}//${u.host}/${segments.map((s) => `${s}/`).join('')}`;
   });
+const realm = realmSpelling.map((spelling) => new URL(spelling).href);
 const origin = fc.string({ unit: 'grapheme-ascii', minLength: 1, maxLength: 40 }).filter((s) => !/\p{Cc}/u.test(s));
 const secret = fc.option(fc.string({ minLength: 16, maxLength: 40 }), { nil: undefined });
 const maxBytes = fc.oneof(fc.constant(MAX_PAYLOAD_BYTES), fc.constant(300), fc.integer({ min: 250, max: 7999 }));
@@ -108,6 +110,19 @@ describe('encodeInvalidations / parseInvalidation round trip (properties)', () =
           realmMessage.kind === 'realm' ? { kind: 'realm', realm: r, origin: o } : { kind: 'global', origin: o },
         );
         expect(parseAll(encodeInvalidations({ kind: 'global' }, options), s)).toEqual([{ kind: 'global', origin: o }]);
+      }),
+    );
+  });
+});
+
+describe('realms on the wire (properties)', () => {
+  it('a realm spelled otherwise than canonically is rejected by the parser and refused by the encoder', () => {
+    fc.assert(
+      fc.property(realmSpelling, (spelling) => {
+        const canonical = new URL(spelling).href;
+        fc.pre(canonical !== spelling);
+        expect(parseInvalidation(JSON.stringify({ k: 'realm', r: spelling, o: ORIGIN })).ok).toBe(false);
+        expect(() => encodeInvalidations({ kind: 'realm', realm: spelling }, { origin: ORIGIN })).toThrow(/realm/);
       }),
     );
   });
@@ -289,6 +304,10 @@ describe('parseInvalidation (examples)', () => {
     ['a realm without trailing slash', '{"k":"realm","r":"https://host/realm","o":"p"}', /realm/],
     ['a relative realm', '{"k":"realm","r":"/realm/","o":"p"}', /realm/],
     ['an empty realm', '{"k":"realm","r":"","o":"p"}', /realm/],
+    ['a realm with a query', '{"k":"realm","r":"https://host/realm/?x=/","o":"p"}', /realm/],
+    ['a realm with a hash', '{"k":"realm","r":"https://host/realm/#x/","o":"p"}', /realm/],
+    ['a realm not in canonical form', '{"k":"realm","r":"HTTPS://host/realm/","o":"p"}', /realm/],
+    ['a realm with an unencoded character', '{"k":"realm","r":"https://host/réalm/","o":"p"}', /realm/],
     ['an empty URL list', `{"k":"module","r":"${REALM}","m":[],"o":"p"}`, /non-empty URL list/],
     ['a URL list that is a string', `{"k":"module","r":"${REALM}","m":"${REALM}a","o":"p"}`, /non-empty URL list/],
     ['a relative URL', `{"k":"module","r":"${REALM}","m":["a.gts"],"o":"p"}`, /invalid URL/],

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ModuleCacheOptionsError } from '../../src';
-import { resolveModuleCacheOptions } from '../../src/module-cache.options';
+import { DEFAULTS } from '../../src/config/defaults';
+import { resolveModuleCacheOptions } from '../../src/config/options';
 
 const source = { load: async () => null };
 
@@ -17,18 +18,39 @@ describe('option validation', () => {
     });
   });
 
+  it('takes every default from DEFAULTS, as copies (DEFAULTS itself cannot change)', () => {
+    const a = resolveModuleCacheOptions({ source });
+    const b = resolveModuleCacheOptions({ source });
+    expect(a).toMatchObject({ maxRetries: DEFAULTS.maxRetries, fenceRetentionMs: DEFAULTS.fenceRetentionMs });
+    expect(a.listener).toEqual(DEFAULTS.listener);
+    expect(a.memory).toEqual(DEFAULTS.memory);
+    expect(a.extensions).toEqual(DEFAULTS.extensions);
+    expect(a.listener).not.toBe(b.listener);
+    if (a.listener === false || b.listener === false) throw new Error('listener defaults to an object');
+    expect(a.listener.reconnect).not.toBe(b.listener.reconnect);
+    expect(a.extensions).not.toBe(b.extensions);
+    expect(Object.isFrozen(DEFAULTS.listener.reconnect) && Object.isFrozen(DEFAULTS.extensions)).toBe(true);
+  });
+
+  it("beats faster under consistency: 'strong' unless the heartbeat is given", () => {
+    const strong = resolveModuleCacheOptions({ source, consistency: 'strong' });
+    expect(strong.listener !== false && strong.listener.heartbeat).toEqual(DEFAULTS.strongHeartbeat);
+    const given = resolveModuleCacheOptions({ source, consistency: 'strong', leaseMs: 30_000, listener: { heartbeat: {} } });
+    expect(given.listener !== false && given.listener.heartbeat).toEqual(DEFAULTS.listener.heartbeat);
+  });
+
   it.each([
     [{ realms: [], wireFormat: 'seed', signingSecret: 'sixteen-chars-ok' }, /wireFormat: 'seed' payloads carry no signature/],
     [{ realms: [], prefixes: { 'https://a.test/': 'https://b.test/' } }, /prefixes\.https:\/\/a\.test\/: keys must be prefix identifiers/],
-    [{ realms: [], prefixes: { '@a/b/': 'not-a-url/' } }, /prefixes\.@a\/b\/: must be an absolute, canonical http\(s\) URL/],
+    [{ realms: [], prefixes: { '@a/b/': 'not-a-url/' } }, /prefixes\.@a\/b\/: must be an absolute http\(s\) URL/],
     [{ realms: [], dependencyErrors: 'eager' }, /dependencyErrors/],
     [{ realms: [], maxErrorBytes: 10 }, /maxErrorBytes/],
     [{ realms: [], listener: { relay: true, connection: { host: 'db' } } }, /listener\.connection: the relay connects for the workers/],
     [{ realms: [], listener: { relay: 'yes' } }, /listener\.relay/],
     [{ realms: [], scopeFor: 'public' }, /scopeFor: must be a function/],
-    [{ realms: ['https://a.test/r'] }, /realms\.0: must be an absolute, canonical http\(s\) URL ending with "\/"/],
+    [{ realms: ['https://a.test/r'] }, /realms\.0: must be an absolute http\(s\) URL ending with "\/"/],
     [{ realms: ['not a url/'] }, /realms\.0/],
-    [{ realms: ['file:///srv/realm/'] }, /realms\.0: must be an absolute, canonical http\(s\) URL/],
+    [{ realms: ['file:///srv/realm/'] }, /realms\.0: must be an absolute http\(s\) URL/],
     [{ realms: ['https://a.test/r/'], channel: 'bad-channel"; DROP TABLE x; --' }, /channel: must match/],
     [{ realms: ['https://a.test/r/'], errorTtlMs: -1 }, /errorTtlMs/],
     [{ realms: ['https://a.test/r/'], memory: { maxEntries: 0 } }, /memory\.maxEntries/],

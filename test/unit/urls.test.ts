@@ -37,7 +37,7 @@ describe('urls', () => {
     const realms = new RealmRegistry(['https://a.test/', 'https://a.test/deep/']);
     expect(realms.find('https://a.test/deep/x.ts')).toBe('https://a.test/deep/');
     expect(realms.find('https://a.test/x.ts')).toBe('https://a.test/');
-    expect(() => realms.resolve('https://b.test/x.ts')).toThrow(/not inside any registered realm/);
+    expect(() => realms.realmOf('https://b.test/x.ts')).toThrow(/not inside any registered realm/);
   });
 });
 

@@ -1,0 +1,217 @@
+import { InvalidModuleURLError, InvalidRealmURLError, UnknownRealmError } from '../errors';
+import { messages } from '../messages';
+
+/**
+ * The URL rules of the cache, in one place: module URLs (canonical form, aliases, candidates,
+ * variants, dependencies), prefix identifiers, and realms. `parseRealmURL` is the only realm rule:
+ * the `realms` and `prefixes` options, registerRealm()/unregisterRealm()/clearRealm() and the wire
+ * parser all use it, so that what one of them accepts the others accept too.
+ */
+
+const MAX_URL_LENGTH = 8192;
+/** A lone UTF-16 surrogate (with the `u` flag, a well-formed pair is one code point and does not match). */
+const LONE_SURROGATE = /\p{Cs}/u;
+
+/**
+ * Why `text` cannot be stored exactly, or undefined when it can. Postgres text holds no NUL, and
+ * the driver encodes a lone surrogate as U+FFFD: two different strings would then share one row
+ * (a scope '\uD800' and a scope '\uFFFD'), so both are refused, never substituted.
+ */
+export function textProblem(text: string): string | undefined {
+  if (text.includes('\u0000')) return 'must not contain NUL characters';
+  if (LONE_SURROGATE.test(text)) return 'must be well-formed UTF-16 (it holds an unpaired surrogate)';
+  return undefined;
+}
+
+/** Absolute http(s) URL with query and hash stripped (`x.ts?v=1` is the module `x.ts`); throws InvalidModuleURLError otherwise. */
+export function canonicalURL(input: unknown): string {
+  if (typeof input !== 'string' || input.length === 0) {
+    throw new InvalidModuleURLError(messages.moduleURLNotString(describe(input)));
+  }
+  if (input.length > MAX_URL_LENGTH) {
+    throw new InvalidModuleURLError(messages.moduleURLTooLong(input.length, MAX_URL_LENGTH));
+  }
+  // The URL parser would turn a lone surrogate into U+FFFD: refused, so what is stored is what was asked for.
+  const problem = textProblem(input);
+  if (problem) throw new InvalidModuleURLError(messages.badModuleURLText(problem, input));
+  let url: URL;
+  try {
+    url = new URL(input);
+  } catch {
+    throw new InvalidModuleURLError(messages.notAbsoluteURL(input));
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new InvalidModuleURLError(messages.notHttpURL(url.protocol, input));
+  }
+  url.search = '';
+  url.hash = '';
+  return url.href;
+}
+
+function describe(v: unknown): string {
+  if (typeof v === 'string') return 'an empty string';
+  return v === null ? 'null' : typeof v;
+}
+
+/**
+ * A realm, in canonical form (the URL parser's: scheme and host lower-cased, default port dropped,
+ * path percent-encoded, dot segments resolved): an absolute http(s) URL written with a trailing
+ * "/", without query or hash, in text that can be stored exactly. Throws InvalidRealmURLError
+ * otherwise. A realm is a prefix of canonical module URLs, which never hold a query or hash, so a
+ * realm with one could match nothing: refused rather than stripped. Callers may spell a realm
+ * loosely (`HTTPS://Host/r/`); untrusted payloads must already be canonical (`parseRealmURL(r) === r`).
+ */
+export function parseRealmURL(input: unknown): string {
+  if (typeof input !== 'string' || textProblem(input) !== undefined || !input.endsWith('/')) {
+    throw new InvalidRealmURLError(messages.badRealmURL(input));
+  }
+  let url: URL;
+  try {
+    url = new URL(input);
+  } catch {
+    throw new InvalidRealmURLError(messages.badRealmURL(input));
+  }
+  // An empty `?` or `#` leaves search and hash empty but stays in href: only href tells.
+  const queryOrHash = url.href.includes('?') || url.href.includes('#');
+  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || queryOrHash || !url.pathname.endsWith('/')) {
+    throw new InvalidRealmURLError(messages.badRealmURL(input));
+  }
+  return url.href;
+}
+
+/** The extension of the URL's path among `extensions`, if any. */
+export function executableExtension(url: string, extensions: readonly string[]): string | undefined {
+  const path = new URL(url).pathname;
+  return extensions.find((ext) => path.endsWith(ext) && path.length > ext.length && !path.endsWith(`/${ext}`));
+}
+
+/** `foo.gts`, `foo.ts` and `foo` share the alias `foo`. */
+export function aliasOf(url: string, extensions: readonly string[]): string {
+  const ext = executableExtension(url, extensions);
+  return ext ? url.slice(0, -ext.length) : url;
+}
+
+/** URLs to try, in order: an URL with an extension is its own candidate; an extensionless one tries each extension, then itself. */
+export function candidateURLs(url: string, extensions: readonly string[]): string[] {
+  if (executableExtension(url, extensions)) return [url];
+  return [...extensions.map((ext) => url + ext), url];
+}
+
+/** Every spelling a cached row of this module may have been stored under. */
+export function urlVariants(url: string, extensions: readonly string[]): string[] {
+  const alias = aliasOf(url, extensions);
+  return [...new Set([url, alias, ...extensions.map((ext) => alias + ext)])];
+}
+
+/** Resolves a dependency specifier against its module, canonicalised and alias-normalised; undefined if unusable. */
+export function normaliseDependency(dep: unknown, moduleURL: string, extensions: readonly string[]): string | undefined {
+  if (typeof dep !== 'string' || dep.length === 0) return undefined;
+  try {
+    return aliasOf(canonicalURL(new URL(dep, moduleURL).href), extensions);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The URL rules of one cache: canonical forms, aliases by executable extension, and prefix
+ * identifiers (`@scope/name/…`) resolved to URLs, for lookups, invalidations and dependencies.
+ */
+export class UrlResolver {
+  private readonly prefixes: Array<[string, string]>;
+
+  constructor(
+    readonly extensions: readonly string[],
+    prefixes: Readonly<Record<string, string>> = {},
+  ) {
+    // Longest prefix first, so that `@a/b/` wins over `@a/`.
+    this.prefixes = Object.entries(prefixes).sort(([a], [b]) => b.length - a.length);
+  }
+
+  /** An absolute http(s) URL (a prefix identifier resolved), query and hash stripped. */
+  canonical(input: unknown): string {
+    return canonicalURL(this.unprefixed(input));
+  }
+
+  alias(url: string): string {
+    return aliasOf(url, this.extensions);
+  }
+
+  candidates(url: string): string[] {
+    return candidateURLs(url, this.extensions);
+  }
+
+  variants(url: string): string[] {
+    return urlVariants(url, this.extensions);
+  }
+
+  /** A dependency specifier resolved against its module (or a prefix), canonical and alias-normalised; undefined if unusable. */
+  dependency(dep: unknown, moduleURL: string): string | undefined {
+    return normaliseDependency(this.unprefixed(dep), moduleURL, this.extensions);
+  }
+
+  /** The same, keeping the extension it was written with (the cheapest candidate to look it up by); undefined if unusable. */
+  dependencyURL(dep: unknown, moduleURL: string): string | undefined {
+    const spec = this.unprefixed(dep);
+    if (typeof spec !== 'string' || spec.length === 0) return undefined;
+    try {
+      return canonicalURL(new URL(spec, moduleURL).href);
+    } catch {
+      return undefined;
+    }
+  }
+
+  private unprefixed<T>(input: T): T | string {
+    if (typeof input !== 'string') return input;
+    const match = this.prefixes.find(([prefix]) => input.startsWith(prefix));
+    return match ? match[1] + input.slice(match[0].length) : input;
+  }
+}
+
+/** Registered realms (they may come and go at runtime); a module belongs to the longest realm prefix that contains it. */
+export class RealmRegistry {
+  private realms: string[] = [];
+
+  /** `realms` in canonical form (parseRealmURL's). */
+  constructor(realms: readonly string[]) {
+    realms.forEach((realm) => this.register(realm));
+  }
+
+  get all(): readonly string[] {
+    return this.realms;
+  }
+
+  /** False if it was registered already. */
+  register(realm: string): boolean {
+    if (this.realms.includes(realm)) return false;
+    this.realms = [...this.realms, realm].sort((a, b) => b.length - a.length);
+    return true;
+  }
+
+  /** False if it was not registered. */
+  unregister(realm: string): boolean {
+    if (!this.realms.includes(realm)) return false;
+    this.realms = this.realms.filter((r) => r !== realm);
+    return true;
+  }
+
+  has(realm: string): boolean {
+    return this.realms.includes(realm);
+  }
+
+  find(url: string): string | undefined {
+    return this.realms.find((realm) => url.startsWith(realm));
+  }
+
+  /** The realm of `url`; throws UnknownRealmError when no registered realm contains it. */
+  realmOf(url: string): string {
+    const realm = this.find(url);
+    if (!realm) throw new UnknownRealmError(url, this.realms);
+    return realm;
+  }
+
+  /** @deprecated temporary: callers move to realmOf ("resolved" means defaulted options only). */
+  resolve(url: string): string {
+    return this.realmOf(url);
+  }
+}
