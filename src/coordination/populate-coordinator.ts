@@ -5,6 +5,7 @@ import type { NotificationTransport } from '../broadcast/listen-connection';
 import { CoalesceTimeoutError } from '../errors';
 import { messages } from '../messages';
 import type { ReadResult, StoredRow } from '../persistence/module-cache.repository';
+import { encodeWakeUp, parseWakeUp } from '../wire/wake-up';
 
 export interface CoordinatorConfig {
   computedChannel: string;
@@ -21,9 +22,6 @@ export type Coordination =
   | { kind: 'claimed'; key: string; watermark: string }
   /** Claims are unavailable: compute without coalescing. */
   | { kind: 'alone' };
-
-/** A wake-up names the claim key's hash; anything else on the channel is ignored (untrusted hints). */
-const WAKE_PAYLOAD = /^\{"h":"(-?[0-9]{1,20})","o":"[^"]{1,255}"\}$/;
 
 /**
  * Cross-process populate coalescing. A claim is a session-level advisory lock held by the
@@ -47,9 +45,10 @@ export class PopulateCoordinator {
     private readonly transport: NotificationTransport,
   ) {
     this.subscription = transport.notifications$.pipe(filter((n) => n.channel === config.computedChannel)).subscribe(({ payload }) => {
-      const match = WAKE_PAYLOAD.exec(payload);
-      if (!match) return;
-      for (const wake of this.waiters.get(match[1]) ?? []) wake();
+      // Anything but a wake-up on the channel is ignored (untrusted hints).
+      const key = parseWakeUp(payload);
+      if (key === undefined) return;
+      for (const wake of this.waiters.get(key) ?? []) wake();
     });
   }
 
@@ -105,7 +104,7 @@ export class PopulateCoordinator {
 
   /** Wakes the key's waiters everywhere and lets go of the claim, in one statement. */
   release(key: string): void {
-    const payload = JSON.stringify({ h: key, o: this.config.origin });
+    const payload = encodeWakeUp(key, this.config.origin);
     const done: Promise<void> = this.transport
       .unlockAndNotify(key, this.config.computedChannel, payload)
       // The connection is gone, and with it the claim: waiters take over at their next check.
