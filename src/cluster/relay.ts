@@ -2,11 +2,14 @@ import { Logger } from '@nestjs/common';
 import cluster, { type Worker } from 'node:cluster';
 import type { ClientConfig } from 'pg';
 import type { Subscription } from 'rxjs';
-import { ListenConnection } from '../broadcast/listen-connection';
-import { isRelayMessage, type RelayToWorker, type WorkerToRelay } from '../broadcast/relay-protocol';
+import { PgDedicatedConnection } from '../connection/pg-connection';
+import { describeError } from '../describe-error';
 import { ModuleCacheOptionsError } from '../errors';
+import { messages } from '../messages';
 import { MODULE_CACHE_ACKED_CHANNEL, MODULE_CACHE_COMPUTED_CHANNEL, MODULE_CACHE_INVALIDATED_CHANNEL } from '../module-cache.constants';
 import { CHANNEL_NAME } from '../module-cache.options';
+import { isRelayMessage, type RelayToWorker, type WorkerToRelay } from '../wire/relay-ipc';
+import { encodeWakeUp } from '../wire/wake-up';
 
 export interface ModuleCacheClusterRelayOptions {
   /** The database to LISTEN on: the server itself, not a transaction-pooling proxy. */
@@ -38,7 +41,7 @@ const RECONNECT_REQUEST_INTERVAL_MS = 5_000;
  */
 export class ModuleCacheClusterRelay {
   private readonly logger = new Logger('ModuleCacheClusterRelay');
-  private readonly connection: ListenConnection;
+  private readonly connection: PgDedicatedConnection;
   private readonly channels: string[];
   private readonly computedChannel: string;
   private readonly workers = new Set<Worker>();
@@ -50,12 +53,12 @@ export class ModuleCacheClusterRelay {
 
   constructor(options: ModuleCacheClusterRelayOptions) {
     if (typeof options?.connection !== 'object' || options.connection === null) {
-      throw new ModuleCacheOptionsError('ModuleCacheClusterRelay: connection is required (a pg ClientConfig for the server itself)');
+      throw new ModuleCacheOptionsError(messages.relayConnectionRequired());
     }
     for (const key of ['channel', 'computedChannel', 'ackChannel'] as const) {
       const name = options[key];
       if (name !== undefined && (typeof name !== 'string' || !CHANNEL_NAME.test(name))) {
-        throw new ModuleCacheOptionsError(`ModuleCacheClusterRelay: ${key} must match ${CHANNEL_NAME} (got ${JSON.stringify(name)})`);
+        throw new ModuleCacheOptionsError(messages.relayBadChannel(key, CHANNEL_NAME, name));
       }
     }
     this.computedChannel = options.computedChannel ?? MODULE_CACHE_COMPUTED_CHANNEL;
@@ -64,7 +67,7 @@ export class ModuleCacheClusterRelay {
       this.computedChannel,
       options.ackChannel ?? MODULE_CACHE_ACKED_CHANNEL,
     ];
-    this.connection = new ListenConnection({
+    this.connection = new PgDedicatedConnection({
       connection: options.connection,
       applicationName: options.applicationName ?? 'module-cache-relay',
       channels: this.channels,
@@ -90,7 +93,7 @@ export class ModuleCacheClusterRelay {
 
   /** Connects and LISTENs (retrying in the background if it cannot yet), and attaches every worker forked from now on. */
   async start(): Promise<void> {
-    if (!cluster.isPrimary) throw new Error('ModuleCacheClusterRelay runs in the node:cluster primary');
+    if (!cluster.isPrimary) throw new Error(messages.relayNotPrimary());
     cluster.on('fork', this.onFork);
     for (const worker of Object.values(cluster.workers ?? {})) if (worker) this.attach(worker);
     await this.connection.start();
@@ -145,7 +148,7 @@ export class ModuleCacheClusterRelay {
             // whichever session granted it, give it back.
             result = 'unavailable';
             void this.connection
-              .unlockAndNotify(message.key, this.computedChannel, JSON.stringify({ h: message.key, o: `relay-${worker.id}` }))
+              .unlockAndNotify(message.key, this.computedChannel, encodeWakeUp(message.key, `relay-${worker.id}`))
               .catch(() => undefined);
           }
         }
@@ -159,7 +162,7 @@ export class ModuleCacheClusterRelay {
           error = await this.connection
             .unlockAndNotify(message.key, message.channel, message.payload)
             .then(() => undefined)
-            .catch((e: Error) => e.message);
+            .catch((e: unknown) => describeError(e));
         }
         this.send(worker, { moduleCacheRelay: 1, type: 'unlocked', id: message.id, ...(error ? { error } : {}) });
         return;
@@ -183,8 +186,8 @@ export class ModuleCacheClusterRelay {
       if (holder !== worker) continue;
       this.holders.delete(key);
       void this.connection
-        .unlockAndNotify(key, this.computedChannel, JSON.stringify({ h: key, o: `relay-${worker.id}` }))
-        .catch((e: Error) => this.logger.warn(`could not release claim ${key} of worker ${worker.id}: ${e.message}`));
+        .unlockAndNotify(key, this.computedChannel, encodeWakeUp(key, `relay-${worker.id}`))
+        .catch((e: unknown) => this.logger.warn(`could not release claim ${key} of worker ${worker.id}: ${describeError(e)}`));
     }
   }
 
