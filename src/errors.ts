@@ -101,3 +101,23 @@ export class CoalesceTimeoutError extends ModuleCacheError {
 export class DatabaseUnavailableError extends ModuleCacheError {
   readonly code = 'E_DATABASE_UNAVAILABLE';
 }
+
+/**
+ * A bounded wait ran out (`deadline()` in timeout.ts): a statement on the dedicated connection, a
+ * heartbeat probe, a relay request, a health query. Matched by class, never by its text.
+ */
+export class DeadlineError extends ModuleCacheError {
+  readonly code = 'E_DEADLINE';
+
+  constructor(
+    readonly what: string,
+    readonly ms: number,
+  ) {
+    super(messages.deadline(what, ms));
+  }
+}
+
+/** Strong consistency: the heartbeat could not renew this process's lease, so its probe failed (`cause`: why). */
+export class LeaseRenewalError extends ModuleCacheError {
+  readonly code = 'E_LEASE_RENEWAL';
+}

@@ -27,6 +27,22 @@ export const messages = {
   sourceInvalidResult: (url: string, why: string) => `definition source returned an invalid result for ${url}: ${why}`,
   shuttingDown: (what: string) => `shutting down: gave up on ${what}`,
 
+  // the wire (encoding a payload with inputs the parser would reject is a caller bug)
+  wireSeedUnsigned: () => "the 'seed' format carries no signature",
+  wireBadOrigin: (max: number) => `invalidation origin must be 1-${max} characters without control characters`,
+  wireBadMaxBytes: (limit: number, got: number) => `maxBytes must be an integer of at most ${limit}, got ${got}`,
+  wireBudgetTooSmall: (maxBytes: number) => `maxBytes ${maxBytes} cannot hold even a global invalidation message`,
+  wireBadRealm: (realm: string) => `invalidation realm must be an absolute http(s) URL ending with "/": ${realm}`,
+  wireBadModuleURL: (url: string) => `invalidation URL must be an absolute http(s) URL: ${url}`,
+
+  // deadlines, the dedicated connection, the cluster relay
+  deadline: (what: string, ms: number) => `${what}: no answer within ${ms} ms`,
+  leaseRenewalFailed: (why: string) => `could not renew the lease: ${why}`,
+  relayOptions: (problems: string[]) => `ModuleCacheClusterRelay: ${problems.join('; ')}`,
+  relayNotPrimary: () => 'ModuleCacheClusterRelay runs in the node:cluster primary',
+  relayNotWorker: () => 'listener.relay: this process is not a node:cluster worker (no IPC channel to a primary)',
+  relayNoAnswer: () => 'the relay did not answer',
+
   // invalidation, coalescing, schema, options
   broadcastFailed: (what: string, why: string) => `${what} failed (local state was invalidated, peers were not notified): ${why}`,
   invalidationUnconfirmed: (what: string, why: string) =>

@@ -1,11 +1,14 @@
 import { Logger } from '@nestjs/common';
 import cluster, { type Worker } from 'node:cluster';
 import type { Subscription } from 'rxjs';
-import { ListenConnection } from '../broadcast/listen-connection';
-import { isRelayMessage, type RelayToWorker, type WorkerToRelay } from '../broadcast/relay-protocol';
 import type { z } from 'zod';
 import { clusterRelaySchema } from '../config/listener';
+import { PgDedicatedConnection } from '../connection/pg-connection';
+import { describeError } from '../describe-error';
 import { ModuleCacheOptionsError } from '../errors';
+import { messages } from '../messages';
+import { isRelayMessage, type RelayToWorker, type WorkerToRelay } from '../wire/relay-ipc';
+import { encodeWakeUp } from '../wire/wake-up';
 
 /** What `new ModuleCacheClusterRelay()` takes: see clusterRelaySchema (config/listener.ts) for each field and its default. */
 // eslint-disable-next-line @typescript-eslint/no-empty-object-type
@@ -23,7 +26,7 @@ function resolveRelayOptions(options: ModuleCacheClusterRelayOptions | undefined
     const got = CHANNEL_KEYS.includes(key) && issue.input !== undefined ? ` (got ${JSON.stringify(issue.input)})` : '';
     return `${key || '(options)'} ${issue.message}${got}`;
   });
-  throw new ModuleCacheOptionsError(`ModuleCacheClusterRelay: ${problems.join('; ')}`);
+  throw new ModuleCacheOptionsError(messages.relayOptions(problems));
 }
 
 /** A worker's heartbeat may ask for a new connection; one reconnect serves every worker, so not more often than this. */
@@ -43,7 +46,7 @@ const RECONNECT_REQUEST_INTERVAL_MS = 5_000;
  */
 export class ModuleCacheClusterRelay {
   private readonly logger = new Logger('ModuleCacheClusterRelay');
-  private readonly connection: ListenConnection;
+  private readonly connection: PgDedicatedConnection;
   private readonly channels: string[];
   private readonly computedChannel: string;
   private readonly workers = new Set<Worker>();
@@ -57,7 +60,7 @@ export class ModuleCacheClusterRelay {
     const resolved = resolveRelayOptions(options);
     this.computedChannel = resolved.computedChannel;
     this.channels = [resolved.channel, this.computedChannel, resolved.ackChannel];
-    this.connection = new ListenConnection({
+    this.connection = new PgDedicatedConnection({
       connection: resolved.connection,
       applicationName: resolved.applicationName,
       channels: this.channels,
@@ -83,7 +86,7 @@ export class ModuleCacheClusterRelay {
 
   /** Connects and LISTENs (retrying in the background if it cannot yet), and attaches every worker forked from now on. */
   async start(): Promise<void> {
-    if (!cluster.isPrimary) throw new Error('ModuleCacheClusterRelay runs in the node:cluster primary');
+    if (!cluster.isPrimary) throw new Error(messages.relayNotPrimary());
     cluster.on('fork', this.onFork);
     for (const worker of Object.values(cluster.workers ?? {})) if (worker) this.attach(worker);
     await this.connection.start();
@@ -138,7 +141,7 @@ export class ModuleCacheClusterRelay {
             // whichever session granted it, give it back.
             result = 'unavailable';
             void this.connection
-              .unlockAndNotify(message.key, this.computedChannel, JSON.stringify({ h: message.key, o: `relay-${worker.id}` }))
+              .unlockAndNotify(message.key, this.computedChannel, encodeWakeUp(message.key, `relay-${worker.id}`))
               .catch(() => undefined);
           }
         }
@@ -152,7 +155,7 @@ export class ModuleCacheClusterRelay {
           error = await this.connection
             .unlockAndNotify(message.key, message.channel, message.payload)
             .then(() => undefined)
-            .catch((e: Error) => e.message);
+            .catch((e: unknown) => describeError(e));
         }
         this.send(worker, { moduleCacheRelay: 1, type: 'unlocked', id: message.id, ...(error ? { error } : {}) });
         return;
@@ -176,8 +179,8 @@ export class ModuleCacheClusterRelay {
       if (holder !== worker) continue;
       this.holders.delete(key);
       void this.connection
-        .unlockAndNotify(key, this.computedChannel, JSON.stringify({ h: key, o: `relay-${worker.id}` }))
-        .catch((e: Error) => this.logger.warn(`could not release claim ${key} of worker ${worker.id}: ${e.message}`));
+        .unlockAndNotify(key, this.computedChannel, encodeWakeUp(key, `relay-${worker.id}`))
+        .catch((e: unknown) => this.logger.warn(`could not release claim ${key} of worker ${worker.id}: ${describeError(e)}`));
     }
   }
 

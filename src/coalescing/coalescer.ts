@@ -6,6 +6,7 @@ import { CoalesceTimeoutError } from '../errors';
 import type { Recorder } from '../events/recorder';
 import { messages } from '../messages';
 import type { ReadResult, StoredRow } from '../persistence/module-cache.repository';
+import { encodeWakeUp, parseWakeUp } from '../wire/wake-up';
 
 export interface CoalescerConfig {
   computedChannel: string;
@@ -22,9 +23,6 @@ export type Coalescing =
   | { kind: 'claimed'; key: string; watermark: string }
   /** Claims are unavailable: compute without coalescing. */
   | { kind: 'alone' };
-
-/** A wake-up names the claim key's hash; anything else on the channel is ignored (untrusted hints). */
-const WAKE_PAYLOAD = /^\{"h":"(-?[0-9]{1,20})","o":"[^"]{1,255}"\}$/;
 
 /**
  * Cross-process coalescing: one computation per key in the cluster. A claim is a session-level advisory lock held by the
@@ -46,9 +44,10 @@ export class Coalescer {
     private readonly recorder: Recorder,
   ) {
     this.subscription = transport.notifications$.pipe(filter((n) => n.channel === config.computedChannel)).subscribe(({ payload }) => {
-      const match = WAKE_PAYLOAD.exec(payload);
-      if (!match) return;
-      for (const wake of this.waiters.get(match[1]) ?? []) wake();
+      // Anything but a wake-up on the channel is ignored (untrusted hints).
+      const key = parseWakeUp(payload);
+      if (key === undefined) return;
+      for (const wake of this.waiters.get(key) ?? []) wake();
     });
   }
 
@@ -104,7 +103,7 @@ export class Coalescer {
 
   /** Wakes the key's waiters everywhere and lets go of the claim, in one statement. */
   release(key: string): void {
-    const payload = JSON.stringify({ h: key, o: this.config.origin });
+    const payload = encodeWakeUp(key, this.config.origin);
     const done: Promise<void> = this.transport
       .unlockAndNotify(key, this.config.computedChannel, payload)
       // The connection is gone, and with it the claim: waiters take over at their next check.

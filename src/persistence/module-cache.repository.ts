@@ -6,6 +6,7 @@ import { ModuleCacheSchemaError } from '../errors';
 import { messages } from '../messages';
 import { asDatabaseError, isConnectionFailure } from './connection-failures';
 import type { ModuleCacheEntry, ModuleError } from '../types';
+import { ackPayloadSql, syncMarkerSql } from '../wire/sync-marker';
 
 export interface StoredRow {
   url: string;
@@ -316,7 +317,7 @@ export class ModuleCacheRepository {
                UPDATE module_cache_peers p SET acked_seq = greatest(p.acked_seq, g.seq) FROM genuine g
                 WHERE p.id = $1 AND g.seq IS NOT NULL RETURNING g.seq
              )
-             SELECT seq::text AS acked, pg_notify($4, seq::text), set_config('synchronous_commit', 'off', true) FROM acked`,
+             SELECT seq::text AS acked, pg_notify($4, ${ackPayloadSql('seq')}), set_config('synchronous_commit', 'off', true) FROM acked`,
       values: [id, markers.map((m) => m.seq), markers.map((m) => m.token), ackChannel],
     });
     return row?.acked;
@@ -367,7 +368,7 @@ export class ModuleCacheRepository {
    */
   async notifySync(channel: string, seq: string, { before, after }: { before: string; after: string }): Promise<void> {
     const sent = await this.run({
-      text: `SELECT pg_notify($1, $2 || l.token::text || $3) FROM module_cache_fence_log l WHERE l.seq = $4::bigint`,
+      text: `SELECT pg_notify($1, ${syncMarkerSql('$2', 'l.token', '$3')}) FROM module_cache_fence_log l WHERE l.seq = $4::bigint`,
       values: [channel, before, after, seq],
     });
     if (sent.length === 0) throw new Error(`invalidation ${seq} is not in the fence log any more`);

@@ -1,14 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { filter, firstValueFrom, map } from 'rxjs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ModuleCacheInvalidationListener, type ListenerConfig, type ProbeSender } from '../../src/broadcast/invalidation-listener';
-import { encodeInvalidations, type InvalidationMessage } from '../../src/broadcast/invalidation-message';
-import {
-  ListenConnection,
-  type ListenConnectionConfig,
-  type ListenerState,
-  type RawNotification,
-} from '../../src/broadcast/listen-connection';
+import type { ListenerState, RawNotification } from '../../src/connection/dedicated-connection';
+import { PgDedicatedConnection, type PgDedicatedConnectionConfig } from '../../src/connection/pg-connection';
+import { ModuleCacheInvalidationListener, type ListenerConfig, type ProbeSender } from '../../src/listener/invalidation-listener';
+import { encodeInvalidations, type InvalidationMessage } from '../../src/wire/invalidation';
+import { encodeWakeUp } from '../../src/wire/wake-up';
 import { backendPid, signalsBackends } from '../support/backends';
 import { adminQuery, adminUrl, createTestDatabase, withDatabase, type TestDatabase } from '../support/database';
 import { freePort } from '../support/embedded-postgres';
@@ -38,8 +35,8 @@ afterAll(async () => {
 });
 
 interface Options {
-  connection?: ListenConnectionConfig['connection'];
-  reconnect?: ListenConnectionConfig['reconnect'];
+  connection?: PgDedicatedConnectionConfig['connection'];
+  reconnect?: PgDedicatedConnectionConfig['reconnect'];
   extraChannels?: string[];
   signingSecret?: string;
   heartbeat?: ListenerConfig['heartbeat'];
@@ -54,7 +51,7 @@ const probeThroughTheDatabase: ProbeSender = async (channel, payload) => {
 /** A listener over its own dedicated connection, plus everything they emitted, recorded for assertions. */
 function track(options: Options = {}) {
   const applicationName = `mcl-test-${randomBytes(4).toString('hex')}`;
-  const transport = new ListenConnection({
+  const connection = new PgDedicatedConnection({
     connection: options.connection ?? { connectionString: db.url },
     applicationName,
     channels: [CHANNEL, ...(options.extraChannels ?? [])],
@@ -69,7 +66,7 @@ function track(options: Options = {}) {
       // Tests that want heartbeats say so; the rest probe by hand.
       heartbeat: options.heartbeat ?? { intervalMs: 3_600_000, timeoutMs: 5_000 },
     },
-    transport,
+    connection,
     options.probe ?? probeThroughTheDatabase,
   );
   listeners.push(listener);
@@ -80,10 +77,10 @@ function track(options: Options = {}) {
     resyncs: 0,
   };
   listener.notifications$.subscribe((m) => seen.messages.push(m));
-  transport.notifications$.pipe(filter((n) => n.channel !== CHANNEL)).subscribe((r) => seen.raw.push(r));
+  connection.notifications$.pipe(filter((n) => n.channel !== CHANNEL)).subscribe((r) => seen.raw.push(r));
   listener.state$.subscribe((s) => seen.states.push(s));
   listener.resync$.subscribe(() => seen.resyncs++);
-  return { listener, transport, seen, applicationName };
+  return { listener, connection, seen, applicationName };
 }
 
 async function started(options: Options = {}) {
@@ -317,14 +314,14 @@ describe('ModuleCacheInvalidationListener against a real Postgres', () => {
 
   it('a listener that goes deaf (its backend frozen, never resumed) is found out by the heartbeat, stops being trusted, reconnects and is trusted again', async (ctx) => {
     if (!(await signalsBackends(db))) return ctx.skip();
-    const { listener, transport, applicationName } = await started({ heartbeat: { intervalMs: 200, timeoutMs: 300 } });
+    const { listener, connection, applicationName } = await started({ heartbeat: { intervalMs: 200, timeoutMs: 300 } });
     const deaf = await backendPid(db, applicationName);
     process.kill(deaf, 'SIGSTOP');
     frozenPids.push(deaf);
     await waitFor(() => listener.probe.ok === false, 10_000, 'a failed heartbeat');
     expect(listener.isTrusted()).toBe(false);
     expect(listener.probe.reason).toMatch(/did not arrive on the listener within 300 ms/);
-    await waitFor(() => transport.reconnects === 1 && listener.probe.ok === true, 10_000, 'a new connection proven by a heartbeat');
+    await waitFor(() => connection.reconnects === 1 && listener.probe.ok === true, 10_000, 'a new connection proven by a heartbeat');
     expect(listener.isTrusted()).toBe(true);
     await notify('{"k":"global","o":"after-deafness"}');
     await waitFor(async () => listener.stats().received === 1, 5_000, 'delivery on the new connection');
@@ -345,16 +342,16 @@ describe('ModuleCacheInvalidationListener against a real Postgres', () => {
   });
 });
 
-describe('ListenConnection (the dedicated connection)', () => {
+describe('PgDedicatedConnection (the dedicated connection)', () => {
   it('runs claims one at a time (no overlapping queries on one client) and releases them with a wake-up', async () => {
     const warnings: Error[] = [];
     const onWarning = (w: Error) => warnings.push(w);
     process.on('warning', onWarning);
-    const { transport, seen } = await started({ extraChannels: ['module_cache_computed'] });
+    const { connection, seen } = await started({ extraChannels: ['module_cache_computed'] });
     try {
       const keys = Array.from({ length: 40 }, (_, i) => String(1000 + i));
-      expect(await Promise.all(keys.map((k) => transport.tryLock(k)))).toEqual(keys.map(() => true));
-      await Promise.all(keys.map((k) => transport.unlockAndNotify(k, 'module_cache_computed', `{"h":"${k}","o":"t"}`)));
+      expect(await Promise.all(keys.map((k) => connection.tryLock(k)))).toEqual(keys.map(() => true));
+      await Promise.all(keys.map((k) => connection.unlockAndNotify(k, 'module_cache_computed', encodeWakeUp(k, 't'))));
       await waitFor(() => seen.raw.length === keys.length, 5_000, 'every wake-up');
       expect(
         await db.query(
@@ -370,12 +367,12 @@ describe('ListenConnection (the dedicated connection)', () => {
 
   it('answers "unavailable" instead of hanging when its server stops answering, and reconnects', async (ctx) => {
     if (!(await signalsBackends(db))) return ctx.skip();
-    const { transport, applicationName } = await started();
+    const { connection, applicationName } = await started();
     const pid = await backendPid(db, applicationName);
     process.kill(pid, 'SIGSTOP');
     frozenPids.push(pid);
-    expect(await prompt(transport.tryLock('42'), 'a claim on a frozen connection')).toBe('unavailable');
-    await waitFor(() => transport.reconnects === 1 && transport.state === 'listening', 10_000, 'a new connection');
-    expect(await transport.tryLock('42')).toBe(true);
+    expect(await prompt(connection.tryLock('42'), 'a claim on a frozen connection')).toBe('unavailable');
+    await waitFor(() => connection.reconnects === 1 && connection.state === 'listening', 10_000, 'a new connection');
+    expect(await connection.tryLock('42')).toBe(true);
   });
 });

@@ -20,10 +20,10 @@ import {
   type ModuleCacheEvent,
   type ModuleCacheOptions,
 } from '../../src';
-import { NOTIFICATION_TRANSPORT } from '../../src/broadcast/invalidation-listener';
+import { NOTIFICATION_TRANSPORT } from '../../src/listener/invalidation-listener';
 import { MODULE_CACHE_REPOSITORY } from '../../src/module-cache.constants';
 import type { ModuleCacheRepository } from '../../src/persistence/module-cache.repository';
-import type { NotificationTransport } from '../../src/broadcast/listen-connection';
+import type { DedicatedConnection } from '../../src/connection/dedicated-connection';
 import type { WorkerSourceOptions } from './harness';
 
 export interface WorkerRequest {
@@ -145,8 +145,8 @@ async function main(): Promise<void> {
     else if (e.type === 'persisted') timed.push({ type: e.type, at, url: e.url });
   });
   // Wake-ups of coalesced waiters (computed channel) as they arrive, before the coordinator acts on them.
-  const transport = app.get<NotificationTransport | null>(NOTIFICATION_TRANSPORT, { strict: false });
-  transport?.notifications$.subscribe(({ channel }) => timed.push({ type: 'raw-notification', at: wallClock(), url: channel }));
+  const connection = app.get<DedicatedConnection | null>(NOTIFICATION_TRANSPORT, { strict: false });
+  connection?.notifications$.subscribe(({ channel }) => timed.push({ type: 'raw-notification', at: wallClock(), url: channel }));
 
   // Fault injection: the n-th table read from now on fails (as a dropped pooled connection would).
   const repository = app.get<ModuleCacheRepository>(MODULE_CACHE_REPOSITORY);

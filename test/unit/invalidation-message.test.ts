@@ -9,7 +9,7 @@ import {
   parseInvalidation,
   type InvalidationMessage,
   type InvalidationTarget,
-} from '../../src/broadcast/invalidation-message';
+} from '../../src/wire';
 
 const REALM = 'https://host.example/realm/';
 const ORIGIN = 'proc-1';

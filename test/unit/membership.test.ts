@@ -1,6 +1,6 @@
 import { Subject } from 'rxjs';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { NotificationTransport, RawNotification } from '../../src/broadcast/listen-connection';
+import type { DedicatedConnection, RawNotification } from '../../src/connection/dedicated-connection';
 import { Membership } from '../../src/consistency/membership';
 import type { ModuleCacheRepository } from '../../src/persistence/module-cache.repository';
 
@@ -9,7 +9,7 @@ const ACK_CHANNEL = 'module_cache_acked';
 /** A membership over a scripted repository: `awaitedPeers` answers from `answers`, in order, running each one's side effect first. */
 function membershipWith(answers: Array<{ before?: () => void; waiting: string[] }>) {
   const notifications = new Subject<RawNotification>();
-  const transport = { notifications$: notifications, resync$: new Subject<void>() } as unknown as NotificationTransport;
+  const transport = { notifications$: notifications, resync$: new Subject<void>() } as unknown as DedicatedConnection;
   let calls = 0;
   const repository = {
     awaitedPeers: async () => {

@@ -1,0 +1,255 @@
+/*
+ * Why src/listener/ and not broadcast/, connection/ or wire/: the listener is one concept of its
+ * own in the vocabulary ("parses the dedicated connection's notifications and runs the
+ * heartbeat"). It sits on top of both connection/ (where notifications come from) and wire/ (how
+ * they are read), and below lookup/, which subscribes to it; inside either folder it would make
+ * that folder depend on the other. broadcast/ named the old mix of all three and now holds only
+ * shims, so that it can go.
+ */
+import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
+import { Subject, filter, map, type Observable, type Subscription } from 'rxjs';
+import type { DedicatedConnection, ListenerState } from '../connection/dedicated-connection';
+import { describeError } from '../describe-error';
+import { DeadlineError, LeaseRenewalError } from '../errors';
+import { messages } from '../messages';
+import { deadline } from '../timeout';
+import { parseInvalidation, type InvalidationMessage } from '../wire/invalidation';
+import { encodeProbe, isProbePayload } from '../wire/probe';
+import { isSyncPayload, parseSync, type SyncMarker } from '../wire/sync-marker';
+
+export type { ListenerState } from '../connection/dedicated-connection';
+export type { SyncMarker } from '../wire/sync-marker';
+
+export interface ListenerConfig {
+  channel: string;
+  signingSecret?: string;
+  /** This process's origin id; its own echoes are still emitted (the consumer ignores them). */
+  origin: string;
+  /** A probe NOTIFY goes out through the DataSource pool every `intervalMs` and must arrive within `timeoutMs`. */
+  heartbeat: { intervalMs: number; timeoutMs: number };
+  /** Runs before each probe is sent (strong consistency renews its lease there); a failure fails the probe. */
+  beforeProbe?: () => Promise<void>;
+}
+
+/** Sends one NOTIFY through the path peers use (the DataSource's pool). */
+export type ProbeSender = (channel: string, payload: string) => Promise<void>;
+
+export const LISTENER_CONFIG = Symbol('LISTENER_CONFIG');
+export const NOTIFICATION_TRANSPORT = Symbol('NOTIFICATION_TRANSPORT');
+export const PROBE_SENDER = Symbol('PROBE_SENDER');
+
+export interface ListenerProbe {
+  ok: boolean | undefined;
+  reason?: string;
+  at?: Date;
+}
+
+const PREVIEW_CHARS = 200;
+const REJECT_LOGS_PER_MINUTE = 20;
+
+/**
+ * The invalidation channel, parsed: turns the dedicated connection's notifications into
+ * validated messages, and proves with a heartbeat that they still arrive. Every
+ * `heartbeat.intervalMs` a probe is NOTIFYed through the DataSource pool — the path peers' own
+ * invalidations take — and must come back on the listener within `heartbeat.timeoutMs`. Until
+ * one has, and as soon as one is overdue, the memory tier is not trusted; a probe that does not
+ * arrive also makes the connection reconnect (and so resync). It knows nothing of the lookup:
+ * the lookup subscribes.
+ */
+@Injectable()
+export class ModuleCacheInvalidationListener implements OnModuleInit, OnApplicationShutdown {
+  private readonly logger = new Logger('ModuleCacheInvalidationListener');
+  private readonly messages$$ = new Subject<InvalidationMessage>();
+  readonly notifications$: Observable<InvalidationMessage> = this.messages$$.asObservable();
+  private readonly syncs$$ = new Subject<SyncMarker>();
+  /** Strong consistency's markers (own echoes included), in delivery order with the messages. */
+  readonly syncs$: Observable<SyncMarker> = this.syncs$$.asObservable();
+  readonly state$: Observable<ListenerState>;
+  /** After every (re)connect: notifications sent while not listening are lost. */
+  readonly resync$: Observable<void>;
+
+  private readonly subscription: Subscription;
+  private readonly pendingProbes = new Map<string, () => void>();
+  private probeResult: ListenerProbe = { ok: undefined };
+  /** performance.now() until which the memory tier may be trusted. */
+  private trustedUntil = 0;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  /** The probe started when the connection last (re)connected. */
+  private connectProbe: Promise<boolean> | undefined;
+  private stopped = false;
+  private counters = { received: 0, rejected: 0, lastRejectReason: undefined as string | undefined };
+  private rejectLog = { windowStart: 0, logged: 0, suppressed: 0 };
+
+  constructor(
+    @Inject(LISTENER_CONFIG) private readonly config: ListenerConfig,
+    @Inject(NOTIFICATION_TRANSPORT) private readonly connection: DedicatedConnection,
+    @Inject(PROBE_SENDER) private readonly sendProbe: ProbeSender,
+  ) {
+    this.state$ = connection.state$;
+    this.resync$ = connection.resync$;
+    this.subscription = connection.notifications$
+      .pipe(
+        filter((n) => n.channel === config.channel),
+        map((n) => n.payload),
+      )
+      .subscribe((payload) => this.onPayload(payload));
+    // Notifications sent while there is no connection are lost: memory stops being trusted the
+    // moment it goes (not only once the next heartbeat is overdue), until a new one proves itself.
+    this.subscription.add(connection.state$.pipe(filter((state) => state !== 'listening')).subscribe(() => (this.trustedUntil = 0)));
+    // A new connection has not proven itself yet: probe it at once.
+    this.subscription.add(
+      connection.resync$.subscribe(() => {
+        this.trustedUntil = 0;
+        this.connectProbe = this.selfProbe();
+      }),
+    );
+  }
+
+  get state(): ListenerState {
+    return this.connection.state;
+  }
+
+  get probe(): ListenerProbe {
+    return { ...this.probeResult };
+  }
+
+  /** Whether a heartbeat has proven, recently enough, that invalidations reach this process. */
+  isTrusted(now = performance.now()): boolean {
+    return now < this.trustedUntil;
+  }
+
+  stats(): { received: number; rejected: number; reconnects: number; lastRejectReason?: string } {
+    const { lastRejectReason, ...rest } = this.counters;
+    const base = { ...rest, reconnects: this.connection.reconnects };
+    return lastRejectReason === undefined ? base : { ...base, lastRejectReason };
+  }
+
+  /** LISTEN is active before the application is ready; the first probe runs before it, too. */
+  async onModuleInit(): Promise<void> {
+    await this.connection.start();
+    // A first connect that failed keeps retrying in the background; it probes when it succeeds.
+    if (this.connectProbe) await this.connectProbe;
+    else this.recordProbe(false, `listener is ${this.state}`);
+    this.scheduleHeartbeat();
+  }
+
+  onApplicationShutdown(): Promise<void> {
+    return this.stop();
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearTimeout(this.heartbeatTimer);
+    for (const resolve of this.pendingProbes.values()) resolve();
+    this.subscription.unsubscribe();
+    await this.connection.stop();
+    this.messages$$.complete();
+    this.syncs$$.complete();
+  }
+
+  /** NOTIFYs a probe through the DataSource pool and waits for it on the listener. */
+  async selfProbe(): Promise<boolean> {
+    if (this.stopped || this.state !== 'listening') return this.recordProbe(false, `listener is ${this.stopped ? 'stopped' : this.state}`);
+    const payload = encodeProbe(this.config.origin);
+    const sentAt = performance.now();
+    const { timeoutMs, intervalMs } = this.config.heartbeat;
+    const timeout = deadline(timeoutMs, 'the heartbeat probe');
+    const arrived = new Promise<void>((resolve) => this.pendingProbes.set(payload, resolve));
+    try {
+      if (this.config.beforeProbe) {
+        await Promise.race([
+          this.config
+            .beforeProbe()
+            .catch((error: unknown) =>
+              Promise.reject(new LeaseRenewalError(messages.leaseRenewalFailed(describeError(error)), { cause: error })),
+            ),
+          timeout.expired,
+        ]);
+      }
+      await Promise.race([this.sendProbe(this.config.channel, payload), timeout.expired]);
+      await Promise.race([arrived, timeout.expired]);
+      if (this.stopped) return this.recordProbe(false, 'listener stopped during the probe');
+      this.trustedUntil = sentAt + intervalMs + timeoutMs;
+      return this.recordProbe(true);
+    } catch (error) {
+      const reason =
+        error instanceof DeadlineError
+          ? `a probe NOTIFY sent through the DataSource pool did not arrive on the listener within ${timeoutMs} ms: ` +
+            'the listener is deaf (a half-open or stalled connection), points at another server than the pool, ' +
+            'or goes through a transaction-pooling proxy such as PgBouncer (which discards a notification that arrives while no client holds the server connection); ' +
+            'peer invalidations may be missed, so memory is not trusted and the listener reconnects'
+          : error instanceof LeaseRenewalError
+            ? error.message
+            : `could not send the probe NOTIFY through the DataSource pool: ${describeError(error)}`;
+      this.recordProbe(false, reason);
+      this.connection.reconnect('heartbeat probe failed');
+      return false;
+    } finally {
+      timeout.cancel();
+      this.pendingProbes.delete(payload);
+    }
+  }
+
+  private scheduleHeartbeat(): void {
+    if (this.stopped) return;
+    this.heartbeatTimer = setTimeout(() => {
+      void this.selfProbe().finally(() => this.scheduleHeartbeat());
+    }, this.config.heartbeat.intervalMs);
+    this.heartbeatTimer.unref();
+  }
+
+  /** One log line per change, not one per heartbeat. */
+  private recordProbe(ok: boolean, reason?: string): boolean {
+    const before = this.probeResult.ok;
+    this.probeResult = { ok, reason, at: new Date() };
+    if (!ok && before !== false) this.logger.warn(`heartbeat failed: ${reason}`);
+    if (ok && before === false) this.logger.log('heartbeat ok again: invalidations reach this process');
+    return ok;
+  }
+
+  private onPayload(payload: string): void {
+    try {
+      if (isProbePayload(payload)) {
+        this.pendingProbes.get(payload)?.();
+        return;
+      }
+      if (isSyncPayload(payload)) {
+        const sync = parseSync(payload, { signingSecret: this.config.signingSecret });
+        if ('seq' in sync) this.syncs$$.next(sync);
+        else this.rejected(sync.reason, payload);
+        return;
+      }
+      const result = parseInvalidation(payload, { signingSecret: this.config.signingSecret });
+      if (result.ok) {
+        this.counters.received++;
+        this.messages$$.next(result.message);
+      } else {
+        this.rejected(result.reason, payload);
+      }
+    } catch (err) {
+      // Subjects report subscriber errors themselves; this only guards our own bookkeeping.
+      this.logger.error(`notification handling failed: ${describeError(err)}`);
+    }
+  }
+
+  private rejected(reason: string, payload: string): void {
+    this.counters.rejected++;
+    this.counters.lastRejectReason = reason;
+    this.logReject(reason, payload);
+  }
+
+  private logReject(reason: string, payload: string): void {
+    const now = Date.now();
+    if (now - this.rejectLog.windowStart > 60_000) {
+      if (this.rejectLog.suppressed > 0) this.logger.warn(`${this.rejectLog.suppressed} more rejected payloads were not logged`);
+      this.rejectLog = { windowStart: now, logged: 0, suppressed: 0 };
+    }
+    if (this.rejectLog.logged++ >= REJECT_LOGS_PER_MINUTE) {
+      this.rejectLog.suppressed++;
+      return;
+    }
+    const preview = payload.length > PREVIEW_CHARS ? `${payload.slice(0, PREVIEW_CHARS)}…` : payload;
+    this.logger.warn(`rejected payload on "${this.config.channel}" (${reason}): ${JSON.stringify(preview)}`);
+  }
+}
