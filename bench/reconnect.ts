@@ -6,7 +6,7 @@
  */
 import { Client } from 'pg';
 import { MODULE_CACHE_INVALIDATED_CHANNEL, type ListenerState } from '../src';
-import { ListenConnection } from '../src/broadcast/listen-connection';
+import { PgDedicatedConnection as ListenConnection } from '../src/connection/pg-connection';
 import { benchClient, benchDatabase, ms, onCleanup, progress, runBench, sleep, summarize, times } from './support';
 
 const KILLS = 10;

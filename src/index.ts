@@ -1,13 +1,13 @@
 export * from './types';
 export * from './errors';
 export { MODULE_CACHE_INVALIDATED_CHANNEL, MODULE_CACHE_COMPUTED_CHANNEL, DEFINITION_SOURCE } from './module-cache.constants';
-export type { ModuleCacheOptions, ListenerOptions } from './module-cache.options';
+export type { ModuleCacheOptions, ListenerOptions } from './config/options';
 export { ModuleCacheModule } from './module-cache.module';
 export { MODULE_CACHE_OPTIONS } from './module-cache.module-definition';
 export { CachingDefinitionLookup } from './lookup/module-cache.service';
-export { ModuleCacheInvalidationListener, type ListenerState } from './broadcast/invalidation-listener';
-export { encodeInvalidations, parseInvalidation, MAX_PAYLOAD_BYTES } from './broadcast/invalidation-message';
-export type { InvalidationMessage, InvalidationTarget, ParseResult } from './broadcast/invalidation-message';
+export { ModuleCacheInvalidationListener, type ListenerState } from './listener/invalidation-listener';
+export { encodeInvalidations, parseInvalidation, MAX_PAYLOAD_BYTES } from './wire/invalidation';
+export type { InvalidationMessage, InvalidationTarget, ParseResult } from './wire/invalidation';
 export type { ModuleCacheEvent, ModuleCacheStats, CacheTier } from './events/events';
 export { ModuleCacheHealth, type ModuleCacheHealthOptions, type ModuleCacheHealthReport } from './observability/health';
 export type { ModuleCacheMetricsOptions } from './observability/metrics-options';

@@ -24,3 +24,5 @@ export const MODULE_CACHE_DATA_SOURCE = Symbol('MODULE_CACHE_DATA_SOURCE');
 export const MODULE_CACHE_COALESCER = Symbol('MODULE_CACHE_COALESCER');
 /** Internal: the recorder every component reports its events and counts to. */
 export const MODULE_CACHE_RECORDER = Symbol('MODULE_CACHE_RECORDER');
+/** Internal: this process's dedicated connection (or its relayed stand-in); null with `listener: false`. */
+export const MODULE_CACHE_DEDICATED_CONNECTION = Symbol('MODULE_CACHE_DEDICATED_CONNECTION');

@@ -1,7 +1,7 @@
 import { ConfigurableModuleBuilder } from '@nestjs/common';
 import { getDataSourceToken } from '@nestjs/typeorm';
 import { MODULE_CACHE_DATA_SOURCE } from './module-cache.constants';
-import type { ModuleCacheOptions } from './module-cache.options';
+import type { ModuleCacheOptions } from './config/options';
 
 /**
  * `isGlobal` and `dataSourceName` are "extras": known when the module is declared (also for

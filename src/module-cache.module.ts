@@ -1,5 +1,5 @@
 import { Module } from '@nestjs/common';
-import { ModuleCacheInvalidationListener } from './broadcast/invalidation-listener';
+import { ModuleCacheInvalidationListener } from './listener/invalidation-listener';
 import { CachingDefinitionLookup } from './lookup/module-cache.service';
 import { ConfigurableModuleCacheModule } from './module-cache.module-definition';
 import { moduleCacheProviders } from './module-cache.providers';

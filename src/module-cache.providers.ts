@@ -2,17 +2,12 @@ import type { OnModuleInit, Provider } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
 import { randomUUID } from 'node:crypto';
 import type { DataSource } from 'typeorm';
-import {
-  LISTENER_CONFIG,
-  ModuleCacheInvalidationListener,
-  NOTIFICATION_TRANSPORT,
-  PROBE_SENDER,
-  type ListenerConfig,
-  type ProbeSender,
-} from './broadcast/invalidation-listener';
-import { ListenConnection, type NotificationTransport } from './broadcast/listen-connection';
-import { RelayTransport } from './broadcast/relay-transport';
 import { Coalescer } from './coalescing/coalescer';
+import { resolveModuleCacheOptions, type ResolvedModuleCacheOptions } from './config/options';
+import { dedicatedConnectionConfig } from './connection/connection-config';
+import type { DedicatedConnection } from './connection/dedicated-connection';
+import { PgDedicatedConnection } from './connection/pg-connection';
+import { RelayedConnection } from './connection/relayed-connection';
 import { Membership } from './consistency/membership';
 import { ModuleCacheOptionsError } from './errors';
 import { Recorder } from './events/recorder';
@@ -21,6 +16,7 @@ import {
   DEFINITION_SOURCE,
   MODULE_CACHE_COALESCER,
   MODULE_CACHE_DATA_SOURCE,
+  MODULE_CACHE_DEDICATED_CONNECTION,
   MODULE_CACHE_MEMBERSHIP,
   MODULE_CACHE_ORIGIN,
   MODULE_CACHE_RECORDER,
@@ -28,9 +24,8 @@ import {
   RESOLVED_DEFINITION_SOURCE,
   RESOLVED_MODULE_CACHE_OPTIONS,
 } from './module-cache.constants';
+import { ModuleCacheInvalidationListener } from './listener/invalidation-listener';
 import { MODULE_CACHE_OPTIONS } from './module-cache.module-definition';
-import { resolveModuleCacheOptions, type ResolvedModuleCacheOptions } from './module-cache.options';
-import { dedicatedConnectionConfig } from './persistence/dedicated-connection-config';
 import { ModuleCacheRepository } from './persistence/module-cache.repository';
 import type { DefinitionSource } from './types';
 
@@ -81,9 +76,9 @@ export const moduleCacheProviders: Provider[] = [
   },
   {
     // The process's one dedicated connection: invalidations, wake-ups and claims.
-    provide: NOTIFICATION_TRANSPORT,
+    provide: MODULE_CACHE_DEDICATED_CONNECTION,
     inject: [RESOLVED_MODULE_CACHE_OPTIONS, MODULE_CACHE_DATA_SOURCE],
-    useFactory: (options: ResolvedModuleCacheOptions, dataSource: DataSource): NotificationTransport | null => {
+    useFactory: (options: ResolvedModuleCacheOptions, dataSource: DataSource): DedicatedConnection | null => {
       if (options.listener === false) return null;
       const channels = [
         options.channel,
@@ -91,8 +86,8 @@ export const moduleCacheProviders: Provider[] = [
         ...(options.consistency === 'strong' ? [options.ackChannel] : []),
       ];
       // Relay mode: the node:cluster primary's connection, over IPC.
-      if (options.listener.relay) return new RelayTransport({ channels, queryTimeoutMs: options.listener.queryTimeoutMs });
-      return new ListenConnection({
+      if (options.listener.relay) return new RelayedConnection({ channels, queryTimeoutMs: options.listener.queryTimeoutMs });
+      return new PgDedicatedConnection({
         connection: options.listener.connection ?? dedicatedConnectionConfig(dataSource),
         applicationName: options.listener.applicationName,
         channels,
@@ -103,57 +98,59 @@ export const moduleCacheProviders: Provider[] = [
   },
   {
     provide: MODULE_CACHE_MEMBERSHIP,
-    inject: [RESOLVED_MODULE_CACHE_OPTIONS, MODULE_CACHE_REPOSITORY, NOTIFICATION_TRANSPORT, MODULE_CACHE_ORIGIN],
+    inject: [RESOLVED_MODULE_CACHE_OPTIONS, MODULE_CACHE_REPOSITORY, MODULE_CACHE_DEDICATED_CONNECTION, MODULE_CACHE_ORIGIN],
     useFactory: (
       options: ResolvedModuleCacheOptions,
       repository: ModuleCacheRepository,
-      transport: NotificationTransport | null,
+      connection: DedicatedConnection | null,
       origin: string,
     ) =>
-      options.consistency === 'strong' && transport && options.listener !== false
+      options.consistency === 'strong' && connection && options.listener !== false
         ? new Membership(
             { id: origin, applicationName: options.listener.applicationName, leaseMs: options.leaseMs, ackChannel: options.ackChannel },
             repository,
-            transport,
+            connection,
           )
         : null,
   },
   {
-    provide: LISTENER_CONFIG,
-    inject: [RESOLVED_MODULE_CACHE_OPTIONS, MODULE_CACHE_ORIGIN, MODULE_CACHE_MEMBERSHIP],
-    useFactory: (options: ResolvedModuleCacheOptions, origin: string, membership: Membership | null): ListenerConfig | null =>
-      options.listener === false
-        ? null
-        : {
-            channel: options.channel,
-            signingSecret: options.signingSecret,
-            origin,
-            heartbeat: options.listener.heartbeat,
-            // Strong consistency: the lease is renewed before each probe, which then proves it current.
-            ...(membership ? { beforeProbe: () => membership.renew() } : {}),
-          },
-  },
-  {
-    // Probes take the path peers' invalidations take: a NOTIFY through the DataSource's pool.
-    provide: PROBE_SENDER,
-    inject: [MODULE_CACHE_REPOSITORY],
-    useFactory:
-      (repository: ModuleCacheRepository): ProbeSender =>
-      (channel, payload) =>
-        repository.notify(channel, payload),
-  },
-  {
     provide: ModuleCacheInvalidationListener,
-    inject: [LISTENER_CONFIG, NOTIFICATION_TRANSPORT, PROBE_SENDER],
-    useFactory: (config: ListenerConfig | null, transport: NotificationTransport | null, probe: ProbeSender) =>
-      config && transport ? new ModuleCacheInvalidationListener(config, transport, probe) : null,
+    inject: [
+      RESOLVED_MODULE_CACHE_OPTIONS,
+      MODULE_CACHE_DEDICATED_CONNECTION,
+      MODULE_CACHE_REPOSITORY,
+      MODULE_CACHE_ORIGIN,
+      MODULE_CACHE_MEMBERSHIP,
+    ],
+    useFactory: (
+      options: ResolvedModuleCacheOptions,
+      connection: DedicatedConnection | null,
+      repository: ModuleCacheRepository,
+      origin: string,
+      membership: Membership | null,
+    ) =>
+      options.listener === false || !connection
+        ? null
+        : new ModuleCacheInvalidationListener(
+            {
+              channel: options.channel,
+              signingSecret: options.signingSecret,
+              origin,
+              heartbeat: options.listener.heartbeat,
+              // Strong consistency: the lease is renewed before each probe, which then proves it current.
+              ...(membership ? { beforeProbe: () => membership.renew() } : {}),
+            },
+            connection,
+            // Probes take the path peers' invalidations take: a NOTIFY through the DataSource's pool.
+            (channel, payload) => repository.notify(channel, payload),
+          ),
   },
   {
     provide: MODULE_CACHE_COALESCER,
-    inject: [RESOLVED_MODULE_CACHE_OPTIONS, NOTIFICATION_TRANSPORT, MODULE_CACHE_ORIGIN, MODULE_CACHE_RECORDER],
-    useFactory: (options: ResolvedModuleCacheOptions, transport: NotificationTransport | null, origin: string, recorder: Recorder) => {
+    inject: [RESOLVED_MODULE_CACHE_OPTIONS, MODULE_CACHE_DEDICATED_CONNECTION, MODULE_CACHE_ORIGIN, MODULE_CACHE_RECORDER],
+    useFactory: (options: ResolvedModuleCacheOptions, connection: DedicatedConnection | null, origin: string, recorder: Recorder) => {
       // Waiters are woken through the dedicated connection: without one there is nothing to coalesce with.
-      if (!options.coalesceAcrossProcesses || !transport) return null;
+      if (!options.coalesceAcrossProcesses || !connection) return null;
       return new Coalescer(
         {
           computedChannel: options.computedChannel,
@@ -161,7 +158,7 @@ export const moduleCacheProviders: Provider[] = [
           waitTimeoutMs: options.coalesceWaitTimeoutMs,
           takeoverCheckMs: options.coalesceTakeoverCheckMs,
         },
-        transport,
+        connection,
         recorder,
       );
     },

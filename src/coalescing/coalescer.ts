@@ -1,7 +1,7 @@
 import { Logger } from '@nestjs/common';
 import { createHash } from 'node:crypto';
 import { filter, type Subscription } from 'rxjs';
-import type { NotificationTransport } from '../broadcast/listen-connection';
+import type { DedicatedConnection } from '../connection/dedicated-connection';
 import { CoalesceTimeoutError } from '../errors';
 import type { Recorder } from '../events/recorder';
 import { messages } from '../messages';
@@ -40,7 +40,7 @@ export class Coalescer {
 
   constructor(
     private readonly config: CoalescerConfig,
-    private readonly transport: NotificationTransport,
+    private readonly transport: DedicatedConnection,
     private readonly recorder: Recorder,
   ) {
     this.subscription = transport.notifications$.pipe(filter((n) => n.channel === config.computedChannel)).subscribe(({ payload }) => {

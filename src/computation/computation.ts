@@ -5,7 +5,7 @@ import type { FencedEntry, LookupContext } from '../lookup/context';
 import { flightKey, Flights } from '../lookup/flights';
 import type { GenerationSnapshot } from '../lookup/generations';
 import type { FencedFlight, LocalState } from '../lookup/local-state';
-import type { ResolvedModuleCacheOptions } from '../module-cache.options';
+import type { ResolvedModuleCacheOptions } from '../config/options';
 import type { ModuleCacheRepository, StoredRow } from '../persistence/module-cache.repository';
 import type { DefinitionSource } from '../types';
 import { DEPENDENCY_CYCLE, DependencyErrors } from './dependency-errors';

@@ -1,6 +1,6 @@
 import type { FencedEntry, LookupContext } from '../lookup/context';
 import type { FencedFlight, LocalState } from '../lookup/local-state';
-import type { ResolvedModuleCacheOptions } from '../module-cache.options';
+import type { ResolvedModuleCacheOptions } from '../config/options';
 import type { FencePart, ModuleCacheRepository } from '../persistence/module-cache.repository';
 import type { ModuleError } from '../types';
 import { fencedRow } from './entry';

@@ -2,7 +2,7 @@ import { Logger } from '@nestjs/common';
 import { DefinitionSourceError, DefinitionSourceTimeoutError, ModuleCacheShutdownError } from '../errors';
 import type { Recorder } from '../events/recorder';
 import type { LookupContext } from '../lookup/context';
-import type { UrlResolver } from '../lookup/urls';
+import type { UrlResolver } from '../config/urls';
 import { messages } from '../messages';
 import { deadline } from '../timeout';
 import type { DefinitionSource, LoadedModule } from '../types';

@@ -1,6 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { filter, type Subscription } from 'rxjs';
-import type { NotificationTransport } from '../broadcast/listen-connection';
+import type { DedicatedConnection } from '../connection/dedicated-connection';
 import type { ModuleCacheRepository } from '../persistence/module-cache.repository';
 import { leaseMargin } from './lease';
 
@@ -54,7 +54,7 @@ export class Membership {
   constructor(
     private readonly config: MembershipConfig,
     private readonly repository: ModuleCacheRepository,
-    transport: NotificationTransport,
+    transport: DedicatedConnection,
   ) {
     this.subscription = transport.notifications$.pipe(filter((n) => n.channel === config.ackChannel)).subscribe(() => {
       this.acksHeard++;

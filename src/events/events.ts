@@ -1,4 +1,4 @@
-import type { ListenerState } from '../broadcast/invalidation-listener';
+import type { ListenerState } from '../connection/dedicated-connection';
 
 export type CacheTier = 'memory' | 'table';
 

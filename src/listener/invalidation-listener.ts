@@ -6,7 +6,7 @@
  * that folder depend on the other. broadcast/ named the old mix of all three and now holds only
  * shims, so that it can go.
  */
-import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
+import { Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { Subject, filter, map, type Observable, type Subscription } from 'rxjs';
 import type { DedicatedConnection, ListenerState } from '../connection/dedicated-connection';
 import { describeError } from '../describe-error';
@@ -34,10 +34,6 @@ export interface ListenerConfig {
 /** Sends one NOTIFY through the path peers use (the DataSource's pool). */
 export type ProbeSender = (channel: string, payload: string) => Promise<void>;
 
-export const LISTENER_CONFIG = Symbol('LISTENER_CONFIG');
-export const NOTIFICATION_TRANSPORT = Symbol('NOTIFICATION_TRANSPORT');
-export const PROBE_SENDER = Symbol('PROBE_SENDER');
-
 export interface ListenerProbe {
   ok: boolean | undefined;
   reason?: string;
@@ -54,9 +50,8 @@ const REJECT_LOGS_PER_MINUTE = 20;
  * invalidations take — and must come back on the listener within `heartbeat.timeoutMs`. Until
  * one has, and as soon as one is overdue, the memory tier is not trusted; a probe that does not
  * arrive also makes the connection reconnect (and so resync). It knows nothing of the lookup:
- * the lookup subscribes.
+ * the lookup subscribes. A plain class: the module's providers build it (module-cache.providers.ts).
  */
-@Injectable()
 export class ModuleCacheInvalidationListener implements OnModuleInit, OnApplicationShutdown {
   private readonly logger = new Logger('ModuleCacheInvalidationListener');
   private readonly messages$$ = new Subject<InvalidationMessage>();
@@ -81,9 +76,9 @@ export class ModuleCacheInvalidationListener implements OnModuleInit, OnApplicat
   private rejectLog = { windowStart: 0, logged: 0, suppressed: 0 };
 
   constructor(
-    @Inject(LISTENER_CONFIG) private readonly config: ListenerConfig,
-    @Inject(NOTIFICATION_TRANSPORT) private readonly connection: DedicatedConnection,
-    @Inject(PROBE_SENDER) private readonly sendProbe: ProbeSender,
+    private readonly config: ListenerConfig,
+    private readonly connection: DedicatedConnection,
+    private readonly sendProbe: ProbeSender,
   ) {
     this.state$ = connection.state$;
     this.resync$ = connection.resync$;

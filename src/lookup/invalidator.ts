@@ -1,13 +1,14 @@
 import { Logger } from '@nestjs/common';
-import { encodeInvalidations, MAX_PAYLOAD_BYTES, syncMarkerAround, type InvalidationTarget } from '../broadcast/invalidation-message';
+import { encodeInvalidations, MAX_PAYLOAD_BYTES, type InvalidationTarget } from '../wire/invalidation';
+import { syncMarkerAround } from '../wire/sync-marker';
 import type { Acknowledged, Membership } from '../consistency/membership';
 import { InvalidationBroadcastError, InvalidationUnconfirmedError, type ModuleCacheError } from '../errors';
 import { messages } from '../messages';
-import type { ResolvedModuleCacheOptions } from '../module-cache.options';
+import type { ResolvedModuleCacheOptions } from '../config/options';
 import type { Recorder } from '../events/recorder';
 import { urlHash, type InvalidatedRow, type ModuleCacheRepository } from '../persistence/module-cache.repository';
 import type { LocalState } from './local-state';
-import { canonicalRealmURL } from './urls';
+import { parseRealmURL } from '../config/urls';
 
 /** One-statement invalidation attempts (the first assumes no consumers) before one explicit transaction. */
 const OPTIMISTIC_INVALIDATION_ATTEMPTS = 4;
@@ -123,7 +124,7 @@ export class Invalidator {
   /** Clears the rows of a realm prefix (registered or not; nested realms too), here and in every peer. Returns the rows deleted. */
   async clearRealm(realmURL: string): Promise<number> {
     const started = performance.now();
-    const realm = canonicalRealmURL(realmURL);
+    const realm = parseRealmURL(realmURL);
     this.deps.local.forgetRealm(realm);
     let cleared: { count: number; seq: string };
     try {

@@ -2,13 +2,13 @@ import { Logger } from '@nestjs/common';
 import { setMaxListeners } from 'node:events';
 import { LRUCache } from 'lru-cache';
 import type { Recorder } from '../events/recorder';
-import type { ResolvedModuleCacheOptions } from '../module-cache.options';
+import type { ResolvedModuleCacheOptions } from '../config/options';
 import { PUBLIC_SCOPE } from '../types';
 import type { FencedEntry, LookupContext } from './context';
 import { Flights, type Flight } from './flights';
 import { Generations } from './generations';
 import { memoryKey, MemoryTier, type MemoryRecord } from './memory-tier';
-import { canonicalRealmURL, RealmRegistry, UrlResolver } from './urls';
+import { parseRealmURL, RealmRegistry, UrlResolver } from '../config/urls';
 
 const CONTEXT_CACHE_SIZE = 10_000;
 
@@ -61,7 +61,7 @@ export class LocalState {
     let ctx = this.contexts.get(moduleURL);
     if (ctx === undefined) {
       const url = this.urls.canonical(moduleURL);
-      const realm = this.realms.resolve(url);
+      const realm = this.realms.realmOf(url);
       ctx = {
         url,
         realm,
@@ -136,7 +136,7 @@ export class LocalState {
 
   /** Starts serving a realm (each process registers its own); lookups, invalidations and broadcasts then cover it. */
   registerRealm(realmURL: string): void {
-    const realm = canonicalRealmURL(realmURL);
+    const realm = parseRealmURL(realmURL);
     if (!this.realms.register(realm)) return;
     this.contexts.clear();
     this.logger.log(`realm registered: ${realm}`);
@@ -144,7 +144,7 @@ export class LocalState {
 
   /** Stops serving a realm here: its lookups fail with UnknownRealmError, its entries leave memory. Rows stay (peers may serve it). */
   unregisterRealm(realmURL: string): void {
-    const realm = canonicalRealmURL(realmURL);
+    const realm = parseRealmURL(realmURL);
     if (!this.realms.unregister(realm)) return;
     this.contexts.clear();
     this.generations.bumpRealm(realm);

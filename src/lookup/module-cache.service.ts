@@ -8,7 +8,7 @@ import {
   type OnModuleInit,
 } from '@nestjs/common';
 import type { Observable } from 'rxjs';
-import { ModuleCacheInvalidationListener } from '../broadcast/invalidation-listener';
+import { ModuleCacheInvalidationListener } from '../listener/invalidation-listener';
 import type { Coalescer } from '../coalescing/coalescer';
 import { Computation } from '../computation/computation';
 import { fencedRow } from '../computation/entry';
@@ -26,7 +26,7 @@ import {
   RESOLVED_DEFINITION_SOURCE,
   RESOLVED_MODULE_CACHE_OPTIONS,
 } from '../module-cache.constants';
-import type { ResolvedModuleCacheOptions } from '../module-cache.options';
+import type { ResolvedModuleCacheOptions } from '../config/options';
 import type { ModuleCacheRepository } from '../persistence/module-cache.repository';
 import type { DefinitionSource, LookupOptions, ModuleCacheEntry } from '../types';
 import type { LookupContext } from './context';

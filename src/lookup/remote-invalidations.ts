@@ -1,7 +1,7 @@
 import { Logger } from '@nestjs/common';
 import { Subscription } from 'rxjs';
-import type { ModuleCacheInvalidationListener } from '../broadcast/invalidation-listener';
-import type { InvalidationMessage } from '../broadcast/invalidation-message';
+import type { ModuleCacheInvalidationListener } from '../listener/invalidation-listener';
+import type { InvalidationMessage } from '../wire/invalidation';
 import type { Membership } from '../consistency/membership';
 import type { Recorder } from '../events/recorder';
 import type { LocalState } from './local-state';

@@ -1,8 +1,8 @@
 import { InvalidScopeError } from '../errors';
 import { messages } from '../messages';
-import type { ScopeFor } from '../module-cache.options';
+import type { ScopeFor } from '../config/options';
 import { PUBLIC_SCOPE, type LookupOptions } from '../types';
-import { textProblem } from './text';
+import { textProblem } from '../config/urls';
 
 const MAX_SCOPE_LENGTH = 512;
 

@@ -1,5 +1,5 @@
 import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
-import { ModuleCacheInvalidationListener } from '../broadcast/invalidation-listener';
+import { ModuleCacheInvalidationListener } from '../listener/invalidation-listener';
 import { ModuleCacheOptionsError } from '../errors';
 import { CachingDefinitionLookup } from '../lookup/module-cache.service';
 import { MODULE_CACHE_REPOSITORY } from '../module-cache.constants';

@@ -1,8 +1,8 @@
 import type { Provider } from '@nestjs/common';
-import { ModuleCacheInvalidationListener } from '../broadcast/invalidation-listener';
+import { ModuleCacheInvalidationListener } from '../listener/invalidation-listener';
 import { CachingDefinitionLookup } from '../lookup/module-cache.service';
 import { RESOLVED_MODULE_CACHE_OPTIONS } from '../module-cache.constants';
-import type { ResolvedModuleCacheOptions } from '../module-cache.options';
+import type { ResolvedModuleCacheOptions } from '../config/options';
 import { ModuleCacheHealth } from './health';
 import { createModuleCacheMetrics, ModuleCacheMetrics } from './metrics';
 

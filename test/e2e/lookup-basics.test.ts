@@ -6,7 +6,7 @@ import {
   UnknownRealmError,
   type ModuleCacheOptions,
 } from '../../src';
-import { UrlResolver } from '../../src/lookup/urls';
+import { UrlResolver } from '../../src/config/urls';
 import type { CacheApp } from '../support/app';
 import { useCacheTestBed } from '../support/test-bed';
 import { FakeSource } from '../support/fake-source';

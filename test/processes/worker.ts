@@ -20,8 +20,7 @@ import {
   type ModuleCacheEvent,
   type ModuleCacheOptions,
 } from '../../src';
-import { NOTIFICATION_TRANSPORT } from '../../src/listener/invalidation-listener';
-import { MODULE_CACHE_REPOSITORY } from '../../src/module-cache.constants';
+import { MODULE_CACHE_DEDICATED_CONNECTION, MODULE_CACHE_REPOSITORY } from '../../src/module-cache.constants';
 import type { ModuleCacheRepository } from '../../src/persistence/module-cache.repository';
 import type { DedicatedConnection } from '../../src/connection/dedicated-connection';
 import type { WorkerSourceOptions } from './harness';
@@ -145,7 +144,7 @@ async function main(): Promise<void> {
     else if (e.type === 'persisted') timed.push({ type: e.type, at, url: e.url });
   });
   // Wake-ups of coalesced waiters (computed channel) as they arrive, before the coordinator acts on them.
-  const connection = app.get<DedicatedConnection | null>(NOTIFICATION_TRANSPORT, { strict: false });
+  const connection = app.get<DedicatedConnection | null>(MODULE_CACHE_DEDICATED_CONNECTION, { strict: false });
   connection?.notifications$.subscribe(({ channel }) => timed.push({ type: 'raw-notification', at: wallClock(), url: channel }));
 
   // Fault injection: the n-th table read from now on fails (as a dropped pooled connection would).

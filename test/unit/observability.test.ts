@@ -3,9 +3,9 @@ import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { ModuleCacheHealthIndicator } from '../../src/health';
 import { ModuleCacheHealth } from '../../src/observability/health';
-import type { ListenerProbe, ListenerState, ModuleCacheInvalidationListener } from '../../src/broadcast/invalidation-listener';
+import type { ListenerProbe, ListenerState, ModuleCacheInvalidationListener } from '../../src/listener/invalidation-listener';
 import type { CachingDefinitionLookup } from '../../src/lookup/module-cache.service';
-import { resolveModuleCacheOptions } from '../../src/module-cache.options';
+import { resolveModuleCacheOptions } from '../../src/config/options';
 import { emptyStats } from '../../src/events/events';
 import type { ModuleCacheRepository } from '../../src/persistence/module-cache.repository';
 

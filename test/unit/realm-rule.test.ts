@@ -2,7 +2,6 @@ import { describe, expect, it } from 'vitest';
 import { encodeInvalidations, InvalidRealmURLError, ModuleCacheOptionsError, parseInvalidation } from '../../src';
 import { parseRealmURL } from '../../src/config/urls';
 import { resolveModuleCacheOptions } from '../../src/config/options';
-import * as lookupURLs from '../../src/lookup/urls';
 
 // One realm rule (parseRealmURL) on every path that takes a realm: the options, the lookup's
 // registerRealm()/unregisterRealm()/clearRealm(), and the wire. Each row: a spelling, and its
@@ -35,10 +34,6 @@ const fromOptions = (realm: string) => resolveModuleCacheOptions({ source, realm
 const fromWire = (realm: string) => parseInvalidation(JSON.stringify({ k: 'realm', r: realm, o: 'peer' }));
 
 describe('the realm rule', () => {
-  it('is what registerRealm(), unregisterRealm() and clearRealm() call (through the old name until callers move)', () => {
-    expect(lookupURLs.canonicalRealmURL).toBe(parseRealmURL);
-  });
-
   it.each(CASES)('%j: the options and registerRealm() agree (normalised, or both refuse)', (spelling, canonical) => {
     if (canonical === null) {
       expect(() => parseRealmURL(spelling)).toThrow(InvalidRealmURLError);

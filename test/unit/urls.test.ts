@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { Generations } from '../../src/lookup/generations';
 import { MemoryTier } from '../../src/lookup/memory-tier';
 import type { ModuleCacheEntry } from '../../src';
-import { aliasOf, candidateURLs, canonicalURL, normaliseDependency, RealmRegistry, urlVariants } from '../../src/lookup/urls';
+import { aliasOf, candidateURLs, canonicalURL, normaliseDependency, RealmRegistry, urlVariants } from '../../src/config/urls';
 
 const EXT = ['.gts', '.ts', '.gjs', '.js'];
 

@@ -1,2 +1,0 @@
-// temporary: callers move to ../config/urls
-export { textProblem } from '../config/urls';
