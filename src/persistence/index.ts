@@ -20,7 +20,13 @@ export const moduleCacheEntities = [
   ModuleCacheFenceLogEntity,
   ModuleCachePeerEntity,
 ];
-/** Hand these to your TypeORM DataSource (`migrations`) and run them (`migrationsRun: true` or the CLI). */
+/**
+ * Hand these to your TypeORM DataSource (`migrations`) and run them (`migrationsRun: true` or the CLI).
+ *
+ * Migrations are frozen: each one holds the text of every statement it runs and imports only
+ * TypeORM types, so that editing one can never change what another runs on a database that has
+ * not applied it yet. A change to the schema is a new migration (and a new `npm run db:dump`).
+ */
 export const moduleCacheMigrations = [
   CreateModuleCache1764000000000,
   FenceWatermarks1764100000000,
