@@ -4,6 +4,7 @@ import { Peers1764200000000 } from './migrations/1764200000000-peers';
 import { OneStatementInvalidation1764300000000 } from './migrations/1764300000000-one-statement-invalidation';
 import { SyncTokens1764400000000 } from './migrations/1764400000000-sync-tokens';
 import { JsonDocuments1764500000000 } from './migrations/1764500000000-json-documents';
+import { DropRealmHash1764600000000 } from './migrations/1764600000000-drop-realm-hash';
 import {
   ModuleCacheEdgeEntity,
   ModuleCacheEntryEntity,
@@ -34,4 +35,5 @@ export const moduleCacheMigrations = [
   OneStatementInvalidation1764300000000,
   SyncTokens1764400000000,
   JsonDocuments1764500000000,
+  DropRealmHash1764600000000,
 ];
