@@ -8,7 +8,7 @@ import { createCacheApp } from '../test/support/app';
 import { FakeSource } from '../test/support/fake-source';
 import { countStatements } from '../test/support/pg';
 import { encodeInvalidations } from '../src';
-import { urlHash } from '../src/persistence/module-cache.repository';
+import { urlHash } from '../src/persistence/entries';
 import { benchDatabase, goal, median, ms, onCleanup, progress, REALM, runBench, times, type BenchDatabase } from './support';
 
 const MODULES = 10_000;

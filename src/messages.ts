@@ -49,6 +49,8 @@ export const messages = {
     `${what} committed and peers will apply it, but their acknowledgements could not be awaited (strong consistency): ${why}`,
   coalesceTimeout: (url: string, ms: number) => `${url}: another process has been computing it for over ${ms} ms (coalesceWaitTimeoutMs)`,
   databaseUnavailable: (why: string) => `database unavailable: ${why}`,
+  noStatusRow: (fn: string) => `${fn} returned no status row`,
+  notInFenceLog: (seq: string) => `invalidation ${seq} is not in the fence log any more`,
   schemaMissing: () =>
     'module-cache tables are missing or out of date: add `moduleCacheMigrations` to your DataSource `migrations` and run them (e.g. `migrationsRun: true`)',
   invalidOptions: (problems: string[]) => `invalid module-cache options: ${problems.join('; ')}`,

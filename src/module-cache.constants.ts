@@ -14,8 +14,12 @@ export const RESOLVED_MODULE_CACHE_OPTIONS = Symbol('RESOLVED_MODULE_CACHE_OPTIO
 export const DEFAULT_EXTENSIONS = ['.gts', '.ts', '.gjs', '.js'] as const;
 /** Injection token of this process's origin id (ignored in its own NOTIFY echoes). */
 export const MODULE_CACHE_ORIGIN = Symbol('MODULE_CACHE_ORIGIN');
-/** Injection token of the SQL repository. */
-export const MODULE_CACHE_REPOSITORY = Symbol('MODULE_CACHE_REPOSITORY');
+/** Internal: the one statement runner of the stores. */
+export const MODULE_CACHE_SQL = Symbol('MODULE_CACHE_SQL');
+/** Internal: the entry store (reads, fenced persists). */
+export const MODULE_CACHE_ENTRIES = Symbol('MODULE_CACHE_ENTRIES');
+/** Internal: the invalidation store (delete + fence log + NOTIFY; probes and sync markers). */
+export const MODULE_CACHE_INVALIDATIONS = Symbol('MODULE_CACHE_INVALIDATIONS');
 /** Internal: the DefinitionSource in use (options.source or the user's DEFINITION_SOURCE provider). */
 export const RESOLVED_DEFINITION_SOURCE = Symbol('RESOLVED_DEFINITION_SOURCE');
 /** Internal: the TypeORM DataSource the cache uses (the default one, or `dataSourceName`). */

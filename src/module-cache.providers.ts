@@ -20,13 +20,18 @@ import {
   MODULE_CACHE_MEMBERSHIP,
   MODULE_CACHE_ORIGIN,
   MODULE_CACHE_RECORDER,
-  MODULE_CACHE_REPOSITORY,
+  MODULE_CACHE_ENTRIES,
+  MODULE_CACHE_INVALIDATIONS,
+  MODULE_CACHE_SQL,
   RESOLVED_DEFINITION_SOURCE,
   RESOLVED_MODULE_CACHE_OPTIONS,
 } from './module-cache.constants';
 import { ModuleCacheInvalidationListener } from './listener/invalidation-listener';
 import { MODULE_CACHE_OPTIONS } from './module-cache.module-definition';
-import { ModuleCacheRepository } from './persistence/module-cache.repository';
+import { EntryStore } from './persistence/entries';
+import { InvalidationStore } from './persistence/invalidations';
+import { PeerStore } from './persistence/peers';
+import { SqlRunner } from './persistence/sql';
 import type { DefinitionSource } from './types';
 
 /** The application's DEFINITION_SOURCE provider, looked up anywhere once every provider exists (onModuleInit). */
@@ -66,13 +71,24 @@ export const moduleCacheProviders: Provider[] = [
       options.source ?? visible ?? new DeferredDefinitionSource(moduleRef),
   },
   {
-    provide: MODULE_CACHE_REPOSITORY,
+    provide: MODULE_CACHE_SQL,
     inject: [MODULE_CACHE_DATA_SOURCE, RESOLVED_MODULE_CACHE_OPTIONS],
     useFactory: (dataSource: DataSource, options: ResolvedModuleCacheOptions) => {
       const type = (dataSource.options as { type: string }).type;
       if (type !== 'postgres') throw new ModuleCacheOptionsError(messages.notPostgres(type));
-      return new ModuleCacheRepository(dataSource, options.preparedStatements);
+      return new SqlRunner(dataSource, { preparedStatements: options.preparedStatements });
     },
+  },
+  {
+    provide: MODULE_CACHE_ENTRIES,
+    inject: [MODULE_CACHE_SQL, RESOLVED_MODULE_CACHE_OPTIONS],
+    useFactory: (sql: SqlRunner, options: ResolvedModuleCacheOptions) => new EntryStore(sql, { errorTtlMs: options.errorTtlMs }),
+  },
+  {
+    provide: MODULE_CACHE_INVALIDATIONS,
+    inject: [MODULE_CACHE_SQL, RESOLVED_MODULE_CACHE_OPTIONS],
+    useFactory: (sql: SqlRunner, options: ResolvedModuleCacheOptions) =>
+      new InvalidationStore(sql, { channel: options.channel, retentionMs: options.fenceRetentionMs }),
   },
   {
     // The process's one dedicated connection: invalidations, wake-ups and claims.
@@ -98,34 +114,31 @@ export const moduleCacheProviders: Provider[] = [
   },
   {
     provide: MODULE_CACHE_MEMBERSHIP,
-    inject: [RESOLVED_MODULE_CACHE_OPTIONS, MODULE_CACHE_REPOSITORY, MODULE_CACHE_DEDICATED_CONNECTION, MODULE_CACHE_ORIGIN],
-    useFactory: (
-      options: ResolvedModuleCacheOptions,
-      repository: ModuleCacheRepository,
-      connection: DedicatedConnection | null,
-      origin: string,
-    ) =>
-      options.consistency === 'strong' && connection && options.listener !== false
-        ? new Membership(
-            { id: origin, applicationName: options.listener.applicationName, leaseMs: options.leaseMs, ackChannel: options.ackChannel },
-            repository,
-            connection,
-          )
-        : null,
+    inject: [RESOLVED_MODULE_CACHE_OPTIONS, MODULE_CACHE_SQL, MODULE_CACHE_DEDICATED_CONNECTION, MODULE_CACHE_ORIGIN],
+    useFactory: (options: ResolvedModuleCacheOptions, sql: SqlRunner, connection: DedicatedConnection | null, origin: string) => {
+      if (options.consistency !== 'strong' || !connection || options.listener === false) return null;
+      const member = {
+        id: origin,
+        applicationName: options.listener.applicationName,
+        leaseMs: options.leaseMs,
+        ackChannel: options.ackChannel,
+      };
+      return new Membership(member, new PeerStore(sql, member), connection);
+    },
   },
   {
     provide: ModuleCacheInvalidationListener,
     inject: [
       RESOLVED_MODULE_CACHE_OPTIONS,
       MODULE_CACHE_DEDICATED_CONNECTION,
-      MODULE_CACHE_REPOSITORY,
+      MODULE_CACHE_INVALIDATIONS,
       MODULE_CACHE_ORIGIN,
       MODULE_CACHE_MEMBERSHIP,
     ],
     useFactory: (
       options: ResolvedModuleCacheOptions,
       connection: DedicatedConnection | null,
-      repository: ModuleCacheRepository,
+      invalidations: InvalidationStore,
       origin: string,
       membership: Membership | null,
     ) =>
@@ -142,7 +155,8 @@ export const moduleCacheProviders: Provider[] = [
             },
             connection,
             // Probes take the path peers' invalidations take: a NOTIFY through the DataSource's pool.
-            (channel, payload) => repository.notify(channel, payload),
+            // (on the listener's channel, which is the store's)
+            (_channel, payload) => invalidations.notify(payload),
           ),
   },
   {

@@ -5,7 +5,7 @@ import type { DedicatedConnection } from '../connection/dedicated-connection';
 import { CoalesceTimeoutError } from '../errors';
 import type { Recorder } from '../events/recorder';
 import { messages } from '../messages';
-import type { ReadResult, StoredRow } from '../persistence/module-cache.repository';
+import type { ReadResult, StoredRow } from '../persistence/entries';
 import { encodeWakeUp, parseWakeUp } from '../wire/wake-up';
 
 export interface CoalescerConfig {

@@ -6,7 +6,7 @@ import { flightKey, Flights } from '../lookup/flights';
 import type { GenerationSnapshot } from '../lookup/generations';
 import type { FencedFlight, LocalState } from '../lookup/local-state';
 import type { ResolvedModuleCacheOptions } from '../config/options';
-import type { ModuleCacheRepository, StoredRow } from '../persistence/module-cache.repository';
+import type { EntryStore, StoredRow } from '../persistence/entries';
 import type { DefinitionSource } from '../types';
 import { DEPENDENCY_CYCLE, DependencyErrors } from './dependency-errors';
 import { buildEntry, fencedRow } from './entry';
@@ -18,7 +18,7 @@ export { DEPENDENCY_CYCLE };
 export interface ComputationDeps {
   options: ResolvedModuleCacheOptions;
   local: LocalState;
-  entries: ModuleCacheRepository;
+  entries: EntryStore;
   recorder: Recorder;
   source: DefinitionSource;
   coalescer: Coalescer | null;
@@ -153,9 +153,9 @@ export class Computation {
     attempt: number,
     started: number,
   ): Promise<Outcome> {
-    const { entries, options, recorder, coalescer } = this.deps;
+    const { entries, recorder, coalescer } = this.deps;
     const where = { url: ctx.url, realm: ctx.realm, scope: ctx.scope };
-    const read = () => entries.read(ctx.candidates, ctx.scope, options.errorTtlMs);
+    const read = () => entries.read({ candidates: ctx.candidates, scope: ctx.scope });
     const first = await read();
     if (first.row) {
       const outcome = this.serveRow(first.row, first.watermark, ctx, snapshot);

@@ -1,7 +1,7 @@
 import type { FencedEntry, LookupContext } from '../lookup/context';
 import type { FencedFlight, LocalState } from '../lookup/local-state';
 import type { ResolvedModuleCacheOptions } from '../config/options';
-import type { FencePart, ModuleCacheRepository } from '../persistence/module-cache.repository';
+import type { EntryStore, FencePart } from '../persistence/entries';
 import type { ModuleError } from '../types';
 import { fencedRow } from './entry';
 import { clampErrorDocument, withCachedDependencyErrors, withComputedDependencyErrors } from './error-documents';
@@ -34,7 +34,7 @@ export interface Incorporated {
 export class DependencyErrors {
   constructor(
     private readonly local: LocalState,
-    private readonly entries: ModuleCacheRepository,
+    private readonly entries: EntryStore,
     private readonly options: ResolvedModuleCacheOptions,
     private readonly lookupDependency: DependencyLookup,
   ) {}
@@ -138,7 +138,7 @@ export class DependencyErrors {
     }
     const missing = aliases.filter((a) => !found.has(a));
     if (missing.length) {
-      const { rows, watermark } = await this.entries.readByAlias(missing, scope, this.options.errorTtlMs);
+      const { rows, watermark } = await this.entries.readByAlias({ aliases: missing, scope });
       for (const row of rows) if (!found.has(row.alias)) found.set(row.alias, fencedRow(row, watermark));
     }
     return found;

@@ -1,5 +1,5 @@
 import type { LookupContext, FencedEntry } from '../lookup/context';
-import { toEntry, type StoredRow } from '../persistence/module-cache.repository';
+import { toEntry, type StoredRow } from '../persistence/entries';
 import type { LoadedModule, ModuleCacheEntry, ModuleError } from '../types';
 
 /** A stored row as a fenced entry, valid as of the watermark of the snapshot it was read in. */

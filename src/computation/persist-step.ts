@@ -3,7 +3,7 @@ import type { Recorder } from '../events/recorder';
 import type { FencedEntry, LookupContext } from '../lookup/context';
 import type { GenerationSnapshot } from '../lookup/generations';
 import type { LocalState } from '../lookup/local-state';
-import type { ModuleCacheRepository } from '../persistence/module-cache.repository';
+import type { EntryStore } from '../persistence/entries';
 import type { ModuleError } from '../types';
 import type { Incorporated } from './dependency-errors';
 import type { BuiltEntry } from './entry';
@@ -20,7 +20,7 @@ export type Outcome = { done: true; fenced: FencedEntry | undefined } | { done: 
 export class PersistStep {
   constructor(
     private readonly local: LocalState,
-    private readonly entries: ModuleCacheRepository,
+    private readonly entries: EntryStore,
     private readonly recorder: Recorder,
   ) {}
 
@@ -37,8 +37,8 @@ export class PersistStep {
     if (!this.local.generations.isCurrent(snapshot)) return { done: false, reason: 'invalidated-locally', last: unstored };
     if (incorporated.unpersisted) return { done: false, reason: 'stale-dependency', last: unstored };
     const persistStarted = performance.now();
-    const persisted = await this.entries.persist(
-      {
+    const persisted = await this.entries.persist({
+      row: {
         url: entry.url,
         scope: ctx.scope,
         alias,
@@ -49,8 +49,8 @@ export class PersistStep {
         diagnostics,
       },
       watermark,
-      incorporated.parts,
-    );
+      parts: incorporated.parts,
+    });
     if (persisted.status !== 'persisted') {
       this.local.forgetModules(persisted.stale.filter((a) => a !== alias));
       return { done: false, reason: persisted.status === 'expired' ? 'fence-expired' : 'fenced-by-database', last: unstored };

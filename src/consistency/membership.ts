@@ -1,7 +1,7 @@
 import { Logger } from '@nestjs/common';
 import { filter, type Subscription } from 'rxjs';
 import type { DedicatedConnection } from '../connection/dedicated-connection';
-import type { ModuleCacheRepository } from '../persistence/module-cache.repository';
+import type { PeerStore } from '../persistence/peers';
 import { leaseMargin } from './lease';
 
 export interface MembershipConfig {
@@ -53,7 +53,7 @@ export class Membership {
 
   constructor(
     private readonly config: MembershipConfig,
-    private readonly repository: ModuleCacheRepository,
+    private readonly peers: PeerStore,
     transport: DedicatedConnection,
   ) {
     this.subscription = transport.notifications$.pipe(filter((n) => n.channel === config.ackChannel)).subscribe(() => {
@@ -74,11 +74,11 @@ export class Membership {
     if (this.stopped) return;
     const sentAt = performance.now();
     const join = !this.joined;
-    await this.repository.renewLease(this.config.id, this.config.applicationName, this.config.leaseMs, join);
+    await this.peers.renewLease({ join });
     this.joined = true;
     this.trustedUntil = sentAt + this.config.leaseMs - leaseMargin(this.config.leaseMs);
     if (join) this.logger.log(`joined as ${this.config.id} (lease ${this.config.leaseMs} ms)`);
-    this.lastSummary = await this.repository.peerSummary(this.config.id).catch(() => this.lastSummary);
+    this.lastSummary = await this.peers.peerSummary().catch(() => this.lastSummary);
   }
 
   /** Whether this process's lease still holds, by its own clock, with the margin. */
@@ -106,14 +106,14 @@ export class Membership {
   async awaitAcknowledgements(seq: string): Promise<Acknowledged> {
     const started = performance.now();
     let heard = this.acksHeard;
-    const first = await this.repository.awaitedPeers(this.config.id, seq);
+    const first = await this.peers.awaitedPeers(seq);
     let last = first;
     while (last.waiting.length > 0 && !this.stopped) {
       if (this.acksHeard === heard) await this.wakeOrAfter(Math.max(1, last.expiresInMs));
       heard = this.acksHeard;
-      last = await this.repository.awaitedPeers(this.config.id, seq);
+      last = await this.peers.awaitedPeers(seq);
     }
-    const expired = first.waiting.length ? await this.repository.unacknowledged(first.waiting, seq) : 0;
+    const expired = first.waiting.length ? await this.peers.unacknowledged({ ids: first.waiting, seq }) : 0;
     return { acknowledged: first.live - expired, expired, waitedMs: performance.now() - started };
   }
 
@@ -128,7 +128,7 @@ export class Membership {
     this.subscription.unsubscribe();
     for (const wake of this.wakers) wake();
     await this.acking?.catch(() => undefined);
-    await this.repository.leave(this.config.id).catch((error: unknown) => this.logger.warn(`could not leave: ${(error as Error).message}`));
+    await this.peers.leave().catch((error: unknown) => this.logger.warn(`could not leave: ${(error as Error).message}`));
   }
 
   private async flushAcks(): Promise<void> {
@@ -137,7 +137,7 @@ export class Membership {
       this.markers = [];
       const seqs = markers.map((m) => m.seq).join(', ');
       try {
-        const acked = await this.repository.acknowledge(this.config.id, markers, this.config.ackChannel);
+        const acked = await this.peers.acknowledge(markers);
         if (acked === undefined)
           this.logger.warn(`ignored sync marker(s) ${seqs}: no token matches an invalidation (forged, or not a member)`);
       } catch (error) {

@@ -6,7 +6,8 @@ import { InvalidationBroadcastError, InvalidationUnconfirmedError, type ModuleCa
 import { messages } from '../messages';
 import type { ResolvedModuleCacheOptions } from '../config/options';
 import type { Recorder } from '../events/recorder';
-import { urlHash, type InvalidatedRow, type ModuleCacheRepository } from '../persistence/module-cache.repository';
+import { urlHash } from '../persistence/entries';
+import type { InvalidatedRow, InvalidationStore } from '../persistence/invalidations';
 import type { LocalState } from './local-state';
 import { parseRealmURL } from '../config/urls';
 
@@ -16,7 +17,7 @@ const OPTIMISTIC_INVALIDATION_ATTEMPTS = 4;
 export interface InvalidatorDeps {
   options: ResolvedModuleCacheOptions;
   local: LocalState;
-  invalidations: ModuleCacheRepository;
+  invalidations: InvalidationStore;
   recorder: Recorder;
   origin: string;
   /** Strong consistency; null in eventual mode. */
@@ -54,12 +55,10 @@ export class Invalidator {
     try {
       if (this.deps.options.signingSecret === undefined) {
         // Unsigned payloads: the database encodes them itself, one statement whatever the fan-out.
-        const result = await this.deps.invalidations.invalidateEncoded(
-          { alias, realm, variants },
-          { origin: this.deps.options.wireFormat === 'seed' ? null : this.deps.origin, budget: MAX_PAYLOAD_BYTES },
-          this.deps.options.fenceRetentionMs,
-          this.deps.options.channel,
-        );
+        const result = await this.deps.invalidations.invalidateEncoded({
+          target: { alias, realm, variants },
+          encoding: { origin: this.deps.options.wireFormat === 'seed' ? null : this.deps.origin, budget: MAX_PAYLOAD_BYTES },
+        });
         ({ seq, sent } = result);
         const urls = [...new Set(result.urls)];
         deleted = { urls, aliases: [...new Set(urls.map((u) => this.deps.local.urls.alias(u)))] };
@@ -95,25 +94,17 @@ export class Invalidator {
     for (let attempt = 1; ; attempt++) {
       if (attempt > OPTIMISTIC_INVALIDATION_ATTEMPTS) {
         // The graph kept gaining consumers between our statements: do it in one transaction.
-        const { rows, seq } = await this.deps.invalidations.invalidateModules(
-          [alias],
-          this.deps.options.fenceRetentionMs,
-          this.deps.options.channel,
-          (affected) => {
+        const { rows, seq } = await this.deps.invalidations.invalidateModules({
+          aliases: [alias],
+          onAffected: (affected) => {
             this.deps.local.forgetModules(affected.map((r) => r.alias));
             payloads = this.encodeModules(realm, variants, affected);
             return payloads;
           },
-        );
+        });
         return { rows, seq, sent: payloads.length };
       }
-      const result = await this.deps.invalidations.invalidateAndNotify(
-        [alias],
-        known,
-        this.deps.options.fenceRetentionMs,
-        this.deps.options.channel,
-        payloads,
-      );
+      const result = await this.deps.invalidations.invalidateAndNotify({ aliases: [alias], knownAliasHashes: known, payloads });
       if (result.done) return { rows: result.rows, seq: result.seq!, sent: payloads.length };
       this.deps.local.forgetModules(result.rows.map((r) => r.alias));
       known = [urlHash(alias), ...result.rows.map((r) => r.alias_hash)];
@@ -129,12 +120,7 @@ export class Invalidator {
     let cleared: { count: number; seq: string };
     try {
       const payloads = this.encode({ kind: 'realm', realm });
-      const { deleted: count, seq } = await this.deps.invalidations.clearRealm(
-        realm,
-        this.deps.options.fenceRetentionMs,
-        this.deps.options.channel,
-        payloads,
-      );
+      const { deleted: count, seq } = await this.deps.invalidations.clearRealm({ realm, payloads });
       this.deps.recorder.record({ type: 'notified', payloads: payloads.length });
       cleared = { count, seq };
     } catch (error) {
@@ -154,11 +140,7 @@ export class Invalidator {
     let cleared: { count: number; seq: string };
     try {
       const payloads = this.encode({ kind: 'global' });
-      const { deleted: count, seq } = await this.deps.invalidations.clearAll(
-        this.deps.options.fenceRetentionMs,
-        this.deps.options.channel,
-        payloads,
-      );
+      const { deleted: count, seq } = await this.deps.invalidations.clearAll({ payloads });
       this.deps.recorder.record({ type: 'notified', payloads: payloads.length });
       cleared = { count, seq };
     } catch (error) {
@@ -180,11 +162,10 @@ export class Invalidator {
     const { membership } = this.deps;
     if (!membership || seq === undefined) return {};
     try {
-      await this.deps.invalidations.notifySync(
-        this.deps.options.channel,
+      await this.deps.invalidations.notifySync({
         seq,
-        syncMarkerAround(seq, { origin: this.deps.origin, signingSecret: this.deps.options.signingSecret }),
-      );
+        ...syncMarkerAround(seq, { origin: this.deps.origin, signingSecret: this.deps.options.signingSecret }),
+      });
       return { acknowledgements: await membership.awaitAcknowledgements(seq) };
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);

@@ -22,12 +22,14 @@ import {
   MODULE_CACHE_MEMBERSHIP,
   MODULE_CACHE_ORIGIN,
   MODULE_CACHE_RECORDER,
-  MODULE_CACHE_REPOSITORY,
+  MODULE_CACHE_ENTRIES,
+  MODULE_CACHE_INVALIDATIONS,
   RESOLVED_DEFINITION_SOURCE,
   RESOLVED_MODULE_CACHE_OPTIONS,
 } from '../module-cache.constants';
 import type { ResolvedModuleCacheOptions } from '../config/options';
-import type { ModuleCacheRepository } from '../persistence/module-cache.repository';
+import type { EntryStore } from '../persistence/entries';
+import type { InvalidationStore } from '../persistence/invalidations';
 import type { DefinitionSource, LookupOptions, ModuleCacheEntry } from '../types';
 import type { LookupContext } from './context';
 import { Invalidator } from './invalidator';
@@ -54,7 +56,8 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
   constructor(
     @Inject(RESOLVED_MODULE_CACHE_OPTIONS) private readonly options: ResolvedModuleCacheOptions,
     @Inject(RESOLVED_DEFINITION_SOURCE) source: DefinitionSource,
-    @Inject(MODULE_CACHE_REPOSITORY) private readonly repository: ModuleCacheRepository,
+    @Inject(MODULE_CACHE_ENTRIES) private readonly entries: EntryStore,
+    @Inject(MODULE_CACHE_INVALIDATIONS) invalidations: InvalidationStore,
     @Inject(MODULE_CACHE_ORIGIN) readonly origin: string,
     @Inject(MODULE_CACHE_RECORDER) private readonly recorder: Recorder,
     @Optional() @Inject(ModuleCacheInvalidationListener) private readonly listener: ModuleCacheInvalidationListener | null = null,
@@ -67,13 +70,13 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
       recorder,
       [listener, membership].filter((t) => t !== null),
     );
-    this.computation = new Computation({ options, local: this.local, entries: repository, recorder, source, coalescer });
-    this.invalidator = new Invalidator({ options, local: this.local, invalidations: repository, recorder, origin, membership });
+    this.computation = new Computation({ options, local: this.local, entries, recorder, source, coalescer });
+    this.invalidator = new Invalidator({ options, local: this.local, invalidations, recorder, origin, membership });
     this.remote = listener ? new RemoteInvalidations(listener, this.local, recorder, origin, membership) : undefined;
   }
 
   async onModuleInit(): Promise<void> {
-    await this.repository.assertSchema();
+    await this.entries.assertSchema();
     if (!this.listener && this.options.memory !== false) {
       this.logger.warn(
         'listener: false — this process does not hear invalidations made by other processes, so its memory tier can serve ' +
@@ -178,7 +181,7 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
     const snapshots = contexts.map((ctx) => generations.snapshot(ctx.realm, ctx.alias));
     try {
       const candidates = [...new Set(contexts.flatMap((c) => c.candidates))];
-      const { rows, watermark } = await this.repository.readMany(candidates, scope, this.options.errorTtlMs);
+      const { rows, watermark } = await this.entries.readMany({ urls: candidates, scope });
       const byURL = new Map(rows.map((r) => [r.url, r]));
       contexts.forEach((ctx, i) => {
         const row = ctx.candidates.map((c) => byURL.get(c)).find((r) => r !== undefined);

@@ -2,8 +2,8 @@ import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
 import { ModuleCacheInvalidationListener } from '../listener/invalidation-listener';
 import { ModuleCacheOptionsError } from '../errors';
 import { CachingDefinitionLookup } from '../lookup/module-cache.service';
-import { MODULE_CACHE_REPOSITORY } from '../module-cache.constants';
-import type { ModuleCacheRepository } from '../persistence/module-cache.repository';
+import { MODULE_CACHE_INVALIDATIONS } from '../module-cache.constants';
+import type { InvalidationStore } from '../persistence/invalidations';
 import { messages } from '../messages';
 import { withTimeout } from '../timeout';
 
@@ -37,7 +37,7 @@ export class ModuleCacheHealth {
 
   constructor(
     private readonly lookup: CachingDefinitionLookup,
-    @Inject(MODULE_CACHE_REPOSITORY) private readonly repository: ModuleCacheRepository,
+    @Inject(MODULE_CACHE_INVALIDATIONS) private readonly invalidations: InvalidationStore,
     @Optional() @Inject(ModuleCacheInvalidationListener) private readonly listener: ModuleCacheInvalidationListener | null = null,
   ) {}
 
@@ -60,7 +60,7 @@ export class ModuleCacheHealth {
 
     let notifyQueueUsage: number | null = null;
     try {
-      notifyQueueUsage = await withTimeout(this.repository.notifyQueueUsage(), timeoutMs, 'pg_notification_queue_usage()');
+      notifyQueueUsage = await withTimeout(this.invalidations.notifyQueueUsage(), timeoutMs, 'pg_notification_queue_usage()');
       if (notifyQueueUsage > maxNotifyQueueUsage) {
         problems.push(`NOTIFY queue is ${(notifyQueueUsage * 100).toFixed(1)}% full (limit ${maxNotifyQueueUsage * 100}%)`);
       }

@@ -1,6 +1,7 @@
 import { Client } from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DatabaseUnavailableError, InvalidationBroadcastError } from '../../src';
+import { FENCE_LOCK } from '../../src/persistence/sql';
 import { createCacheApp } from '../support/app';
 import { FakeSource } from '../support/fake-source';
 import { startTcpProxy } from '../support/tcp-proxy';
@@ -27,7 +28,7 @@ async function holdFence(): Promise<void> {
   client.on('error', () => undefined);
   await client.connect();
   holders.push(client);
-  await client.query('SELECT pg_advisory_lock(28003, 0)');
+  await client.query('SELECT pg_advisory_lock($1, $2)', [FENCE_LOCK.classId, FENCE_LOCK.objectId]);
 }
 
 /** The pid of the one backend of this database waiting on an advisory lock (the borrowed connection). */

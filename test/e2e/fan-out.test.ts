@@ -1,8 +1,8 @@
 import { Client } from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseInvalidation } from '../../src';
-import { MODULE_CACHE_REPOSITORY } from '../../src/module-cache.constants';
-import type { ModuleCacheRepository } from '../../src/persistence/module-cache.repository';
+import { MODULE_CACHE_INVALIDATIONS } from '../../src/module-cache.constants';
+import type { InvalidationStore } from '../../src/persistence/invalidations';
 import { createCacheApp, migrate, type CacheApp } from '../support/app';
 import { createTestDatabase, type TestDatabase } from '../support/database';
 import { countStatements } from '../support/pg';
@@ -136,7 +136,7 @@ describe('signed payloads: a consumer persisted between the fan-out read and the
 
   async function interleave(times: number): Promise<{ urls: string[]; calls: number }> {
     await seedGraph({ a: [], b: ['a'] });
-    const repository = signed.app.get<ModuleCacheRepository>(MODULE_CACHE_REPOSITORY);
+    const repository = signed.app.get<InvalidationStore>(MODULE_CACHE_INVALIDATIONS);
     const real = repository.invalidateAndNotify.bind(repository);
     let calls = 0;
     let late = 0;

@@ -1,8 +1,8 @@
 import { Client } from 'pg';
 import { describe, expect, it } from 'vitest';
 import { DefinitionSourceError, DefinitionSourceTimeoutError, type ModuleCacheEvent, type ModuleCacheOptions } from '../../src';
-import { MODULE_CACHE_REPOSITORY } from '../../src/module-cache.constants';
-import type { ModuleCacheRepository } from '../../src/persistence/module-cache.repository';
+import { MODULE_CACHE_ENTRIES } from '../../src/module-cache.constants';
+import type { EntryStore } from '../../src/persistence/entries';
 import type { CacheApp } from '../support/app';
 import { useCacheTestBed } from '../support/test-bed';
 import { FakeSource } from '../support/fake-source';
@@ -130,16 +130,16 @@ describe('invalidation during an in-flight computation', () => {
     const url = `${REALM}race.ts`;
     const source = new FakeSource().define(url);
     const { app, lookup } = await start(source);
-    const repository = app.get<ModuleCacheRepository>(MODULE_CACHE_REPOSITORY);
+    const repository = app.get<EntryStore>(MODULE_CACHE_ENTRIES);
     const real = repository.persist.bind(repository);
     let raced = false;
-    repository.persist = async (row, watermark, parts) => {
+    repository.persist = async (args) => {
       if (!raced) {
         raced = true; // local generations were checked already; now the module changes and is invalidated
         source.version = 2;
         await lookup.invalidate(url);
       }
-      return real(row, watermark, parts);
+      return real(args);
     };
     const entry = await lookup.lookup(url);
     expect(entry?.definitions).toEqual({ value: { version: 2, url } });

@@ -52,7 +52,16 @@ describe('migration', () => {
           )
         )[0].t;
       expect(await definitionsType()).toBe('json');
+      const realmHashColumn = async () =>
+        (
+          await db.query(
+            `SELECT 1 FROM information_schema.columns WHERE table_name = 'module_cache_entries' AND column_name = 'realm_hash'`,
+          )
+        ).length;
+      expect(await realmHashColumn()).toBe(0);
       // Each down() restores the layout before it: the second migration's down() gives back the first's.
+      await dataSource.undoLastMigration();
+      expect(await realmHashColumn()).toBe(1);
       await dataSource.undoLastMigration();
       expect(await definitionsType()).toBe('jsonb');
       expect(await ours()).toContain('module_cache_persist');

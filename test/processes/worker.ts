@@ -20,8 +20,8 @@ import {
   type ModuleCacheEvent,
   type ModuleCacheOptions,
 } from '../../src';
-import { MODULE_CACHE_DEDICATED_CONNECTION, MODULE_CACHE_REPOSITORY } from '../../src/module-cache.constants';
-import type { ModuleCacheRepository } from '../../src/persistence/module-cache.repository';
+import { MODULE_CACHE_DEDICATED_CONNECTION, MODULE_CACHE_ENTRIES } from '../../src/module-cache.constants';
+import type { EntryStore } from '../../src/persistence/entries';
 import type { DedicatedConnection } from '../../src/connection/dedicated-connection';
 import type { WorkerSourceOptions } from './harness';
 
@@ -148,10 +148,10 @@ async function main(): Promise<void> {
   connection?.notifications$.subscribe(({ channel }) => timed.push({ type: 'raw-notification', at: wallClock(), url: channel }));
 
   // Fault injection: the n-th table read from now on fails (as a dropped pooled connection would).
-  const repository = app.get<ModuleCacheRepository>(MODULE_CACHE_REPOSITORY);
+  const repository = app.get<EntryStore>(MODULE_CACHE_ENTRIES);
   const realRead = repository.read.bind(repository);
   let readsUntilFailure = 0;
-  repository.read = (...args: Parameters<ModuleCacheRepository['read']>) => {
+  repository.read = (...args: Parameters<EntryStore['read']>) => {
     if (readsUntilFailure > 0 && --readsUntilFailure === 0) return Promise.reject(new Error('table read failed (injected)'));
     return realRead(...args);
   };

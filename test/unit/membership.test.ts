@@ -2,7 +2,7 @@ import { Subject } from 'rxjs';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { DedicatedConnection, RawNotification } from '../../src/connection/dedicated-connection';
 import { Membership } from '../../src/consistency/membership';
-import type { ModuleCacheRepository } from '../../src/persistence/module-cache.repository';
+import type { PeerStore } from '../../src/persistence/peers';
 
 const ACK_CHANNEL = 'module_cache_acked';
 
@@ -18,7 +18,7 @@ function membershipWith(answers: Array<{ before?: () => void; waiting: string[] 
       return { live: 1, waiting: answer.waiting, expiresInMs: 10_000 };
     },
     unacknowledged: async () => 0,
-  } as unknown as ModuleCacheRepository;
+  } as unknown as PeerStore;
   const membership = new Membership({ id: 'me', applicationName: 'test', leaseMs: 10_000, ackChannel: ACK_CHANNEL }, repository, transport);
   return { membership, notifications, calls: () => calls };
 }

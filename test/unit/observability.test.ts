@@ -7,12 +7,12 @@ import type { ListenerProbe, ListenerState, ModuleCacheInvalidationListener } fr
 import type { CachingDefinitionLookup } from '../../src/lookup/module-cache.service';
 import { resolveModuleCacheOptions } from '../../src/config/options';
 import { emptyStats } from '../../src/events/events';
-import type { ModuleCacheRepository } from '../../src/persistence/module-cache.repository';
+import type { InvalidationStore } from '../../src/persistence/invalidations';
 
 const lookup = { stats: () => ({ ...emptyStats(), computes: 3, reconnects: 1 }) } as unknown as CachingDefinitionLookup;
 
 function indicator(opts: { state?: ListenerState; probe?: ListenerProbe; usage?: () => Promise<number>; listener?: false } = {}) {
-  const repository = { notifyQueueUsage: opts.usage ?? (async () => 0.01) } as unknown as ModuleCacheRepository;
+  const repository = { notifyQueueUsage: opts.usage ?? (async () => 0.01) } as unknown as InvalidationStore;
   const listener =
     opts.listener === false
       ? null

@@ -64,7 +64,7 @@ export class CreateModuleCache1764000000000 implements MigrationInterface {
       )`);
     await q.query(`CREATE INDEX module_cache_invalidations_age ON module_cache_invalidations (invalidated_at) WHERE kind = 'module'`);
 
-    await createV1Functions(q);
+    for (const sql of FIRST_VERSION_FUNCTIONS) await q.query(sql);
   }
 
   async down(q: QueryRunner): Promise<void> {
@@ -83,14 +83,17 @@ export class CreateModuleCache1764000000000 implements MigrationInterface {
   }
 }
 
-/** The first version's fence functions (also restored by the next migration's down()). */
-export async function createV1Functions(q: QueryRunner): Promise<void> {
-  await q.query(`
+/**
+ * The first version's fence functions, in creation order. Frozen: the fence migration's down()
+ * restores them from its own copy of this text.
+ */
+const FIRST_VERSION_FUNCTIONS = [
+  `
     CREATE FUNCTION module_cache_fence_watermark() RETURNS bigint LANGUAGE sql VOLATILE AS $$
       SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM module_cache_fence_seq
-    $$`);
+    $$`,
 
-  await q.query(`
+  `
     CREATE FUNCTION module_cache_fenced_upsert(
       p_url text, p_scope text, p_alias text, p_realm text, p_definitions jsonb, p_deps text[],
       p_error jsonb, p_diagnostics jsonb, p_watermark bigint
@@ -126,9 +129,9 @@ export async function createV1Functions(q: QueryRunner): Promise<void> {
         SELECT DISTINCT md5(p_url)::uuid, p_scope, md5(p_alias)::uuid, md5(d)::uuid FROM unnest(p_deps) AS d;
       RETURN v_created;
     END
-    $$`);
+    $$`,
 
-  await q.query(`
+  `
     CREATE FUNCTION module_cache_affected_aliases(p_aliases text[]) RETURNS TABLE (alias_hash uuid)
     LANGUAGE sql STABLE AS $$
       -- The modules and every transitive consumer, by alias; UNION makes cycles terminate.
@@ -138,10 +141,10 @@ export async function createV1Functions(q: QueryRunner): Promise<void> {
         SELECT d.consumer_alias_hash FROM module_cache_dependencies d JOIN affected x ON d.dep_alias_hash = x.h
       )
       SELECT h FROM affected
-    $$`);
+    $$`,
 
   // The part every module invalidation shares, under the fence lock its caller holds.
-  await q.query(`
+  `
     CREATE FUNCTION module_cache_log_and_delete(p_affected uuid[], p_retention_ms bigint)
     RETURNS TABLE (url text, realm text, alias text) LANGUAGE plpgsql VOLATILE AS $$
     DECLARE
@@ -157,14 +160,14 @@ export async function createV1Functions(q: QueryRunner): Promise<void> {
       DELETE FROM module_cache_invalidations
         WHERE kind = 'module' AND invalidated_at < now() - p_retention_ms * interval '1 millisecond';
     END
-    $$`);
+    $$`,
 
   // Fence log + delete + NOTIFY in one statement (so one transaction), for a caller that
   // encoded the payloads from the fan-out it knows (`p_known`, alias hashes). If the fan-out
   // now reaches further, nothing happens and the current fan-out comes back instead
   // (done = false) for the caller to encode and try again. Either way the last row is a
   // status row (url NULL) carrying `done`.
-  await q.query(`
+  `
     CREATE FUNCTION module_cache_invalidate_and_notify(
       p_aliases text[], p_known uuid[], p_retention_ms bigint, p_channel text, p_payloads text[]
     ) RETURNS TABLE (url text, realm text, alias text, alias_hash uuid, done boolean) LANGUAGE plpgsql VOLATILE AS $$
@@ -187,11 +190,11 @@ export async function createV1Functions(q: QueryRunner): Promise<void> {
       END LOOP;
       RETURN QUERY SELECT NULL::text, NULL::text, NULL::text, NULL::uuid, true;
     END
-    $$`);
+    $$`,
 
   // The same inside a caller's transaction, for when the graph keeps changing under the
   // optimistic path: fan-out, fence log and delete here, NOTIFY by the caller before COMMIT.
-  await q.query(`
+  `
     CREATE FUNCTION module_cache_invalidate_modules(p_aliases text[], p_retention_ms bigint)
     RETURNS TABLE (url text, realm text, alias text) LANGUAGE plpgsql VOLATILE AS $$
     BEGIN
@@ -199,9 +202,9 @@ export async function createV1Functions(q: QueryRunner): Promise<void> {
       RETURN QUERY SELECT * FROM module_cache_log_and_delete(
         ARRAY(SELECT a.alias_hash FROM module_cache_affected_aliases(p_aliases) a), p_retention_ms);
     END
-    $$`);
+    $$`,
 
-  await q.query(`
+  `
     CREATE FUNCTION module_cache_clear_realm(p_realm text) RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
     DECLARE
       v_count bigint;
@@ -214,9 +217,9 @@ export async function createV1Functions(q: QueryRunner): Promise<void> {
       GET DIAGNOSTICS v_count = ROW_COUNT;
       RETURN v_count;
     END
-    $$`);
+    $$`,
 
-  await q.query(`
+  `
     CREATE FUNCTION module_cache_clear_all() RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
     DECLARE
       v_count bigint;
@@ -230,5 +233,5 @@ export async function createV1Functions(q: QueryRunner): Promise<void> {
       GET DIAGNOSTICS v_count = ROW_COUNT;
       RETURN v_count;
     END
-    $$`);
-}
+    $$`,
+];
