@@ -10,5 +10,5 @@ export { encodeInvalidations, parseInvalidation, MAX_PAYLOAD_BYTES } from './wir
 export type { InvalidationMessage, InvalidationTarget, ParseResult } from './wire/invalidation';
 export type { ModuleCacheEvent, ModuleCacheStats, CacheTier } from './events/events';
 export { ModuleCacheHealth, type ModuleCacheHealthOptions, type ModuleCacheHealthReport } from './observability/health';
-export type { ModuleCacheMetricsOptions } from './observability/metrics-options';
+export type { ModuleCacheMetricsOptions } from './config/metrics';
 export { moduleCacheEntities, moduleCacheMigrations } from './persistence';

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { ModuleCacheOptionsError } from '../errors';
 import { messages } from '../messages';
 import { leaseMargin } from '../consistency/lease';
-import { isRegistryLike, METRIC_PREFIX, resolveMetricsOptions } from '../observability/metrics-options';
+import { isRegistryLike, METRIC_PREFIX, resolveMetricsOptions } from './metrics';
 import type { DefinitionSource } from '../types';
 import { DEFAULTS } from './defaults';
 import { channel, positiveInt, realmURL } from './fields';

@@ -4,7 +4,7 @@ import type { Observable, Subscription } from 'rxjs';
 import { ModuleCacheOptionsError } from '../errors';
 import { messages } from '../messages';
 import { DISCARD_REASONS, type ModuleCacheEvent, type ModuleCacheStats } from '../events/events';
-import type { ResolvedMetricsOptions } from './metrics-options';
+import type { ResolvedMetricsOptions } from '../config/metrics';
 
 type PromClient = typeof import('prom-client');
 type AnyMetric = Counter<string> | Gauge<string> | Histogram<string>;
