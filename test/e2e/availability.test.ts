@@ -13,7 +13,7 @@ import { backendPid, signalsBackends } from '../support/backends';
 import { adminQuery, createTestDatabase, type TestDatabase } from '../support/database';
 import { startEmbeddedPostgres } from '../../sample/embedded-postgres';
 import { FakeSource } from '../support/fake-source';
-import { startTcpProxy } from '../support/tcp-proxy';
+import { startTcpProxy } from '../support/faults/tcp-proxy';
 import { waitFor } from '../support/wait';
 import { spawnWorker, TRUTH_SQL, type WorkerHandle } from '../processes/harness';
 

@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { DatabaseUnavailableError, InvalidationBroadcastError } from '../../src';
 import { createCacheApp } from '../support/app';
 import { FakeSource } from '../support/fake-source';
-import { startTcpProxy } from '../support/tcp-proxy';
+import { startTcpProxy } from '../support/faults/tcp-proxy';
 import { useCacheTestBed } from '../support/test-bed';
 import { waitFor } from '../support/wait';
 
