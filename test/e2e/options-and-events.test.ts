@@ -1,7 +1,6 @@
 import { Global, Inject, Injectable, Module, type INestApplicationContext, type ModuleMetadata } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { TypeOrmModule, getDataSourceToken } from '@nestjs/typeorm';
-import { randomBytes } from 'node:crypto';
 import { firstValueFrom } from 'rxjs';
 import { DataSource } from 'typeorm';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -19,9 +18,11 @@ import {
 import { migrate, type CacheApp } from '../support/app';
 import { claimHeld, databaseClock, waitForClaimAttempts } from '../support/claims';
 import { createTestDatabase, type TestDatabase } from '../support/database';
+import { duration, ofType, record } from '../support/events';
 import { FakeSource } from '../support/fake-source';
+import { listening, uniqueName } from '../support/listeners';
 import { useCacheTestBed } from '../support/test-bed';
-import { waitFor } from '../support/wait';
+import { waitFor, within } from '../support/wait';
 
 const REALM = 'https://example.test/opts/';
 const NESTED = `${REALM}nested/`;
@@ -33,9 +34,6 @@ const opened: INestApplicationContext[] = [];
 afterEach(async () => {
   await Promise.all(opened.splice(0).map((app) => app.close()));
 });
-
-const uniqueName = (label: string) => `mc-opts-${label}-${randomBytes(3).toString('hex')}`;
-const listening = (label: string) => ({ applicationName: uniqueName(label), reconnect: { initialDelayMs: 50, maxDelayMs: 200 } });
 
 function typeOrm(url: string, name?: string) {
   return TypeOrmModule.forRoot({
@@ -61,30 +59,6 @@ async function startupError(metadata: ModuleMetadata): Promise<unknown> {
     () => undefined,
     (error: unknown) => error,
   );
-}
-
-/** Every event `lookup` emits from now on. */
-function record(lookup: CachingDefinitionLookup): ModuleCacheEvent[] {
-  const seen: ModuleCacheEvent[] = [];
-  lookup.events$.subscribe((event) => seen.push(event));
-  return seen;
-}
-
-function ofType<T extends ModuleCacheEvent['type']>(events: ModuleCacheEvent[], type: T): Extract<ModuleCacheEvent, { type: T }>[] {
-  return events.filter((e): e is Extract<ModuleCacheEvent, { type: T }> => e.type === type);
-}
-
-const duration = expect.any(Number) as unknown as number;
-
-/** `work`, or a failure naming `what` once `ms` passed (a missed wake-up fails here, not at the test timeout). */
-async function within<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not done within ${ms} ms`)), ms)));
-  try {
-    return await Promise.race([work, late]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** A raw message on an invalidation channel, as any peer (or a test) can send it. */
