@@ -3,6 +3,7 @@ import { ofType, record } from '../support/events';
 import { FakeSource } from '../support/fake-source';
 import { useCacheTestBed } from '../support/test-bed';
 
+/** The in-process memory tier in front of the table: turned off, and filled by lookups. */
 const REALM = 'https://example.test/opts/';
 const bed = useCacheTestBed({ realms: [REALM], listener: false });
 
