@@ -15,16 +15,7 @@ const REALM = 'https://example.test/seed/';
 const bed = useCacheTestBed({ realms: [REALM], listener: false });
 const url = (n: string) => `${REALM}${n}.ts`;
 
-describe('prefix identifiers, runtime realms, edge calls', () => {
-  it('resolves prefix identifiers for lookups, invalidations and stored dependencies', async () => {
-    const source = new FakeSource().define(url('card'), ['@acme/base/field.ts']).define(url('field'));
-    const { lookup } = await bed.start({ source, prefixes: { '@acme/base/': REALM } });
-    const entry = await lookup.lookup('@acme/base/card.ts');
-    expect(entry?.url).toBe(url('card'));
-    expect(entry?.deps).toEqual([`${REALM}field`]);
-    expect(await lookup.invalidate('@acme/base/field.ts')).toEqual(expect.arrayContaining([url('field'), url('card')]));
-  });
-
+describe('runtime realms, edge calls', () => {
   it('registers and unregisters realms at runtime', async () => {
     const LATE = 'https://example.test/late/';
     const source = new FakeSource().define(`${LATE}x.ts`);
