@@ -1,6 +1,6 @@
 import { Client, type Notification } from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { InvalidRealmURLError, UnknownRealmError, type ModuleCacheEntry } from '../../src';
+import { InvalidRealmURLError, UnknownRealmError } from '../../src';
 import { useCacheTestBed } from '../support/test-bed';
 import { FakeSource } from '../support/fake-source';
 import { waitFor } from '../support/wait';
@@ -41,19 +41,6 @@ describe('runtime realms, edge calls', () => {
     await lookup.lookup(`${NESTED}inner.ts`);
     expect(await lookup.clearRealm('https://example.test/')).toBe(2); // a prefix of both realms, itself unregistered
     await expect(lookup.clearRealm('not a url')).rejects.toBeInstanceOf(InvalidRealmURLError);
-  });
-
-  it('lookupMany fills the memory tier', async () => {
-    const source = new FakeSource().define(url('m1')).define(url('m2'));
-    const first = await bed.start({ source });
-    await first.lookup.lookup(url('m1'));
-    await first.lookup.lookup(url('m2'));
-    const second = await bed.start({ source });
-    const entries = await second.lookup.lookupMany([url('m1'), url('m2'), url('none')]);
-    expect([...entries.values()].map((e: ModuleCacheEntry | undefined) => e?.url)).toEqual([url('m1'), url('m2'), undefined]);
-    expect(second.lookup.stats()).toMatchObject({ hits: { memory: 0, table: 2 }, memoryEntries: 2 });
-    await second.lookup.lookupMany([url('m1'), url('m2')]);
-    expect(second.lookup.stats().hits).toEqual({ memory: 2, table: 2 });
   });
 });
 
