@@ -1,8 +1,6 @@
 import { Client, type Notification } from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { InvalidRealmURLError, UnknownRealmError } from '../../src';
 import { useCacheTestBed } from '../support/test-bed';
-import { FakeSource } from '../support/fake-source';
 import { waitFor } from '../support/wait';
 import { spawnWorkers, TRUTH_SQL, type WorkerHandle } from '../processes/harness';
 
@@ -13,36 +11,6 @@ import { spawnWorkers, TRUTH_SQL, type WorkerHandle } from '../processes/harness
  */
 const REALM = 'https://example.test/seed/';
 const bed = useCacheTestBed({ realms: [REALM], listener: false });
-const url = (n: string) => `${REALM}${n}.ts`;
-
-describe('runtime realms, edge calls', () => {
-  it('registers and unregisters realms at runtime', async () => {
-    const LATE = 'https://example.test/late/';
-    const source = new FakeSource().define(`${LATE}x.ts`);
-    const { lookup } = await bed.start({ realms: [], source });
-    await expect(lookup.lookup(`${LATE}x.ts`)).rejects.toBeInstanceOf(UnknownRealmError);
-    lookup.registerRealm(LATE);
-    expect((await lookup.lookup(`${LATE}x.ts`))?.realmURL).toBe(LATE);
-    lookup.unregisterRealm(LATE);
-    expect(lookup.stats().memoryEntries).toBe(0);
-    await expect(lookup.lookup(`${LATE}x.ts`)).rejects.toBeInstanceOf(UnknownRealmError);
-    expect(() => lookup.registerRealm('https://example.test/no-slash')).toThrow(InvalidRealmURLError);
-  });
-
-  it('invalidating a URL outside every realm resolves to []; clearRealm accepts any realm prefix and clears nested realms', async () => {
-    const NESTED = `${REALM}nested/`;
-    const source = new FakeSource().define(url('top')).define(`${NESTED}inner.ts`);
-    const { lookup } = await bed.start({ realms: [REALM, NESTED], source });
-    expect(await lookup.invalidate('https://elsewhere.test/x.ts')).toEqual([]);
-    await lookup.lookup(url('top'));
-    await lookup.lookup(`${NESTED}inner.ts`);
-    expect(await lookup.clearRealm('https://unregistered.test/')).toBe(0);
-    expect(await lookup.clearRealm(NESTED)).toBe(1);
-    await lookup.lookup(`${NESTED}inner.ts`);
-    expect(await lookup.clearRealm('https://example.test/')).toBe(2); // a prefix of both realms, itself unregistered
-    await expect(lookup.clearRealm('not a url')).rejects.toBeInstanceOf(InvalidRealmURLError);
-  });
-});
 
 describe('across processes: runtime realms and the seed’s wire format', () => {
   const LIVE = 'https://example.test/live/';
@@ -63,18 +31,6 @@ describe('across processes: runtime realms and the seed’s wire format', () => 
 
   afterAll(async () => {
     await Promise.all([...(workers ?? []), ...(seedWorker ?? [])].map((w) => w.stop()));
-  });
-
-  it('a realm registered at runtime in two processes: invalidate in one, the other serves the new version', async () => {
-    const [a, b] = workers;
-    expect((await b.call<{ definitions: { value: { version: number } } }>('lookup', `${LIVE}r0.ts`)).definitions.value.version).toBe(1);
-    await bed.db.query(`UPDATE truth SET version = 2 WHERE url = $1`, [`${LIVE}r0.ts`]);
-    await a.call('invalidate', `${LIVE}r0.ts`);
-    await waitFor(
-      async () => (await b.call<{ definitions: { value: { version: number } } }>('lookup', `${LIVE}r0.ts`)).definitions.value.version === 2,
-      10_000,
-      'B to serve the new version',
-    );
   });
 
   it('a raw seed-format NOTIFY sent by a plain client evicts in every process', async () => {
