@@ -5,14 +5,13 @@ import { waitFor } from '../support/wait';
 import { spawnWorkers, TRUTH_SQL, type WorkerHandle } from '../processes/harness';
 
 /**
- * What users of the seed's CachingDefinitionLookup rely on: realms registered at runtime, the
- * seed's answers to edge calls, its wire format, its dependency-error semantics, whole error
- * documents, scopes derived from realm and user, prefix identifiers, lookupMany filling memory.
+ * The reference's wire format: invalidation payloads with only its keys (no origin), sent by a
+ * plain client or emitted by a process with wireFormat: 'seed', are obeyed by every process.
  */
-const REALM = 'https://example.test/seed/';
-const bed = useCacheTestBed({ realms: [REALM], listener: false });
+// Its database only: the apps under test are worker processes, on a realm they register at runtime.
+const bed = useCacheTestBed({ realms: [], listener: false });
 
-describe('across processes: runtime realms and the seed’s wire format', () => {
+describe('across processes: the reference’s wire format', () => {
   const LIVE = 'https://example.test/live/';
   let workers: WorkerHandle[];
   let seedWorker: WorkerHandle[];
@@ -20,11 +19,11 @@ describe('across processes: runtime realms and the seed’s wire format', () => 
   beforeAll(async () => {
     await bed.db.query(TRUTH_SQL);
     await bed.db.query(`INSERT INTO truth (url) SELECT $1 || 'r' || i || '.ts' FROM generate_series(0, 9) i`, [LIVE]);
-    workers = await spawnWorkers(2, bed.db.url, (i) => ({ realms: [], listener: { applicationName: `mc-seed-${i}` } }));
+    workers = await spawnWorkers(2, bed.db.url, (i) => ({ realms: [], listener: { applicationName: `mc-wire-${i}` } }));
     seedWorker = await spawnWorkers(1, bed.db.url, () => ({
       realms: [],
       wireFormat: 'seed',
-      listener: { applicationName: 'mc-seed-emitter' },
+      listener: { applicationName: 'mc-wire-seed-emitter' },
     }));
     for (const w of [...workers, ...seedWorker]) await w.call('registerRealm', LIVE);
   }, 120_000);
@@ -33,7 +32,7 @@ describe('across processes: runtime realms and the seed’s wire format', () => 
     await Promise.all([...(workers ?? []), ...(seedWorker ?? [])].map((w) => w.stop()));
   });
 
-  it('a raw seed-format NOTIFY sent by a plain client evicts in every process', async () => {
+  it('a raw reference-format NOTIFY sent by a plain client evicts in every process', async () => {
     for (const w of workers) await w.call('lookup', `${LIVE}r1.ts`);
     for (const w of workers) expect(await w.call('inMemory', `${LIVE}r1.ts`)).toBe(true);
     await bed.db.query(`SELECT pg_notify('module_cache_invalidated', $1)`, [JSON.stringify({ k: 'module', r: LIVE, m: [`${LIVE}r1.ts`] })]);
@@ -44,7 +43,7 @@ describe('across processes: runtime realms and the seed’s wire format', () => 
     );
   });
 
-  it("wireFormat 'seed' emits payloads with the seed's keys only, which peers obey", async () => {
+  it("wireFormat 'seed' emits payloads with the reference's keys only, which peers obey", async () => {
     const spy = new Client({ connectionString: bed.db.url });
     const heard: string[] = [];
     await spy.connect();
