@@ -190,7 +190,7 @@ describe('operational failures are not cached', () => {
     const source = new FakeSource().define(`${REALM}e4.ts`, ['./d4.ts']).set(`${REALM}d4.ts`, () => {
       throw new Error('disk on fire');
     });
-    // 'compute': the import is looked up, so computed (the seed's default never computes a dependency).
+    // 'compute': the import is looked up, so computed (the reference's default never computes a dependency).
     const app = await createCacheApp(db.url, { realms: [REALM], source, listener: false, dependencyErrors: 'compute' });
     try {
       const error = await app.lookup.lookup(`${REALM}e4.ts`).catch((e: unknown) => e);
