@@ -13,7 +13,7 @@ import { backendPid, signalsBackends } from '../support/backends';
 import { adminQuery, createTestDatabase, type TestDatabase } from '../support/database';
 import { startEmbeddedPostgres } from '../../sample/embedded-postgres';
 import { FakeSource } from '../support/fake-source';
-import { startTcpProxy } from '../support/tcp-proxy';
+import { startTcpProxy } from '../support/faults/tcp-proxy';
 import { waitFor } from '../support/wait';
 import { spawnWorker, TRUTH_SQL, type WorkerHandle } from '../processes/harness';
 
@@ -190,7 +190,7 @@ describe('operational failures are not cached', () => {
     const source = new FakeSource().define(`${REALM}e4.ts`, ['./d4.ts']).set(`${REALM}d4.ts`, () => {
       throw new Error('disk on fire');
     });
-    // 'compute': the import is looked up, so computed (the seed's default never computes a dependency).
+    // 'compute': the import is looked up, so computed (the reference's default never computes a dependency).
     const app = await createCacheApp(db.url, { realms: [REALM], source, listener: false, dependencyErrors: 'compute' });
     try {
       const error = await app.lookup.lookup(`${REALM}e4.ts`).catch((e: unknown) => e);

@@ -4,7 +4,7 @@ import { DatabaseUnavailableError, InvalidationBroadcastError } from '../../src'
 import { FENCE_LOCK } from '../../src/persistence/sql';
 import { createCacheApp } from '../support/app';
 import { FakeSource } from '../support/fake-source';
-import { startTcpProxy } from '../support/tcp-proxy';
+import { startTcpProxy } from '../support/faults/tcp-proxy';
 import { useCacheTestBed } from '../support/test-bed';
 import { waitFor } from '../support/wait';
 

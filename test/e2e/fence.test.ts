@@ -139,7 +139,7 @@ describe('the fence holds through dependency graphs', () => {
     });
   }
 
-  it("with the seed's dependency errors (cached entries only), a stale cached dependency is not attached either", async (ctx) => {
+  it("with the reference's dependency errors (cached entries only), a stale cached dependency is not attached either", async (ctx) => {
     if (!(await signalsBackends(db))) return ctx.skip();
     await module('d7');
     await module('e7', ['d7'], { broken: true }); // E errors itself: its dependencies' cached errors get attached

@@ -10,7 +10,7 @@ import { ModuleCacheHealthIndicator } from '../../src/health';
 import type { CacheApp } from '../support/app';
 import { useCacheTestBed } from '../support/test-bed';
 import { FakeSource } from '../support/fake-source';
-import { startTcpProxy } from '../support/tcp-proxy';
+import { startTcpProxy } from '../support/faults/tcp-proxy';
 import { waitFor } from '../support/wait';
 
 const REALM = 'https://example.test/obs/';

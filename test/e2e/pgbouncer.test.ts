@@ -3,7 +3,7 @@ import type { ModuleCacheOptions } from '../../src';
 import { migrate } from '../support/app';
 import { databaseClock, waitForClaimAttempts } from '../support/claims';
 import { createTestDatabase, type TestDatabase } from '../support/database';
-import { findPgBouncer, startPgBouncer, type PgBouncer } from '../support/pgbouncer';
+import { findPgBouncer, startPgBouncer, type PgBouncer } from '../support/faults/pgbouncer';
 import { waitFor } from '../support/wait';
 import { spawnWorker, TRUTH_SQL, type WorkerHandle } from '../processes/harness';
 

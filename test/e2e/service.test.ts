@@ -361,7 +361,7 @@ describe('the service: two workers on a shared database', () => {
       expect(answer.json<{ message: string }>().message).toMatch(message);
     }
     expect((await call(service.port, 'POST', '/invalidate', {})).status).toBe(400);
-    // As the seed answers: nothing to invalidate outside every realm, and any realm prefix may be cleared.
+    // As the reference answers: nothing to invalidate outside every realm, and any realm prefix may be cleared.
     expect((await call(service.port, 'POST', '/invalidate', { url: 'https://elsewhere.test/realm/a.ts' })).json()).toEqual({
       invalidated: [],
     });

@@ -26,3 +26,14 @@ export async function waitFor<T>(
     await sleep(intervalMs);
   }
 }
+
+/** `work`, or a failure naming `what` once `ms` passed (a missed wake-up fails here, not at the test timeout). */
+export async function within<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not done within ${ms} ms`)), ms)));
+  try {
+    return await Promise.race([work, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

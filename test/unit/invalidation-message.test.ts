@@ -323,7 +323,7 @@ describe('parseInvalidation (examples)', () => {
     if (!result.ok) expect(result.reason).toMatch(reason);
   });
 
-  it("accepts the seed's payloads (the same shapes without an origin) when no secret is configured", () => {
+  it("accepts the reference's payloads (the same shapes without an origin) when no secret is configured", () => {
     expect(parseInvalidation(`{"k":"module","r":"${REALM}","m":["${REALM}a.gts"]}`)).toEqual({
       ok: true,
       message: { kind: 'module', realm: REALM, urls: [`${REALM}a.gts`] },
@@ -332,7 +332,7 @@ describe('parseInvalidation (examples)', () => {
     expect(parseInvalidation('{"k":"global"}')).toEqual({ ok: true, message: { kind: 'global' } });
   });
 
-  it("writes the seed's keys only in the 'seed' format, and refuses to sign it", () => {
+  it("writes the reference's keys only in the 'seed' format, and refuses to sign it", () => {
     const payloads = [
       ...encodeInvalidations({ kind: 'module', realm: REALM, urls: [`${REALM}a.gts`, `${REALM}b`] }, { origin: ORIGIN, format: 'seed' }),
       ...encodeInvalidations({ kind: 'realm', realm: REALM }, { origin: ORIGIN, format: 'seed' }),
@@ -358,7 +358,7 @@ describe('parseInvalidation (examples)', () => {
     const url = `${REALM}a.gts`;
     const [signed] = encodeInvalidations({ kind: 'module', realm: REALM, urls: [url] }, { origin: ORIGIN, signingSecret: SECRET });
 
-    it('rejects a payload without an origin (signed payloads always carry one), so the seed format is refused', () => {
+    it("rejects a payload without an origin (signed payloads always carry one), so the 'seed' format is refused", () => {
       expect(parseInvalidation('{"k":"global"}', { signingSecret: SECRET })).toEqual({
         ok: false,
         reason: 'missing or invalid origin "o"',

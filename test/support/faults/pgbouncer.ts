@@ -2,9 +2,9 @@ import { spawn, spawnSync } from 'node:child_process';
 import { accessSync, chmodSync, chownSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { freePort } from './embedded-postgres';
-import { queryOnce } from './pg';
-import { waitFor } from './wait';
+import { freePort } from '../embedded-postgres';
+import { queryOnce } from '../pg';
+import { waitFor } from '../wait';
 
 export interface PgBouncer {
   /** The test database's URL with host and port replaced by PgBouncer's. */
