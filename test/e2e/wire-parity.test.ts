@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_PAYLOAD_BYTES, encodeInvalidations, type WireFormat } from '../../src/wire';
 import { migrate } from '../support/app';
 import { createTestDatabase, type TestDatabase } from '../support/database';
+import { parseRealmURL } from '../../src/config/urls';
 
 /**
  * TS ↔ SQL parity of the unsigned invalidation payloads. Unsigned module invalidations are
@@ -129,7 +130,8 @@ describe('module_cache_module_payloads and encodeInvalidations write the same by
         weight: 8,
         arbitrary: fc
           .array(segment, { maxLength: 3 })
-          .map((segments) => `https://host.example/${segments.map((s) => `${encodeURIComponent(s)}/`).join('')}`),
+          // In the one realm rule's canonical form (a payload realm must already be in it): `.` and `..` resolved.
+          .map((segments) => parseRealmURL(`https://host.example/${segments.map((s) => `${encodeURIComponent(s)}/`).join('')}`)),
       },
       // Realms too long for a realm message under small budgets: the degraded message becomes global.
       { weight: 1, arbitrary: fc.integer({ min: 300, max: 7000 }).map((n) => `https://host.example/${'r'.repeat(n)}/`) },
