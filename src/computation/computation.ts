@@ -1,10 +1,10 @@
 import { Logger } from '@nestjs/common';
 import { Coalescer, type Coalescing } from '../coalescing/coalescer';
 import type { Recorder } from '../events/recorder';
-import type { FencedEntry, LookupContext } from '../lookup/context';
-import { flightKey, Flights } from '../lookup/flights';
-import type { GenerationSnapshot } from '../lookup/generations';
-import type { FencedFlight, LocalState } from '../lookup/local-state';
+import type { FencedEntry, LookupContext } from '../local/context';
+import { flightKey, Flights } from '../local/flights';
+import type { GenerationSnapshot } from '../local/generations';
+import type { FencedFlight, LocalState } from '../local/local-state';
 import type { ResolvedModuleCacheOptions } from '../config/options';
 import type { EntryStore, StoredRow } from '../persistence/entries';
 import type { DefinitionSource } from '../types';

@@ -1,5 +1,5 @@
-import type { FencedEntry, LookupContext } from '../lookup/context';
-import type { FencedFlight, LocalState } from '../lookup/local-state';
+import type { FencedEntry, LookupContext } from '../local/context';
+import type { FencedFlight, LocalState } from '../local/local-state';
 import type { ResolvedModuleCacheOptions } from '../config/options';
 import type { EntryStore, FencePart } from '../persistence/entries';
 import type { ModuleError } from '../types';

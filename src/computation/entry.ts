@@ -1,4 +1,4 @@
-import type { LookupContext, FencedEntry } from '../lookup/context';
+import type { LookupContext, FencedEntry } from '../local/context';
 import { toEntry, type StoredRow } from '../persistence/entries';
 import type { LoadedModule, ModuleCacheEntry, ModuleError } from '../types';
 

@@ -1,8 +1,8 @@
 import type { DiscardReason } from '../events/events';
 import type { Recorder } from '../events/recorder';
-import type { FencedEntry, LookupContext } from '../lookup/context';
-import type { GenerationSnapshot } from '../lookup/generations';
-import type { LocalState } from '../lookup/local-state';
+import type { FencedEntry, LookupContext } from '../local/context';
+import type { GenerationSnapshot } from '../local/generations';
+import type { LocalState } from '../local/local-state';
 import type { EntryStore } from '../persistence/entries';
 import type { ModuleError } from '../types';
 import type { Incorporated } from './dependency-errors';

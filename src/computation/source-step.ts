@@ -1,7 +1,7 @@
 import { Logger } from '@nestjs/common';
 import { DefinitionSourceError, DefinitionSourceTimeoutError, ModuleCacheShutdownError } from '../errors';
 import type { Recorder } from '../events/recorder';
-import type { LookupContext } from '../lookup/context';
+import type { LookupContext } from '../local/context';
 import type { UrlResolver } from '../config/urls';
 import { messages } from '../messages';
 import { deadline } from '../timeout';

@@ -2,7 +2,7 @@ import type { ClientConfig } from 'pg';
 import { z } from 'zod';
 import { ModuleCacheOptionsError } from '../errors';
 import { messages } from '../messages';
-import { leaseMargin } from '../consistency/lease';
+import { leaseMargin } from './lease';
 import { isRegistryLike, METRIC_PREFIX, resolveMetricsOptions } from './metrics';
 import type { DefinitionSource } from '../types';
 import { DEFAULTS } from './defaults';

@@ -2,7 +2,7 @@ import { Logger } from '@nestjs/common';
 import { filter, type Subscription } from 'rxjs';
 import type { DedicatedConnection } from '../connection/dedicated-connection';
 import type { PeerStore } from '../persistence/peers';
-import { leaseMargin } from './lease';
+import { leaseMargin } from '../config/lease';
 
 export interface MembershipConfig {
   /** This process's origin id: its row in module_cache_peers. */

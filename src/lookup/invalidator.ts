@@ -8,7 +8,7 @@ import type { ResolvedModuleCacheOptions } from '../config/options';
 import type { Recorder } from '../events/recorder';
 import { urlHash } from '../persistence/entries';
 import type { InvalidatedRow, InvalidationStore } from '../persistence/invalidations';
-import type { LocalState } from './local-state';
+import type { LocalState } from '../local/local-state';
 import { parseRealmURL } from '../config/urls';
 
 /** One-statement invalidation attempts (the first assumes no consumers) before one explicit transaction. */

@@ -31,9 +31,9 @@ import type { ResolvedModuleCacheOptions } from '../config/options';
 import type { EntryStore } from '../persistence/entries';
 import type { InvalidationStore } from '../persistence/invalidations';
 import type { DefinitionSource, LookupOptions, ModuleCacheEntry } from '../types';
-import type { LookupContext } from './context';
+import type { LookupContext } from '../local/context';
 import { Invalidator } from './invalidator';
-import { LocalState } from './local-state';
+import { LocalState } from '../local/local-state';
 import { RemoteInvalidations } from './remote-invalidations';
 import { lookupScope } from './scopes';
 

@@ -4,7 +4,7 @@ import type { ModuleCacheInvalidationListener } from '../listener/invalidation-l
 import type { InvalidationMessage } from '../wire/invalidation';
 import type { Membership } from '../consistency/membership';
 import type { Recorder } from '../events/recorder';
-import type { LocalState } from './local-state';
+import type { LocalState } from '../local/local-state';
 
 /**
  * Turns the listener's messages into local effects. Payloads are untrusted hints: only URLs

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { Generations } from '../../src/lookup/generations';
-import { MemoryTier } from '../../src/lookup/memory-tier';
+import { Generations } from '../../src/local/generations';
+import { MemoryTier } from '../../src/local/memory-tier';
 import type { ModuleCacheEntry } from '../../src';
 import { aliasOf, candidateURLs, canonicalURL, normaliseDependency, RealmRegistry, urlVariants } from '../../src/config/urls';
 
