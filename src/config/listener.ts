@@ -1,3 +1,4 @@
+import type { ClientConfig } from 'pg';
 import { z } from 'zod';
 import { DEFAULTS } from './defaults';
 import { channel, clientConfig, positiveInt } from './fields';
@@ -7,6 +8,9 @@ import { channel, clientConfig, positiveInt } from './fields';
  * relay (which holds the dedicated connection for its workers) shares, so that both validate and
  * default them the same way.
  */
+
+/** What `listener.connection` takes. Named here so that the schemas' declarations can name it (TS2883). */
+export type ListenerConnectionConfig = ClientConfig;
 
 const applicationName = z.string().min(1).max(63);
 
