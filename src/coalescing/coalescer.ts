@@ -7,6 +7,7 @@ import type { Recorder } from '../events/recorder';
 import { messages } from '../messages';
 import type { ReadResult, StoredRow } from '../persistence/entries';
 import { encodeWakeUp, parseWakeUp } from '../wire/wake-up';
+import { describeError } from '../describe-error';
 
 export interface CoalescerConfig {
   computedChannel: string;
@@ -107,7 +108,7 @@ export class Coalescer {
     const done: Promise<void> = this.transport
       .unlockAndNotify(key, this.config.computedChannel, payload)
       // The connection is gone, and with it the claim: waiters take over at their next check.
-      .catch((error: unknown) => this.logger.debug(`could not release claim ${key}: ${(error as Error).message}`))
+      .catch((error: unknown) => this.logger.debug(`could not release claim ${key}: ${describeError(error)}`))
       .finally(() => this.releasing.delete(done));
     this.releasing.add(done);
   }

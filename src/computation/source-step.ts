@@ -6,6 +6,7 @@ import type { UrlResolver } from '../config/urls';
 import { messages } from '../messages';
 import { deadline } from '../timeout';
 import type { DefinitionSource, LoadedModule } from '../types';
+import { describeError } from '../describe-error';
 
 const logger = new Logger('ModuleCacheComputation');
 
@@ -38,7 +39,7 @@ export async function loadFirstCandidate(
       loaded = await callSource(source, candidate, { realmURL: ctx.realm, scope: ctx.scope, timeoutMs, shutdown });
     } catch (error) {
       recorder.record({ type: 'source-error' });
-      logger.warn(`${(error as Error).message} (nothing cached)`);
+      logger.warn(`${describeError(error)} (nothing cached)`);
       throw error;
     }
     if (loaded === null) continue;
@@ -88,7 +89,7 @@ export async function callSource(
     return validateLoaded(result, url);
   } catch (error) {
     if (error instanceof DefinitionSourceError || error instanceof ModuleCacheShutdownError) throw error;
-    const message = error instanceof Error ? error.message : String(error);
+    const message = describeError(error);
     throw new DefinitionSourceError(messages.sourceFailed(url, message), { cause: error });
   } finally {
     timeout.cancel();
@@ -122,7 +123,7 @@ function validateLoaded(result: unknown, url: string): LoadedModule | null {
     try {
       return JSON.parse(JSON.stringify(value)) as T;
     } catch (error) {
-      throw bad(`${what} are not JSON-serialisable (${(error as Error).message})`);
+      throw bad(`${what} are not JSON-serialisable (${describeError(error)})`);
     }
   };
   return {

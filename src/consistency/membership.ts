@@ -3,6 +3,7 @@ import { filter, type Subscription } from 'rxjs';
 import type { DedicatedConnection } from '../connection/dedicated-connection';
 import type { PeerStore } from '../persistence/peers';
 import { leaseMargin } from '../config/lease';
+import { describeError } from '../describe-error';
 
 export interface MembershipConfig {
   /** This process's origin id: its row in module_cache_peers. */
@@ -128,7 +129,7 @@ export class Membership {
     this.subscription.unsubscribe();
     for (const wake of this.wakers) wake();
     await this.acking?.catch(() => undefined);
-    await this.peers.leave().catch((error: unknown) => this.logger.warn(`could not leave: ${(error as Error).message}`));
+    await this.peers.leave().catch((error: unknown) => this.logger.warn(`could not leave: ${describeError(error)}`));
   }
 
   private async flushAcks(): Promise<void> {
@@ -142,7 +143,7 @@ export class Membership {
           this.logger.warn(`ignored sync marker(s) ${seqs}: no token matches an invalidation (forged, or not a member)`);
       } catch (error) {
         // The invalidator then waits for this process's lease: slower, never wrong.
-        this.logger.warn(`could not acknowledge invalidation(s) ${seqs}: ${(error as Error).message}`);
+        this.logger.warn(`could not acknowledge invalidation(s) ${seqs}: ${describeError(error)}`);
       }
     }
   }

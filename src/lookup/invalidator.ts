@@ -10,6 +10,7 @@ import { urlHash } from '../persistence/entries';
 import type { InvalidatedRow, InvalidationStore } from '../persistence/invalidations';
 import type { LocalState } from '../local/local-state';
 import { parseRealmURL } from '../config/urls';
+import { describeError } from '../describe-error';
 
 /** One-statement invalidation attempts (the first assumes no consumers) before one explicit transaction. */
 const OPTIMISTIC_INVALIDATION_ATTEMPTS = 4;
@@ -168,7 +169,7 @@ export class Invalidator {
       });
       return { acknowledgements: await membership.awaitAcknowledgements(seq) };
     } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
+      const message = describeError(error);
       this.logger.error(`${what} committed, but peers could not be confirmed: ${message}`);
       throw new InvalidationUnconfirmedError(messages.invalidationUnconfirmed(what, message), { cause: error });
     }
@@ -187,7 +188,7 @@ export class Invalidator {
   }
 
   private broadcastFailure(what: string, error: unknown): ModuleCacheError {
-    const message = error instanceof Error ? error.message : String(error);
+    const message = describeError(error);
     this.logger.error(`${what} failed; local caches were cleared but peers were not told: ${message}`);
     return new InvalidationBroadcastError(messages.broadcastFailed(what, message), {
       cause: error,

@@ -5,6 +5,7 @@ import type { InvalidationMessage } from '../wire/invalidation';
 import type { Membership } from '../consistency/membership';
 import type { Recorder } from '../events/recorder';
 import type { LocalState } from '../local/local-state';
+import { describeError } from '../describe-error';
 
 /**
  * Turns the listener's messages into local effects. Payloads are untrusted hints: only URLs
@@ -29,7 +30,7 @@ export class RemoteInvalidations {
         try {
           this.apply(message);
         } catch (error) {
-          this.logger.warn(`ignored an invalidation message: ${error instanceof Error ? error.message : String(error)}`);
+          this.logger.warn(`ignored an invalidation message: ${describeError(error)}`);
         }
       }),
     );

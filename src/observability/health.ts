@@ -6,6 +6,7 @@ import { MODULE_CACHE_INVALIDATIONS } from '../module-cache.constants';
 import type { InvalidationStore } from '../persistence/invalidations';
 import { messages } from '../messages';
 import { withTimeout } from '../timeout';
+import { describeError } from '../describe-error';
 
 export interface ModuleCacheHealthOptions {
   /** Down when `pg_notification_queue_usage()` is above this fraction (0..1). Default 0.5. */
@@ -65,7 +66,7 @@ export class ModuleCacheHealth {
         problems.push(`NOTIFY queue is ${(notifyQueueUsage * 100).toFixed(1)}% full (limit ${maxNotifyQueueUsage * 100}%)`);
       }
     } catch (error) {
-      problems.push(`pg_notification_queue_usage() failed: ${error instanceof Error ? error.message : String(error)}`);
+      problems.push(`pg_notification_queue_usage() failed: ${describeError(error)}`);
     }
 
     const stats = this.lookup.stats();

@@ -5,6 +5,7 @@ import { ModuleCacheOptionsError } from '../errors';
 import { messages } from '../messages';
 import { DISCARD_REASONS, type ModuleCacheEvent, type ModuleCacheStats } from '../events/events';
 import type { ResolvedMetricsOptions } from '../config/metrics';
+import { describeError } from '../describe-error';
 
 type PromClient = typeof import('prom-client');
 type AnyMetric = Counter<string> | Gauge<string> | Histogram<string>;
@@ -290,7 +291,7 @@ export async function createModuleCacheMetrics(
   try {
     prom = await import('prom-client');
   } catch (error) {
-    throw new ModuleCacheOptionsError(messages.promClientMissing(error instanceof Error ? error.message : String(error)), { cause: error });
+    throw new ModuleCacheOptionsError(messages.promClientMissing(describeError(error)), { cause: error });
   }
   return new ModuleCacheMetrics(
     SharedMetrics.for(prom, (options.registry as Registry | undefined) ?? prom.register, options.prefix),

@@ -1,5 +1,6 @@
 import { DatabaseUnavailableError, ModuleCacheError } from '../errors';
 import { messages } from '../messages';
+import { describeError } from '../describe-error';
 
 /** SQLSTATEs that mean the connection or the server is gone, not that the statement was wrong. */
 const CONNECTION_SQLSTATE = /^(08|57P0[1-4]|53300)/;
@@ -20,5 +21,5 @@ export function isConnectionFailure(error: unknown): boolean {
 /** A connection failure as a coded DatabaseUnavailableError (the driver's error as its cause); anything else as it is. */
 export function asDatabaseError(error: unknown): unknown {
   if (error instanceof ModuleCacheError || !isConnectionFailure(error)) return error;
-  return new DatabaseUnavailableError(messages.databaseUnavailable((error as Error).message), { cause: error });
+  return new DatabaseUnavailableError(messages.databaseUnavailable(describeError(error)), { cause: error });
 }

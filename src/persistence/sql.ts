@@ -3,6 +3,7 @@ import type { DataSource } from 'typeorm';
 import type { PostgresDriver } from 'typeorm/driver/postgres/PostgresDriver';
 import { asDatabaseError, isConnectionFailure } from './connection-failures';
 import type { Statement } from './statements';
+import { describeError } from '../describe-error';
 
 /**
  * The fence lock, `pg_advisory_xact_lock(28003, 0)`: every invalidation takes it exclusively and
@@ -58,7 +59,7 @@ export class SqlRunner {
       if (!readCommitted || (error as { code?: string }).code !== NEEDS_READ_COMMITTED) throw error;
       if (!this.explicitReadCommitted) {
         this.explicitReadCommitted = true;
-        this.logger.log(`${(error as Error).message}: running the cache's fenced statements in READ COMMITTED transactions from now on`);
+        this.logger.log(`${describeError(error)}: running the cache's fenced statements in READ COMMITTED transactions from now on`);
       }
       return this.inReadCommittedTransaction<T>(statement, values);
     }
