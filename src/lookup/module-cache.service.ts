@@ -188,7 +188,7 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
         if (!row) return void result.set(ctx.input!, undefined);
         const fenced = fencedRow(row, watermark);
         this.recorder.hit('table', { url: ctx.url, realm: ctx.realm, scope: row.scope }, started);
-        if (generations.isCurrent(snapshots[i])) this.local.memory.set(ctx.url, row.scope, fenced);
+        if (generations.isCurrent(snapshots[i])) this.local.remember([ctx.url], fenced);
         result.set(ctx.input!, fenced.entry);
       });
     } finally {

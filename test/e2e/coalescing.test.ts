@@ -3,7 +3,7 @@ import type { ModuleCacheEvent } from '../../src';
 import { migrate } from '../support/app';
 import { claimHeld, databaseClock, waitForClaimAttempts } from '../support/claims';
 import { createTestDatabase, type TestDatabase } from '../support/database';
-import { waitFor } from '../support/wait';
+import { waitFor, within } from '../support/wait';
 import { spawnWorkers, TRUTH_SQL, type WorkerHandle } from '../processes/harness';
 
 const REALM = 'https://example.test/realm/';
@@ -42,17 +42,6 @@ async function totalStat(ws: WorkerHandle[], read: (s: { takeovers: number; coal
 /** The events the workers saw since they were last asked (hits and misses are not recorded). */
 async function drainEvents(ws: WorkerHandle[]): Promise<ModuleCacheEvent[]> {
   return (await Promise.all(alive(ws).map((w) => w.call<ModuleCacheEvent[]>('events')))).flat();
-}
-
-/** `work`, or a failure naming `what` once `ms` passed: a missed wake-up shows up as this, not as a test timeout. */
-async function within<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not done within ${ms} ms`)), ms)));
-  try {
-    return await Promise.race([work, late]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 const coalescedFor = (events: ModuleCacheEvent[], u: string) => events.filter((e): e is Coalesced => e.type === 'coalesced' && e.url === u);

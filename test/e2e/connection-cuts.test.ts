@@ -14,9 +14,9 @@ import {
   staleServes,
   startLoops,
   watchLiveness,
-  withTimeout,
+  awaitRecovery,
 } from '../support/faults/storm';
-import { waitFor } from '../support/wait';
+import { waitFor, within } from '../support/wait';
 import { spawnWorkers, type WorkerHandle } from '../processes/harness';
 
 /**
@@ -89,7 +89,7 @@ describe('connections cut at random (separate OS processes behind a chaos proxy)
     });
     cleanups.push(async () => {
       loops.stop();
-      await withTimeout(loops.done, 30_000, 'the loops to stop');
+      await within(loops.done, 30_000, 'the loops to stop');
     });
     // Coalescing: a module changes, is invalidated, and every process looks it up at once, twice.
     let bursts = 0;
@@ -112,8 +112,8 @@ describe('connections cut at random (separate OS processes behind a chaos proxy)
       }
     })();
 
-    const { lookups, invalidations } = await liveness.alive(withTimeout(loops.done, CHAOS_MS + 60_000, 'the loops to finish'));
-    await liveness.alive(withTimeout(coalescing, 60_000, 'the coalescing bursts to finish'));
+    const { lookups, invalidations } = await liveness.alive(within(loops.done, CHAOS_MS + 60_000, 'the loops to finish'));
+    await liveness.alive(within(coalescing, 60_000, 'the coalescing bursts to finish'));
     proxy.stopChaos();
     const cuts = proxy.cuts;
     // Which kind of connection each cut hit, from the application_name it connected with.
@@ -130,22 +130,7 @@ describe('connections cut at random (separate OS processes behind a chaos proxy)
     }
 
     // Recovery: listening again, and every module looked up in every process.
-    const calm = performance.now();
-    await liveness.alive(
-      waitFor(async () => (await listenerStates(workers)).every((s) => s === 'listening'), 30_000, 'every listener to listen again'),
-    );
-    await liveness.alive(
-      waitFor(
-        async () => {
-          await Promise.all(workers.map((w) => w.call('lookupAll', URLS)));
-          return true;
-        },
-        30_000,
-        'lookups of every module to succeed in every process',
-        100,
-      ),
-    );
-    const recoveredMs = performance.now() - calm;
+    const recoveredMs = await awaitRecovery(workers, URLS, liveness);
 
     // Quiet: every module invalidated once more (a writer's invalidation may have failed after its
     // truth update), then two heartbeat probes sent after that reach every listener: NOTIFYs arrive

@@ -16,11 +16,11 @@ import {
   staleServes,
   startLoops,
   watchLiveness,
-  withTimeout,
+  awaitRecovery,
   type Session,
   type Sql,
 } from '../support/faults/storm';
-import { waitFor } from '../support/wait';
+import { waitFor, within } from '../support/wait';
 import { spawnWorkers } from '../processes/harness';
 
 /**
@@ -123,7 +123,7 @@ describe('PostgreSQL immediate shutdown with work in flight on every kind of con
     });
     cleanups.push(async () => {
       loops.stop();
-      await withTimeout(loops.done, 30_000, 'the loops to stop');
+      await within(loops.done, 30_000, 'the loops to stop');
     });
 
     const recoveries: number[] = [];
@@ -220,30 +220,15 @@ describe('PostgreSQL immediate shutdown with work in flight on every kind of con
       await pg.resume();
 
       // 6. Recovery: every process alive, listening, and looking up every module again.
-      const resumed = performance.now();
-      await liveness.alive(
-        waitFor(async () => (await listenerStates(workers)).every((s) => s === 'listening'), 30_000, 'every listener to listen again'),
-      );
-      await liveness.alive(
-        waitFor(
-          async () => {
-            await Promise.all(workers.map((w) => w.call('lookupAll', URLS)));
-            return true;
-          },
-          30_000,
-          'lookups of every module to succeed in every process',
-          100,
-        ),
-      );
-      recoveries.push(performance.now() - resumed);
-      await liveness.alive(withTimeout(Promise.all(staged), 60_000, 'the operations in flight at the fault to settle'));
+      recoveries.push(await awaitRecovery(workers, URLS, liveness));
+      await liveness.alive(within(Promise.all(staged), 60_000, 'the operations in flight at the fault to settle'));
       expect(await errorRows(sql)).toEqual([]);
       expect(liveness.exits).toEqual([]);
       await liveness.alive(waitFor(async () => (await livePeers()) === 3, 30_000, 'all three members again'));
     }
 
     loops.stop();
-    const { lookups, invalidations } = await liveness.alive(withTimeout(loops.done, 60_000, 'the loops to stop'));
+    const { lookups, invalidations } = await liveness.alive(within(loops.done, 60_000, 'the loops to stop'));
     // Quiet: invalidate every module once more (a writer's invalidation may have failed during an
     // outage after its truth update committed), each resolving once every peer applied it.
     for (const [i, u] of URLS.entries()) await liveness.alive(workers[i % workers.length].call('invalidate', u));

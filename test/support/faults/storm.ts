@@ -1,6 +1,7 @@
 import { Client, Pool } from 'pg';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TRUTH_SQL, type WorkerHandle } from '../../processes/harness';
+import { waitFor, within } from '../wait';
 
 /**
  * What the fault tests (restart-storm, connection-cuts) share: a 15-module import graph with a
@@ -79,7 +80,7 @@ export async function openSession(url: string, applicationName: string): Promise
       return lost;
     },
     query: async <T extends Record<string, unknown>>(sql: string, params?: unknown[]) => (await client.query<T>(sql, params)).rows,
-    close: () => withTimeout(client.end(), 5_000, 'a session to end').catch(() => undefined),
+    close: () => within(client.end(), 5_000, 'a session to end').catch(() => undefined),
   };
 }
 
@@ -248,14 +249,28 @@ export function watchLiveness(workers: WorkerHandle[]): Liveness {
   };
 }
 
-export async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} took over ${ms} ms`)), ms)));
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
+/**
+ * Recovery after a fault: every listener listening again, then every module looked up in every
+ * process. Fails naming what did not come back within 30 s, or as soon as a worker dies.
+ * Returns how long it took.
+ */
+export async function awaitRecovery(workers: WorkerHandle[], urls: string[], liveness: Liveness): Promise<number> {
+  const from = performance.now();
+  await liveness.alive(
+    waitFor(async () => (await listenerStates(workers)).every((s) => s === 'listening'), 30_000, 'every listener to listen again'),
+  );
+  await liveness.alive(
+    waitFor(
+      async () => {
+        await Promise.all(workers.map((w) => w.call('lookupAll', urls)));
+        return true;
+      },
+      30_000,
+      'lookups of every module to succeed in every process',
+      100,
+    ),
+  );
+  return performance.now() - from;
 }
 
 export async function listenerStates(workers: WorkerHandle[]): Promise<string[]> {
