@@ -121,3 +121,12 @@ export class DeadlineError extends ModuleCacheError {
 export class LeaseRenewalError extends ModuleCacheError {
   readonly code = 'E_LEASE_RENEWAL';
 }
+
+/**
+ * An invalidation could not enter the fence within `fenceWaitMs`: another invalidation touching
+ * the same partitions (or a clear) held it that long. Nothing was deleted or broadcast; this
+ * process's own memory was cleared before the attempt and stays cleared. Retry later.
+ */
+export class FenceBusyError extends ModuleCacheError {
+  readonly code = 'E_FENCE_BUSY';
+}

@@ -7,7 +7,7 @@ const quote = (value: string, max = 200): string => JSON.stringify(value.length 
 export const messages = {
   // URLs, realms, scopes
   moduleURLNotString: (what: string) => `module URL must be a non-empty string, got ${what}`,
-  moduleURLsNotArray: (what: string) => `lookupMany: must be an array of module URLs, got ${what}`,
+  moduleURLsNotArray: (what: string, method = 'lookupMany') => `${method}: must be an array of module URLs, got ${what}`,
   moduleURLTooLong: (length: number, limit: number) => `module URL is ${length} characters long; the limit is ${limit}`,
   badModuleURLText: (problem: string, input: string) => `module URL ${problem}: ${quote(input)}`,
   notAbsoluteURL: (input: string) => `not an absolute URL: ${quote(input)}`,
@@ -49,6 +49,8 @@ export const messages = {
     `${what} committed and peers will apply it, but their acknowledgements could not be awaited (strong consistency): ${why}`,
   coalesceTimeout: (url: string, ms: number) => `${url}: another process has been computing it for over ${ms} ms (coalesceWaitTimeoutMs)`,
   databaseUnavailable: (why: string) => `database unavailable: ${why}`,
+  fenceBusy: (what: string, ms: number) =>
+    `${what} could not enter the fence within ${ms} ms (fenceWaitMs): an invalidation touching the same modules, or a clear, is still in flight; nothing was deleted or broadcast`,
   noStatusRow: (fn: string) => `${fn} returned no status row`,
   notInFenceLog: (seq: string) => `invalidation ${seq} is not in the fence log any more`,
   schemaMissing: () =>

@@ -82,13 +82,18 @@ export const moduleCacheProviders: Provider[] = [
   {
     provide: MODULE_CACHE_ENTRIES,
     inject: [MODULE_CACHE_SQL, RESOLVED_MODULE_CACHE_OPTIONS],
-    useFactory: (sql: SqlRunner, options: ResolvedModuleCacheOptions) => new EntryStore(sql, { errorTtlMs: options.errorTtlMs }),
+    useFactory: (sql: SqlRunner, options: ResolvedModuleCacheOptions) => new EntryStore(sql, { errorTtlMs: options.errorTtlMs, fenceWaitMs: options.fenceWaitMs }),
   },
   {
     provide: MODULE_CACHE_INVALIDATIONS,
     inject: [MODULE_CACHE_SQL, RESOLVED_MODULE_CACHE_OPTIONS],
     useFactory: (sql: SqlRunner, options: ResolvedModuleCacheOptions) =>
-      new InvalidationStore(sql, { channel: options.channel, retentionMs: options.fenceRetentionMs }),
+      new InvalidationStore(sql, {
+        channel: options.channel,
+        syncChannel: options.channel,
+        retentionMs: options.fenceRetentionMs,
+        fenceWaitMs: options.fenceWaitMs,
+      }),
   },
   {
     // The process's one dedicated connection: invalidations, wake-ups and claims.

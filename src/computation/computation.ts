@@ -36,6 +36,8 @@ export class Computation {
   private readonly logger = new Logger('ModuleCacheComputation');
   private readonly dependencyErrors: DependencyErrors;
   private readonly persistStep: PersistStep;
+  /** One warning per 10 s while the fence stays busy, not one per lookup. */
+  private fenceBusyWarnedAt = -Infinity;
 
   constructor(private readonly deps: ComputationDeps) {
     const { local, entries, options, recorder } = deps;
@@ -132,6 +134,12 @@ export class Computation {
       }
       if (outcome.done) return outcome.fenced;
       recorder.record({ type: 'discarded', reason: outcome.reason, attempt, ...where });
+      if (outcome.reason === 'fence-busy') {
+        // Waiting longer would stall this lookup behind someone else's invalidation: serve it now.
+        this.warnFenceBusy(ctx);
+        recorder.record({ type: 'served-unpersisted', reason: outcome.reason, attempts: attempt, ...where });
+        return { ...outcome.last, unpersisted: true };
+      }
       if (attempt > options.maxRetries) {
         this.logger.warn(
           `${ctx.url} (${ctx.scope}) was invalidated during each of ${attempt} computations: serving the last result to the ` +
@@ -143,6 +151,16 @@ export class Computation {
       this.logger.debug(`${ctx.url} (${ctx.scope}): computation discarded (${outcome.reason}), retrying`);
       snapshot = local.generations.snapshot(ctx.realm, ctx.alias);
     }
+  }
+
+  private warnFenceBusy(ctx: LookupContext): void {
+    const now = performance.now();
+    if (now - this.fenceBusyWarnedAt < 10_000) return;
+    this.fenceBusyWarnedAt = now;
+    this.logger.warn(
+      `${ctx.url} (${ctx.scope}): the fence stayed busy for fenceWaitMs = ${this.deps.options.fenceWaitMs} ms (an invalidation ` +
+        `of the same modules, or a clear, is in flight): serving the result unpersisted (stats().fenceBusy counts these)`,
+    );
   }
 
   /** One attempt: the table, else a claim (or a peer's result), else a computation. */

@@ -51,6 +51,10 @@ export class PersistStep {
       watermark,
       parts: incorporated.parts,
     });
+    if (persisted.status === 'busy') {
+      this.recorder.record({ type: 'fence-busy', what: 'persist' });
+      return { done: false, reason: 'fence-busy', last: unstored };
+    }
     if (persisted.status !== 'persisted') {
       this.local.forgetModules(persisted.stale.filter((a) => a !== alias));
       return { done: false, reason: persisted.status === 'expired' ? 'fence-expired' : 'fenced-by-database', last: unstored };

@@ -59,6 +59,8 @@ export const DEFAULTS = deepFreeze({
   maxRetries: 3,
   /** Must exceed sourceTimeoutMs × (maxRetries + 1) = 4 min: 15 min leaves room for slow computations. */
   fenceRetentionMs: 15 * 60_000,
+  /** A persist or an invalidation that cannot enter the fence this fast gives up (served unpersisted / E_FENCE_BUSY). */
+  fenceWaitMs: 2_000,
   metrics: false,
   /** `ModuleCacheClusterRelay` (its channels, reconnect and queryTimeoutMs are the ones above). */
   clusterRelay: {

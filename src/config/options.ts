@@ -106,6 +106,12 @@ const schema = z
     maxRetries: z.number().int().min(0).max(100).default(DEFAULTS.maxRetries),
     /** How long the database remembers an invalidation for fencing in-flight writes. */
     fenceRetentionMs: positiveInt.default(DEFAULTS.fenceRetentionMs),
+    /**
+     * How long a persist or an invalidation waits to enter the fence (held by an invalidation of
+     * the same modules, or a clear): a persist then serves its result unpersisted, an invalidation
+     * fails with E_FENCE_BUSY. 0 waits forever.
+     */
+    fenceWaitMs: z.number().int().min(0).max(2_147_483_647).default(DEFAULTS.fenceWaitMs),
     /** Prometheus metrics through prom-client (optional peer dependency): `true`, or `{ registry, prefix }`. */
     metrics: z
       .union(

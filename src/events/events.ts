@@ -5,9 +5,10 @@ export type CacheTier = 'memory' | 'table';
 /**
  * Why a computation's result was not stored: the module was invalidated here meanwhile; the
  * database refused it (something it was built from was invalidated since); its watermark is older
- * than the fence log reaches; or it was built on a dependency result that could not be stored.
+ * than the fence log reaches; it was built on a dependency result that could not be stored; or
+ * the fence could not be entered within `fenceWaitMs` (served at once, unpersisted, not retried).
  */
-export const DISCARD_REASONS = ['invalidated-locally', 'fenced-by-database', 'fence-expired', 'stale-dependency'] as const;
+export const DISCARD_REASONS = ['invalidated-locally', 'fenced-by-database', 'fence-expired', 'stale-dependency', 'fence-busy'] as const;
 export type DiscardReason = (typeof DISCARD_REASONS)[number];
 
 interface Located {
@@ -53,8 +54,10 @@ export interface ModuleCacheStats {
   takeovers: number;
   /** Lookups computed without cross-process coalescing because claims were unavailable. */
   uncoordinated: number;
-  /** Lookups answered with a result none of whose attempts could be stored (churn). */
+  /** Lookups answered with a result none of whose attempts could be stored (churn, or a busy fence). */
   servedUnpersisted: number;
+  /** Persists and invalidations that gave up entering the fence within `fenceWaitMs`. */
+  fenceBusy: { persists: number; invalidations: number };
   sourceErrors: number;
   invalidations: number;
   notifications: { sent: number; received: number; rejected: number };
@@ -78,6 +81,7 @@ export function emptyStats(): ModuleCacheStats {
     takeovers: 0,
     uncoordinated: 0,
     servedUnpersisted: 0,
+    fenceBusy: { persists: 0, invalidations: 0 },
     sourceErrors: 0,
     invalidations: 0,
     notifications: { sent: 0, received: 0, rejected: 0 },

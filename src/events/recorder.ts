@@ -6,7 +6,15 @@ import { emptyStats, type CacheTier, type ModuleCacheEvent, type ModuleCacheStat
  * from a peer, a lookup computed without coalescing, an invalidation committed (and the payloads it sent).
  */
 export type InternalRecord =
-  { type: 'source-error' } | { type: 'takeover' } | { type: 'uncoordinated' } | { type: 'notified'; payloads: number };
+  | { type: 'source-error' }
+  | { type: 'takeover' }
+  | { type: 'uncoordinated' }
+  | { type: 'notified'; payloads: number }
+  /** A persist or an invalidation gave up entering the fence within fenceWaitMs. */
+  | { type: 'fence-busy'; what: 'persist' | 'invalidation' };
+
+/** How long after the last busy fence health still says degraded. */
+const FENCE_BUSY_WINDOW_MS = 10_000;
 
 type Located = { url: string; realm: string; scope: string };
 
@@ -20,6 +28,7 @@ export class Recorder {
   /** Hits, misses, computations, persists, discards, coalescing, invalidations, listener changes. */
   readonly events$: Observable<ModuleCacheEvent> = this.subject.asObservable();
   private readonly counts: ModuleCacheStats = emptyStats();
+  private lastFenceBusyAt: number | undefined;
 
   /** Whether anyone listens: the hot path builds no event object for nobody. */
   get observed(): boolean {
@@ -45,6 +54,11 @@ export class Recorder {
     // Every discard is retried unless it was the last attempt, which is served unpersisted.
     counts.retries = counts.discards - counts.servedUnpersisted;
     return counts;
+  }
+
+  /** True when a persist or an invalidation gave up entering the fence in the last 10 s. */
+  get fenceBusyLately(): boolean {
+    return this.lastFenceBusyAt !== undefined && performance.now() - this.lastFenceBusyAt < FENCE_BUSY_WINDOW_MS;
   }
 
   complete(): void {
@@ -92,6 +106,11 @@ export class Recorder {
         c.invalidations++;
         c.notifications.sent += record.payloads;
         return;
+      case 'fence-busy':
+        if (record.what === 'persist') c.fenceBusy.persists++;
+        else c.fenceBusy.invalidations++;
+        this.lastFenceBusyAt = performance.now();
+        return;
       case 'invalidated':
       case 'listener-state':
       case 'resync':
@@ -104,4 +123,4 @@ function isEvent(record: ModuleCacheEvent | InternalRecord): record is ModuleCac
   return !INTERNAL.has(record.type);
 }
 
-const INTERNAL = new Set<string>(['source-error', 'takeover', 'uncoordinated', 'notified']);
+const INTERNAL = new Set<string>(['source-error', 'takeover', 'uncoordinated', 'notified', 'fence-busy']);

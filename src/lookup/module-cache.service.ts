@@ -204,6 +204,15 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
     return this.invalidator.invalidate(moduleURL);
   }
 
+  /**
+   * invalidate() of many URLs in one transaction (one fan-out, one delete, one fence-log row,
+   * payloads per realm); returns the union of the URLs invalidated. An invalid URL rejects the
+   * whole call before anything happens; URLs outside every registered realm are skipped.
+   */
+  invalidateMany(moduleURLs: string[]): Promise<string[]> {
+    return this.invalidator.invalidateMany(moduleURLs);
+  }
+
   /** Clears the rows of a realm prefix (registered or not, nested realms included), here and in every peer. Returns the rows deleted. */
   clearRealm(realmURL: string): Promise<number> {
     return this.invalidator.clearRealm(realmURL);

@@ -23,3 +23,27 @@ export function asDatabaseError(error: unknown): unknown {
   if (error instanceof ModuleCacheError || !isConnectionFailure(error)) return error;
   return new DatabaseUnavailableError(messages.databaseUnavailable(describeError(error)), { cause: error });
 }
+
+/** SQLSTATE lock_not_available: a fenced statement's bounded wait for the fence (lock_timeout) ran out. */
+export const LOCK_NOT_AVAILABLE = '55P03';
+
+/** True when the statement gave up waiting for the fence (see LOCK_NOT_AVAILABLE). */
+export function isFenceTimeout(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const driver = (error as { driverError?: unknown }).driverError;
+  return ((driver instanceof Error ? driver : error) as { code?: unknown }).code === LOCK_NOT_AVAILABLE;
+}
+
+/**
+ * SQLSTATEs of a lock-order conflict the database broke: deadlock_detected (a persist and an
+ * invalidation whose fan-out grew under it), or the fence's own "fan-out grew into a busy
+ * partition" (MCRT0). The statement did nothing; running it again is safe.
+ */
+const LOCK_ORDER_CONFLICT = new Set(['40P01', 'MCRT0']);
+
+export function isLockOrderConflict(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const driver = (error as { driverError?: unknown }).driverError;
+  const code = ((driver instanceof Error ? driver : error) as { code?: unknown }).code;
+  return typeof code === 'string' && LOCK_ORDER_CONFLICT.has(code);
+}

@@ -3,6 +3,8 @@ import { ModuleCacheSchemaError } from '../errors';
 import { messages } from '../messages';
 import type { ModuleCacheEntry, ModuleError } from '../types';
 import type { SqlRunner } from './sql';
+import { isFenceTimeout, isLockOrderConflict } from './connection-failures';
+import { describeError } from '../describe-error';
 import { PERSIST, READ_BY_ALIAS, READ_BY_URL, SCHEMA_CHECK, type Statement } from './statements';
 
 /** An entry's stored form, as a read returns it. */
@@ -53,11 +55,15 @@ export interface FencePart {
 export type PersistResult =
   | { status: 'persisted'; createdAt: Date; watermark: string }
   /** `stale`: the incorporated aliases (and the module's own, if its inputs moved) invalidated after their watermark. */
-  | { status: 'fenced' | 'expired'; watermark: string; stale: string[] };
+  | { status: 'fenced' | 'expired'; watermark: string; stale: string[] }
+  /** The fence could not be entered within `fenceWaitMs` (or a lock-order conflict was broken): nothing was written. */
+  | { status: 'busy'; why: string };
 
 export interface EntryStoreConfig {
   /** How long an error row counts as fresh; older ones read as absent. */
   errorTtlMs: number;
+  /** How long a persist waits to enter the fence before it gives up (served unpersisted); 0 waits forever. */
+  fenceWaitMs: number;
 }
 
 /** md5(url)::uuid, as the table's generated key columns compute it. */
@@ -126,8 +132,17 @@ export class EntryStore {
    * or of an incorporated entry after that entry's own watermark. Decided inside the write.
    */
   async persist({ row, watermark, parts }: { row: NewRow; watermark: string; parts: FencePart[] }): Promise<PersistResult> {
+    try {
+      return await this.persistOnce(row, watermark, parts);
+    } catch (error) {
+      if (isFenceTimeout(error) || isLockOrderConflict(error)) return { status: 'busy', why: describeError(error) };
+      throw error;
+    }
+  }
+
+  private async persistOnce(row: NewRow, watermark: string, parts: FencePart[]): Promise<PersistResult> {
     const [result] = await this.sql.run<{
-      status: PersistResult['status'];
+      status: 'persisted' | 'fenced' | 'expired';
       created_ms: string | null;
       watermark: string;
       stale: string[] | null;
@@ -146,6 +161,7 @@ export class EntryStore {
         parts.map((p) => p.alias),
         parts.map((p) => p.realm),
         parts.map((p) => p.watermark),
+        this.config.fenceWaitMs,
       ],
       { readCommitted: true },
     );

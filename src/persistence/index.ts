@@ -5,6 +5,7 @@ import { OneStatementInvalidation1764300000000 } from './migrations/176430000000
 import { SyncTokens1764400000000 } from './migrations/1764400000000-sync-tokens';
 import { JsonDocuments1764500000000 } from './migrations/1764500000000-json-documents';
 import { DropRealmHash1764600000000 } from './migrations/1764600000000-drop-realm-hash';
+import { PartitionedFence1764700000000 } from './migrations/1764700000000-partitioned-fence';
 import {
   ModuleCacheEdgeEntity,
   ModuleCacheEntryEntity,
@@ -36,4 +37,5 @@ export const moduleCacheMigrations = [
   SyncTokens1764400000000,
   JsonDocuments1764500000000,
   DropRealmHash1764600000000,
+  PartitionedFence1764700000000,
 ];

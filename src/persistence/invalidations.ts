@@ -4,17 +4,15 @@ import type { SqlRunner } from './sql';
 import {
   CLEAR_ALL,
   CLEAR_REALM,
-  COMMITTED_WATERMARK,
-  INVALIDATE_AND_NOTIFY,
-  INVALIDATE_ENCODED,
-  INVALIDATE_MODULES,
+  INVALIDATE_FENCED,
+  INVALIDATE_MANY,
   NOTIFY,
   NOTIFY_EACH,
   NOTIFY_QUEUE_USAGE,
   NOTIFY_SYNC,
 } from './statements';
 
-/** A row an invalidation deleted (or, when it handed the fan-out back instead, would delete). */
+/** A row an invalidation deleted. */
 export interface InvalidatedRow {
   url: string;
   realm: string;
@@ -25,10 +23,14 @@ export interface InvalidatedRow {
 export type PayloadBuilder<T> = (result: T) => string[];
 
 export interface InvalidationStoreConfig {
-  /** The channel invalidations (and heartbeat probes, and sync markers) are NOTIFYed on. */
+  /** The channel invalidations are NOTIFYed on. */
   channel: string;
+  /** The channel sync markers (strong mode) are NOTIFYed on: `channel` unless the wire format separates them. */
+  syncChannel: string;
   /** How long fence-log rows are kept: in-flight computations older than this are refused. */
   retentionMs: number;
+  /** How long a statement waits to enter the fence before it gives up (SQLSTATE 55P03); 0 waits forever. */
+  fenceWaitMs: number;
 }
 
 /** What an invalidation statement deleted, and the fence sequence it committed. */
@@ -37,11 +39,21 @@ export interface Cleared {
   seq: string;
 }
 
+/** One module an invalidation starts from: its alias, its realm, and the URL spellings to name in payloads. */
+export interface InvalidationSeed {
+  alias: string;
+  realm: string;
+  variants: string[];
+}
+
+/** A sync marker sent inside the invalidation's transaction: unsigned (the database builds it), or signed halves built from the sequence. */
+export type SyncMarkerSpec = { origin: string } | { around: (seq: string) => { before: string; after: string } };
+
 /**
  * Invalidations: fan-out, fence log, delete and NOTIFY, committed together so that peers hear of
  * an invalidation exactly when it commits, and a failed NOTIFY rolls the delete back. Also the
  * other NOTIFYs that go through the pool (sync markers, heartbeat probes), which must take the
- * path invalidations take.
+ * path invalidations take. Fenced statements wait at most `fenceWaitMs` to enter the fence.
  */
 export class InvalidationStore {
   constructor(
@@ -50,94 +62,110 @@ export class InvalidationStore {
   ) {}
 
   /**
-   * All of it in one statement if the payloads cover the fan-out: `knownAliasHashes` must contain
-   * every affected alias. Otherwise nothing happens and `done: false` comes back with the current
-   * fan-out to encode.
+   * Module invalidations of many seeds in one statement, with the NOTIFY payloads encoded by the
+   * database (unsigned: `origin` null for the reference server's format), each URL once per
+   * realm. Each seed belongs to a caller group (a group commit carries several callers): returns,
+   * per group, the URLs of the deleted rows its seeds reach (each once); the invalidation's
+   * sequence and the number of payloads sent. With `syncOrigin`, the strong-mode sync marker
+   * goes out in the same transaction, after the payloads.
    */
-  async invalidateAndNotify({
-    aliases,
-    knownAliasHashes,
-    payloads,
-  }: {
-    aliases: string[];
-    knownAliasHashes: string[];
-    payloads: string[];
-  }): Promise<{ done: boolean; rows: Array<InvalidatedRow & { alias_hash: string }>; seq?: string }> {
-    const { channel, retentionMs } = this.config;
-    const result = await this.sql.run<InvalidatedRow & { alias_hash: string; done: boolean; seq: string | null }>(
-      INVALIDATE_AND_NOTIFY,
-      [aliases, knownAliasHashes, retentionMs, channel, payloads],
-      { readCommitted: true },
-    );
-    const status = result.at(-1);
-    // The function always ends with its status row: without one it is not the function this version calls.
-    if (!status || status.url !== null) throw new ModuleCacheSchemaError(messages.noStatusRow('module_cache_invalidate_and_notify'));
-    return { done: status.done, rows: result.slice(0, -1), ...(status.seq ? { seq: status.seq } : {}) };
-  }
-
-  /**
-   * A module invalidation in one statement, with the NOTIFY payloads encoded by the database
-   * (unsigned: `origin` null for the reference server's format). Returns the URLs of the deleted
-   * rows (one per row: a URL cached in several scopes comes back several times), the
-   * invalidation's sequence and the number of payloads sent.
-   */
-  async invalidateEncoded({
-    target,
+  async invalidateMany({
+    seeds,
     encoding,
+    syncOrigin,
   }: {
-    target: { alias: string; realm: string; variants: string[] };
+    seeds: Array<InvalidationSeed & { group: number }>;
     encoding: { origin: string | null; budget: number };
-  }): Promise<{ urls: string[]; seq: string; sent: number }> {
-    const { channel, retentionMs } = this.config;
-    const [row] = await this.sql.run<{ urls: string; seq: string; payloads: number }>(
-      INVALIDATE_ENCODED,
-      [target.alias, target.realm, target.variants, encoding.origin, encoding.budget, retentionMs, channel],
+    syncOrigin?: string;
+  }): Promise<{ urls: Map<number, string[]>; seq: string; sent: number }> {
+    const { channel, syncChannel, retentionMs, fenceWaitMs } = this.config;
+    const variants = seeds.flatMap((seed) => seed.variants.map((url) => ({ url, realm: seed.realm })));
+    const rows = await this.sql.run<{ grp: number; urls: string; seq: string; payloads: number }>(
+      INVALIDATE_MANY,
+      [
+        seeds.map((s) => s.alias),
+        seeds.map((s) => s.group),
+        variants.map((v) => v.url),
+        variants.map((v) => v.realm),
+        encoding.origin,
+        encoding.budget,
+        retentionMs,
+        channel,
+        fenceWaitMs,
+        syncChannel,
+        syncOrigin ?? null,
+      ],
       { readCommitted: true },
     );
-    return { urls: row.urls ? row.urls.split('\n') : [], seq: row.seq, sent: row.payloads };
+    if (rows.length === 0) throw new ModuleCacheSchemaError(messages.noStatusRow('module_cache_invalidate_many'));
+    const urls = new Map(rows.map((r) => [Number(r.grp), r.urls ? r.urls.split('\n') : []]));
+    return { urls, seq: rows[0].seq, sent: rows[0].payloads };
   }
 
   /**
-   * The same inside one explicit transaction, for a graph that keeps changing: fan-out, fence
-   * log and delete first, then the NOTIFYs encoded from what was deleted, then COMMIT.
-   * `onAffected` runs synchronously as soon as the fan-out is known.
+   * The same inside one explicit transaction, for payloads this process must encode (signed):
+   * fan-out, delete and fence log first, then the NOTIFYs encoded from what was deleted (and the
+   * sync marker), then COMMIT. `onAffected` runs synchronously as soon as the fan-out is known,
+   * with every deleted row; the result has them per caller group too.
    */
-  async invalidateModules({
-    aliases,
+  async invalidateFenced({
+    seeds,
     onAffected,
+    sync,
   }: {
-    aliases: string[];
+    seeds: Array<{ alias: string; group: number }>;
     onAffected: PayloadBuilder<InvalidatedRow[]>;
-  }): Promise<{ rows: InvalidatedRow[]; seq: string }> {
-    const { channel, retentionMs } = this.config;
+    sync?: SyncMarkerSpec;
+  }): Promise<{ rows: Map<number, InvalidatedRow[]>; seq: string }> {
+    const { channel, syncChannel, retentionMs, fenceWaitMs } = this.config;
     return this.sql.readCommittedTransaction(async (query) => {
-      const rows = await query<InvalidatedRow & { seq: string }>(INVALIDATE_MODULES, [aliases, retentionMs]);
-      const payloads = onAffected(rows);
+      const result = await query<InvalidatedRow & { grp: number | null; seq: string | null }>(INVALIDATE_FENCED, [
+        seeds.map((s) => s.alias),
+        seeds.map((s) => s.group),
+        retentionMs,
+        fenceWaitMs,
+      ]);
+      const status = result.at(-1);
+      // The function always ends with its status row: without one it is not the function this version calls.
+      if (!status || status.url !== null || status.seq === null) {
+        throw new ModuleCacheSchemaError(messages.noStatusRow('module_cache_invalidate_fenced'));
+      }
+      const byGroup = new Map<number, InvalidatedRow[]>();
+      const distinct = new Map<string, InvalidatedRow>();
+      for (const row of result.slice(0, -1)) {
+        const deleted = { url: row.url, realm: row.realm, alias: row.alias };
+        const group = Number(row.grp);
+        byGroup.set(group, [...(byGroup.get(group) ?? []), deleted]);
+        distinct.set(`${deleted.realm}\n${deleted.url}`, deleted);
+      }
+      const payloads = onAffected([...distinct.values()]);
       if (payloads.length) await query(NOTIFY_EACH, [channel, payloads]);
-      // Written by this transaction, under the fence lock it still holds.
-      const [{ seq }] = await query<{ seq: string }>(COMMITTED_WATERMARK);
-      return { rows, seq };
+      if (sync && 'around' in sync) {
+        const { before, after } = sync.around(status.seq);
+        await query(NOTIFY_SYNC, [syncChannel, before, after, status.seq]);
+      }
+      return { rows: byGroup, seq: status.seq };
     });
   }
 
-  /** Deletes the rows of a realm prefix (nested realms included), logs it and NOTIFYs, in one statement. */
-  async clearRealm({ realm, payloads }: { realm: string; payloads: string[] }): Promise<Cleared> {
+  /** Deletes the rows of a realm prefix (nested realms included) and the edges nothing needs, logs it and NOTIFYs, in one statement. */
+  async clearRealm({ realm, payloads, syncOrigin }: { realm: string; payloads: string[]; syncOrigin?: string }): Promise<Cleared> {
+    const { channel, syncChannel, retentionMs, fenceWaitMs } = this.config;
     const [row] = await this.sql.run<{ deleted: string; seq: string }>(
       CLEAR_REALM,
-      [realm, this.config.retentionMs, this.config.channel, payloads],
+      [realm, retentionMs, channel, payloads, fenceWaitMs, syncChannel, syncOrigin ?? null],
       { readCommitted: true },
     );
     return { deleted: Number(row.deleted), seq: row.seq };
   }
 
-  /** Deletes every row, logs it and NOTIFYs, in one statement. */
-  async clearAll({ payloads }: { payloads: string[] }): Promise<Cleared> {
+  /** Deletes every row and edge, logs it and NOTIFYs, in one statement. */
+  async clearAll({ payloads, syncOrigin }: { payloads: string[]; syncOrigin?: string }): Promise<Cleared> {
+    const { channel, syncChannel, retentionMs, fenceWaitMs } = this.config;
     const [row] = await this.sql.run<{ deleted: string; seq: string }>(
       CLEAR_ALL,
-      [this.config.retentionMs, this.config.channel, payloads],
-      {
-        readCommitted: true,
-      },
+      [retentionMs, channel, payloads, fenceWaitMs, syncChannel, syncOrigin ?? null],
+      { readCommitted: true },
     );
     return { deleted: Number(row.deleted), seq: row.seq };
   }
@@ -147,7 +175,7 @@ export class InvalidationStore {
    * database puts the invalidation's token between `before` and `after`.
    */
   async notifySync({ seq, before, after }: { seq: string; before: string; after: string }): Promise<void> {
-    const sent = await this.sql.run(NOTIFY_SYNC, [this.config.channel, before, after, seq]);
+    const sent = await this.sql.run(NOTIFY_SYNC, [this.config.syncChannel, before, after, seq]);
     if (sent.length === 0) throw new InvalidationUnconfirmedError(messages.notInFenceLog(seq));
   }
 

@@ -10,7 +10,7 @@ import { ackPayloadSql, syncMarkerSql } from '../wire/sync-marker';
  * suffixes: bump SCHEMA_VERSION in the change that makes a migration alter a signature these
  * statements call, or that edits a statement's text.
  */
-export const SCHEMA_VERSION = 6;
+export const SCHEMA_VERSION = 7;
 
 export interface Statement {
   /** `module_cache_s${SCHEMA_VERSION}_<name>`; sent to the server only when `prepare` is set. */
@@ -65,62 +65,63 @@ export const PERSIST_ARGUMENT_TYPES = [
   'text[]',
   'text[]',
   'bigint[]',
+  'bigint',
 ];
 
-/** Values: url, scope, alias, realm, definitions, deps, error, diagnostics, watermark, part aliases, part realms, part watermarks. */
+/**
+ * Values: url, scope, alias, realm, definitions, deps, error, diagnostics, watermark, part aliases,
+ * part realms, part watermarks, fence wait ms (0: no bound).
+ */
 export const PERSIST = statement(
   'persist',
   `SELECT status, ${EPOCH_MS('created_at')} AS created_ms, watermark::text, stale
-     FROM module_cache_persist(${PERSIST_ARGUMENT_TYPES.map((type, i) => `$${i + 1}::${type}`).join(', ')})`,
+     FROM module_cache_persist_fenced(${PERSIST_ARGUMENT_TYPES.map((type, i) => `$${i + 1}::${type}`).join(', ')})`,
 );
 
 /** True when the migrations ran: the fence table and the persist function this version calls exist. */
 export const SCHEMA_CHECK = statement(
   'schema_check',
   `SELECT to_regclass('module_cache_fence') IS NOT NULL
-      AND to_regprocedure('module_cache_persist(${PERSIST_ARGUMENT_TYPES.join(',')})') IS NOT NULL AS ok`,
+      AND to_regprocedure('module_cache_persist_fenced(${PERSIST_ARGUMENT_TYPES.join(',')})') IS NOT NULL AS ok`,
   { prepare: false },
 );
 
 // ---- invalidations ----------------------------------------------------------------------------
 
-/** Values: aliases, known alias hashes, retention ms, channel, payloads. The last row is the status row (url NULL). */
-export const INVALIDATE_AND_NOTIFY = statement(
-  'invalidate_and_notify',
-  `SELECT url, realm, alias, alias_hash::text, done, seq::text
-     FROM module_cache_invalidate_and_notify($1::text[], $2::uuid[], $3::bigint, $4, $5::text[])`,
+/**
+ * Module invalidations with the payloads encoded by the database; a row per caller group. Values:
+ * seed aliases, their groups, variant URLs, their realms, origin (null: the reference server's
+ * format), byte budget, retention ms, channel, fence wait ms, sync channel, sync origin (null: no
+ * sync marker).
+ */
+export const INVALIDATE_MANY = statement(
+  'invalidate_many',
+  `SELECT grp, urls, seq::text, payloads
+     FROM module_cache_invalidate_many($1::text[], $2::int[], $3::text[], $4::text[], $5, $6::int, $7::bigint, $8, $9::bigint, $10, $11)`,
 );
 
-/** Values: alias, realm, variants, origin (null: the reference server's format), byte budget, retention ms, channel. */
-export const INVALIDATE_ENCODED = statement(
-  'invalidate_encoded',
-  `SELECT urls, seq::text, payloads FROM module_cache_invalidate_encoded($1, $2, $3::text[], $4, $5::int, $6::bigint, $7)`,
-);
-
-/** Inside the caller's transaction. Values: aliases, retention ms. */
-export const INVALIDATE_MODULES = statement(
-  'invalidate_modules',
-  `SELECT url, realm, alias, seq::text FROM module_cache_invalidate_modules($1::text[], $2::bigint)`,
+/**
+ * Inside the caller's transaction: the deleted rows per caller group, then the status row (url
+ * NULL) with the sequence. Values: seed aliases, their groups, retention ms, fence wait ms.
+ */
+export const INVALIDATE_FENCED = statement(
+  'invalidate_fenced',
+  `SELECT grp, url, realm, alias, seq::text FROM module_cache_invalidate_fenced($1::text[], $2::int[], $3::bigint, $4::bigint)`,
   { prepare: false },
 );
 
 /** Values: channel, payloads. */
 export const NOTIFY_EACH = statement('notify_each', `SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p`, { prepare: false });
 
-/** The committed watermark; read by the transaction that just wrote it, under the fence lock it still holds. */
-export const COMMITTED_WATERMARK = statement('committed_watermark', `SELECT committed_seq::text AS seq FROM module_cache_fence`, {
-  prepare: false,
-});
-
-/** Values: realm prefix, retention ms, channel, payloads. */
+/** Values: realm prefix, retention ms, channel, payloads, fence wait ms, sync channel, sync origin (null: no marker). */
 export const CLEAR_REALM = statement(
   'clear_realm',
-  `SELECT deleted, seq::text FROM module_cache_clear_realm($1, $2::bigint, $3, $4::text[])`,
+  `SELECT deleted, seq::text FROM module_cache_clear_realm_fenced($1, $2::bigint, $3, $4::text[], $5::bigint, $6, $7)`,
   { prepare: false },
 );
 
-/** Values: retention ms, channel, payloads. */
-export const CLEAR_ALL = statement('clear_all', `SELECT deleted, seq::text FROM module_cache_clear_all($1::bigint, $2, $3::text[])`, {
+/** Values: retention ms, channel, payloads, fence wait ms, sync channel, sync origin (null: no marker). */
+export const CLEAR_ALL = statement('clear_all', `SELECT deleted, seq::text FROM module_cache_clear_all_fenced($1::bigint, $2, $3::text[], $4::bigint, $5, $6)`, {
   prepare: false,
 });
 

@@ -1,8 +1,6 @@
 import { Client } from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseInvalidation } from '../../src';
-import { MODULE_CACHE_INVALIDATIONS } from '../../src/module-cache.constants';
-import type { InvalidationStore } from '../../src/persistence/invalidations';
 import { createCacheApp, migrate, type CacheApp } from '../support/app';
 import { createTestDatabase, type TestDatabase } from '../support/database';
 import { countStatements } from '../support/pg';
@@ -124,7 +122,7 @@ describe('the payloads the database encodes (unsigned: one statement whatever th
   });
 });
 
-describe('signed payloads: a consumer persisted between the fan-out read and the invalidation', () => {
+describe('a consumer persisted between the fan-out walk and the partition locks', () => {
   const SECRET = 'fan-out-test-signing-secret';
   let signed: CacheApp;
   beforeAll(async () => {
@@ -134,50 +132,54 @@ describe('signed payloads: a consumer persisted between the fan-out read and the
     await signed?.close();
   });
 
-  async function interleave(times: number): Promise<{ urls: string[]; calls: number }> {
+  /**
+   * Holds the seed's partition lock (as a persist of a new consumer of it would), lets the
+   * invalidation walk the graph and park on the lock, adds a consumer, releases: the
+   * invalidation must re-read the fan-out under its locks and clear the newcomer too.
+   */
+  async function interleave(app: CacheApp): Promise<string[]> {
     await seedGraph({ a: [], b: ['a'] });
-    const repository = signed.app.get<InvalidationStore>(MODULE_CACHE_INVALIDATIONS);
-    const real = repository.invalidateAndNotify.bind(repository);
-    let calls = 0;
-    let late = 0;
-    repository.invalidateAndNotify = async (...args) => {
-      const result = await real(...args);
-      calls++;
-      // The database handed back the fan-out: a new consumer appears right after.
-      if (!result.done && late < times) await seedGraph({ [`late${++late}`]: ['b'] });
-      return result;
-    };
+    const gate = new Client({ connectionString: db.url });
+    await gate.connect();
     try {
-      return { urls: await signed.lookup.invalidate(url('a')), calls };
+      await gate.query('BEGIN');
+      await gate.query(`SELECT pg_advisory_xact_lock_shared(28004, module_cache_partition(md5($1)::uuid))`, [`${REALM}a`]);
+      const invalidated = app.lookup.invalidate(url('a'));
+      await waitFor(
+        async () =>
+          (await db.query(`SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = 28004 AND NOT granted`)).length > 0,
+        10_000,
+        'the invalidation waiting for the partition',
+      );
+      await seedGraph({ late1: ['b'] });
+      await gate.query('COMMIT');
+      return await invalidated;
     } finally {
-      repository.invalidateAndNotify = real;
+      await gate.end();
     }
   }
 
-  it('is caught: the invalidation reads the fan-out again, clears it too and tells peers about it', async () => {
+  it.each([
+    ['unsigned payloads', () => cache],
+    ['signed payloads', () => signed],
+  ])('is caught (%s): the newcomer is cleared and named in the broadcast', async (format, app) => {
+    const secret = format === 'signed payloads' ? SECRET : undefined;
     const peer = new Client({ connectionString: db.url });
     await peer.connect();
     const heard: string[] = [];
-    peer.on('notification', (n) =>
-      heard.push(...(parseInvalidation(n.payload, { signingSecret: SECRET }).ok ? JSON.parse(n.payload!).m : [])),
-    );
+    peer.on('notification', (n) => {
+      const parsed = parseInvalidation(n.payload, { signingSecret: secret });
+      if (parsed.ok && parsed.message.kind === 'module') heard.push(...parsed.message.urls);
+    });
     await peer.query('LISTEN module_cache_invalidated');
     try {
-      const { urls, calls } = await interleave(1);
-      expect(calls).toBe(3); // assumed no consumers; knew b; knew b and late1: done
+      const urls = await interleave(app());
       expect(urls).toEqual(expect.arrayContaining([url('a'), url('b'), url('late1')]));
       expect(await remaining()).toEqual([]);
       await waitFor(() => heard.includes(url('late1')), 5000, 'the late consumer in the broadcast');
     } finally {
       await peer.end();
     }
-  });
-
-  it('when the graph keeps changing, falls back to one transaction that clears everything', async () => {
-    const { urls, calls } = await interleave(10);
-    expect(calls).toBe(4);
-    expect(urls).toEqual(expect.arrayContaining([url('a'), url('b'), url('late1'), url('late2'), url('late3'), url('late4')]));
-    expect(await remaining()).toEqual([]);
   });
 });
 

@@ -59,7 +59,11 @@ describe('migration', () => {
           )
         ).length;
       expect(await realmHashColumn()).toBe(0);
+      expect(await ours()).toEqual(expect.arrayContaining(['module_cache_persist_fenced', 'module_cache_enter_fence']));
       // Each down() restores the layout before it: the second migration's down() gives back the first's.
+      await dataSource.undoLastMigration();
+      expect(await ours()).not.toContain('module_cache_persist_fenced');
+      expect(await ours()).toContain('module_cache_persist');
       await dataSource.undoLastMigration();
       expect(await realmHashColumn()).toBe(1);
       await dataSource.undoLastMigration();
