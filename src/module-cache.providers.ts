@@ -82,7 +82,8 @@ export const moduleCacheProviders: Provider[] = [
   {
     provide: MODULE_CACHE_ENTRIES,
     inject: [MODULE_CACHE_SQL, RESOLVED_MODULE_CACHE_OPTIONS],
-    useFactory: (sql: SqlRunner, options: ResolvedModuleCacheOptions) => new EntryStore(sql, { errorTtlMs: options.errorTtlMs, fenceWaitMs: options.fenceWaitMs }),
+    useFactory: (sql: SqlRunner, options: ResolvedModuleCacheOptions) =>
+      new EntryStore(sql, { errorTtlMs: options.errorTtlMs, fenceWaitMs: options.fenceWaitMs }),
   },
   {
     provide: MODULE_CACHE_INVALIDATIONS,

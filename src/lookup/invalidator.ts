@@ -2,7 +2,13 @@ import { Logger } from '@nestjs/common';
 import { encodeInvalidations, MAX_PAYLOAD_BYTES, type InvalidationTarget } from '../wire/invalidation';
 import { syncMarkerAround } from '../wire/sync-marker';
 import type { Acknowledged, Membership } from '../consistency/membership';
-import { FenceBusyError, InvalidationBroadcastError, InvalidationUnconfirmedError, InvalidModuleURLError, type ModuleCacheError } from '../errors';
+import {
+  FenceBusyError,
+  InvalidationBroadcastError,
+  InvalidationUnconfirmedError,
+  InvalidModuleURLError,
+  type ModuleCacheError,
+} from '../errors';
 import { messages } from '../messages';
 import type { ResolvedModuleCacheOptions } from '../config/options';
 import type { Recorder } from '../events/recorder';
@@ -63,9 +69,14 @@ export class Invalidator {
    * payloads per realm. Every URL is checked before anything happens (one invalid URL rejects the
    * call); URLs outside every registered realm are skipped. Returns the union of the URLs invalidated.
    */
-  async invalidateMany(moduleURLs: string[], what = `invalidateMany(${Array.isArray(moduleURLs) ? moduleURLs.length : '?'} URLs)`): Promise<string[]> {
+  async invalidateMany(
+    moduleURLs: string[],
+    what = `invalidateMany(${Array.isArray(moduleURLs) ? moduleURLs.length : '?'} URLs)`,
+  ): Promise<string[]> {
     if (!Array.isArray(moduleURLs)) {
-      throw new InvalidModuleURLError(messages.moduleURLsNotArray(moduleURLs === null ? 'null' : `a ${typeof moduleURLs}`, 'invalidateMany'));
+      throw new InvalidModuleURLError(
+        messages.moduleURLsNotArray(moduleURLs === null ? 'null' : `a ${typeof moduleURLs}`, 'invalidateMany'),
+      );
     }
     const started = performance.now();
     const { local } = this.deps;

@@ -2,7 +2,8 @@ import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
 import { ModuleCacheInvalidationListener } from '../listener/invalidation-listener';
 import { ModuleCacheOptionsError } from '../errors';
 import { CachingDefinitionLookup } from '../lookup/module-cache.service';
-import { MODULE_CACHE_INVALIDATIONS } from '../module-cache.constants';
+import { MODULE_CACHE_INVALIDATIONS, MODULE_CACHE_RECORDER } from '../module-cache.constants';
+import type { Recorder } from '../events/recorder';
 import type { InvalidationStore } from '../persistence/invalidations';
 import { messages } from '../messages';
 import { withTimeout } from '../timeout';
@@ -19,6 +20,14 @@ export interface ModuleCacheHealthReport {
   healthy: boolean;
   /** One sentence per reason it is unhealthy (empty when healthy). */
   problems: string[];
+  /**
+   * Up but not at full strength: a persist or an invalidation gave up entering the fence within
+   * `fenceWaitMs` in the last 10 s (results served unpersisted, invalidations failing with
+   * E_FENCE_BUSY). Still `healthy`: taking the process out of rotation would not help.
+   */
+  degraded: boolean;
+  /** One sentence per reason it is degraded (empty when not). */
+  warnings: string[];
   details: Record<string, unknown>;
 }
 
@@ -39,6 +48,7 @@ export class ModuleCacheHealth {
   constructor(
     private readonly lookup: CachingDefinitionLookup,
     @Inject(MODULE_CACHE_INVALIDATIONS) private readonly invalidations: InvalidationStore,
+    @Inject(MODULE_CACHE_RECORDER) private readonly recorder: Recorder,
     @Optional() @Inject(ModuleCacheInvalidationListener) private readonly listener: ModuleCacheInvalidationListener | null = null,
   ) {}
 
@@ -70,7 +80,17 @@ export class ModuleCacheHealth {
     }
 
     const stats = this.lookup.stats();
+    const warnings: string[] = [];
+    const fence = this.recorder.fenceBusyLately ? 'busy' : 'ok';
+    if (fence === 'busy') {
+      warnings.push(
+        `the fence was busy in the last 10 s: ${stats.fenceBusy.persists} persists served unpersisted and ` +
+          `${stats.fenceBusy.invalidations} invalidations refused (E_FENCE_BUSY) so far`,
+      );
+    }
     const details = {
+      fence,
+      fenceBusy: stats.fenceBusy,
       ...(stats.membership ? { membership: stats.membership } : {}),
       listener,
       selfProbe,
@@ -83,7 +103,7 @@ export class ModuleCacheHealth {
       reconnects: stats.reconnects,
     };
     this.logTransition(problems);
-    return { healthy: problems.length === 0, problems, details };
+    return { healthy: problems.length === 0, problems, degraded: warnings.length > 0, warnings, details };
   }
 
   /** One line when health changes, not one per check. */

@@ -121,9 +121,13 @@ export const CLEAR_REALM = statement(
 );
 
 /** Values: retention ms, channel, payloads, fence wait ms, sync channel, sync origin (null: no marker). */
-export const CLEAR_ALL = statement('clear_all', `SELECT deleted, seq::text FROM module_cache_clear_all_fenced($1::bigint, $2, $3::text[], $4::bigint, $5, $6)`, {
-  prepare: false,
-});
+export const CLEAR_ALL = statement(
+  'clear_all',
+  `SELECT deleted, seq::text FROM module_cache_clear_all_fenced($1::bigint, $2, $3::text[], $4::bigint, $5, $6)`,
+  {
+    prepare: false,
+  },
+);
 
 /** The database puts the invalidation's token between the two halves. Values: channel, before, after, sequence. */
 export const NOTIFY_SYNC = statement(

@@ -146,8 +146,7 @@ describe('a consumer persisted between the fan-out walk and the partition locks'
       await gate.query(`SELECT pg_advisory_xact_lock_shared(28004, module_cache_partition(md5($1)::uuid))`, [`${REALM}a`]);
       const invalidated = app.lookup.invalidate(url('a'));
       await waitFor(
-        async () =>
-          (await db.query(`SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = 28004 AND NOT granted`)).length > 0,
+        async () => (await db.query(`SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = 28004 AND NOT granted`)).length > 0,
         10_000,
         'the invalidation waiting for the partition',
       );

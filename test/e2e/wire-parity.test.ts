@@ -5,6 +5,7 @@ import { MAX_PAYLOAD_BYTES, encodeInvalidations, type WireFormat } from '../../s
 import { migrate } from '../support/app';
 import { createTestDatabase, type TestDatabase } from '../support/database';
 import { parseRealmURL } from '../../src/config/urls';
+import { waitFor } from '../support/wait';
 
 /**
  * TS ↔ SQL parity of the unsigned invalidation payloads. Unsigned module invalidations are
@@ -163,24 +164,37 @@ describe('module_cache_module_payloads and encodeInvalidations write the same by
     );
   });
 
-  // A known divergence, kept visible. `encodeInvalidations` sends each URL once (`new Set`); the
-  // database function sends what it is given, and `module_cache_invalidate_encoded` gives it
-  // `p_variants || v_urls`: the variants plus one URL per deleted row. So `invalidate('…/hub.gts')`
-  // of a module cached in 3 scopes, unsigned, sends `"m":[hub.gts, hub, hub.ts, hub.gjs, hub.js,
-  // hub.gts, hub.gts, hub.gts]`, where the signed path (encoded in TS) names hub.gts once. Peers
-  // apply both the same, but the bytes differ, and a big fan-out over several scopes sends that many
-  // more payloads. `it.fails` turns red once the database de-duplicates (keeping first occurrences,
-  // as the TS encoder does): then make this an `it`.
-  it.fails('for URL lists with repeats (the database does not de-duplicate, the TS encoder does)', async () => {
+  // `encodeInvalidations` sends each URL once (`new Set`). The database function encodes what it is
+  // given; the invalidation transaction (module_cache_invalidate_many) gives it each URL once per
+  // realm, first occurrences first: the variants, then one URL per deleted row, of which a module
+  // cached in 3 scopes has 3. So both paths send the same bytes.
+  it('for a module cached in several scopes, the transaction names each URL once, as the TS encoder does', async () => {
     for (const format of ['module-cache', 'seed'] as const) {
-      const c: PayloadCase = {
-        realm: REALM,
-        origin: ORIGIN,
-        budget: MAX_PAYLOAD_BYTES,
-        format,
-        urls: [`${REALM}a`, `${REALM}a.gts`, `${REALM}a.gts`],
-      };
-      expect(await sqlPayloads(c)).toEqual(tsPayloads(c));
+      await client.query(
+        `INSERT INTO module_cache_entries (url, scope, alias, realm, definitions, deps)
+         SELECT $1, s, $2, $3, '{}'::json, '{}' FROM unnest(ARRAY['public', 'user:1', 'user:2']) s`,
+        [`${REALM}a.gts`, `${REALM}a`, REALM],
+      );
+      const listener = new Client({ connectionString: db.url });
+      await listener.connect();
+      const heard: string[] = [];
+      listener.on('notification', (n) => heard.push(n.payload!));
+      await listener.query('LISTEN parity_channel');
+      try {
+        const variants = [`${REALM}a`, `${REALM}a.gts`];
+        const origin = format === 'seed' ? null : ORIGIN;
+        const [{ payloads }] = (
+          await client.query<{ payloads: number }>(
+            `SELECT payloads FROM module_cache_invalidate_many($1::text[], $2::int[], $3::text[], $4::text[], $5, $6, 60000, 'parity_channel', 0, NULL, NULL)`,
+            [[`${REALM}a`], [0], variants, variants.map(() => REALM), origin, MAX_PAYLOAD_BYTES],
+          )
+        ).rows;
+        await waitFor(() => heard.length >= payloads, 5000, 'the payloads');
+        const c: PayloadCase = { realm: REALM, origin: ORIGIN, budget: MAX_PAYLOAD_BYTES, format, urls: [...variants, `${REALM}a.gts`] };
+        expect(heard).toEqual(tsPayloads(c));
+      } finally {
+        await listener.end();
+      }
     }
   });
 });

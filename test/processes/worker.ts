@@ -162,6 +162,7 @@ async function main(): Promise<void> {
     lookupCached: (url: string) => lookup.lookupCached(url),
     lookupAll: (urls: string[]) => Promise.all(urls.map((url) => lookup.lookup(url))),
     invalidate: (url: string) => lookup.invalidate(url),
+    invalidateMany: (urls: string[]) => lookup.invalidateMany(urls),
     clearRealm: (realm: string) => lookup.clearRealm(realm),
     clearAll: () => lookup.clearAll(),
     registerRealm: (realm: string) => lookup.registerRealm(realm),
@@ -228,8 +229,8 @@ async function main(): Promise<void> {
       const result = await (command as (...a: unknown[]) => unknown)(...args);
       process.send!({ id, ok: true, result: result === undefined ? null : JSON.parse(JSON.stringify(result)) });
     } catch (error) {
-      const e = error as Error;
-      process.send!({ id, ok: false, error: { name: e.name, message: e.message } });
+      const e = error as Error & { code?: unknown };
+      process.send!({ id, ok: false, error: { name: e.name, message: e.message, code: typeof e.code === 'string' ? e.code : undefined } });
     }
   });
   process.on('disconnect', () => void close(0));

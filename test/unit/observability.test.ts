@@ -8,16 +8,22 @@ import type { CachingDefinitionLookup } from '../../src/lookup/module-cache.serv
 import { resolveModuleCacheOptions } from '../../src/config/options';
 import { emptyStats } from '../../src/events/events';
 import type { InvalidationStore } from '../../src/persistence/invalidations';
+import { Recorder } from '../../src/events/recorder';
 
 const lookup = { stats: () => ({ ...emptyStats(), computes: 3, reconnects: 1 }) } as unknown as CachingDefinitionLookup;
 
-function indicator(opts: { state?: ListenerState; probe?: ListenerProbe; usage?: () => Promise<number>; listener?: false } = {}) {
+function indicator(
+  opts: { state?: ListenerState; probe?: ListenerProbe; usage?: () => Promise<number>; listener?: false; recorder?: Recorder } = {},
+) {
   const repository = { notifyQueueUsage: opts.usage ?? (async () => 0.01) } as unknown as InvalidationStore;
   const listener =
     opts.listener === false
       ? null
       : ({ state: opts.state ?? 'listening', probe: opts.probe ?? { ok: true } } as unknown as ModuleCacheInvalidationListener);
-  return new ModuleCacheHealthIndicator(new HealthIndicatorService(), new ModuleCacheHealth(lookup, repository, listener));
+  return new ModuleCacheHealthIndicator(
+    new HealthIndicatorService(),
+    new ModuleCacheHealth(lookup, repository, opts.recorder ?? new Recorder(), listener),
+  );
 }
 
 describe('ModuleCacheHealthIndicator (fakes)', () => {
@@ -25,6 +31,8 @@ describe('ModuleCacheHealthIndicator (fakes)', () => {
     const result = await indicator().isHealthy();
     expect(result['module-cache']).toEqual({
       status: 'up',
+      fence: 'ok',
+      fenceBusy: { persists: 0, invalidations: 0 },
       listener: 'listening',
       selfProbe: 'ok',
       notifyQueueUsage: 0.01,
@@ -34,6 +42,17 @@ describe('ModuleCacheHealthIndicator (fakes)', () => {
       discards: 0,
       reconnects: 1,
     });
+  });
+
+  it('says degraded, still up, while the fence was busy in the last 10 s', async () => {
+    const recorder = new Recorder();
+    const health = new ModuleCacheHealth(lookup, { notifyQueueUsage: async () => 0 } as unknown as InvalidationStore, recorder, null);
+    expect((await health.check()).degraded).toBe(false);
+    recorder.record({ type: 'fence-busy', what: 'persist' });
+    const report = await health.check();
+    expect(report).toMatchObject({ healthy: true, degraded: true, details: { fence: 'busy' } });
+    expect(report.warnings[0]).toMatch(/fence was busy/);
+    expect(recorder.counters().fenceBusy).toEqual({ persists: 1, invalidations: 0 });
   });
 
   it('is down with the reason when the self-probe failed', async () => {
