@@ -61,7 +61,7 @@ async function lockWaiters(sql: Sql, condition: string): Promise<number> {
 const WAITING = {
   acknowledgements: `query LIKE '%acked_seq = greatest%'`,
   renewals: `query LIKE '%INSERT INTO module_cache_peers%'`,
-  persists: `wait_event = 'advisory' AND query LIKE '%module_cache_persist(%'`,
+  persists: `wait_event = 'advisory' AND query LIKE '%module_cache_persist_fenced(%'`,
   invalidations: `wait_event = 'advisory' AND query LIKE '%module_cache_invalidate%'`,
   truthReads: `wait_event = 'relation' AND application_name LIKE 'truth-w%'`,
 };
@@ -89,6 +89,8 @@ describe('PostgreSQL immediate shutdown with work in flight on every kind of con
         // them (and reconnect) before the fault, nor the leases run out (ending the ack waits).
         leaseMs: 12_000,
         sourceTimeoutMs: 30_000,
+        // Persists and invalidations park at the fence until the fault: they must not give up first.
+        fenceWaitMs: 0,
         listener: {
           applicationName: `mc-storm-${i}`,
           reconnect: { initialDelayMs: 50, maxDelayMs: 500 },

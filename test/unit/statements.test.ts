@@ -13,12 +13,12 @@ describe('statements', () => {
     expect(new Set(all.map(([, s]) => s.name)).size).toBe(all.length);
   });
 
-  it('call module_cache_persist with the signature the migrations built (see schema.sql)', () => {
+  it('call module_cache_persist_fenced with the signature the migrations built (see schema.sql)', () => {
     const schema = readFileSync(path.join(__dirname, '..', '..', 'src', 'persistence', 'schema.sql'), 'utf8');
-    const header = /^CREATE OR REPLACE FUNCTION public\.module_cache_persist\((.*)\)$/m.exec(schema);
+    const header = /^CREATE OR REPLACE FUNCTION public\.module_cache_persist_fenced\((.*)\)$/m.exec(schema);
     const types = header![1].split(', ').map((argument) => argument.replace(/^p_\w+ /, ''));
     expect(types).toEqual(PERSIST_ARGUMENT_TYPES);
-    expect(statements.SCHEMA_CHECK.text).toContain(`module_cache_persist(${types.join(',')})`);
+    expect(statements.SCHEMA_CHECK.text).toContain(`module_cache_persist_fenced(${types.join(',')})`);
     expect(statements.PERSIST.text).toContain(`$${types.length}::${types.at(-1)})`);
   });
 });
