@@ -20,6 +20,9 @@ export interface Acknowledged {
   waitedMs: number;
 }
 
+/** The longest an invalidation waits for acknowledgements without reading the peers again. */
+const ACK_RECHECK_MS = 250;
+
 /** Sync markers kept for the next acknowledgement statement; a genuine later one covers the earlier ones anyway. */
 const MAX_PENDING_MARKERS = 64;
 
@@ -100,9 +103,10 @@ export class Membership {
 
   /**
    * Resolves once every live peer acknowledged `seq` or its lease ran out (by the database
-   * clock): never longer than a lease. Woken by acknowledgements, re-checked at the earliest
-   * lease end. An acknowledgement heard while the peers were being read may have committed after
-   * that read's snapshot: the peers are read again at once instead of waiting for the next one.
+   * clock): never longer than a lease. Woken by acknowledgements (the peers are read again once
+   * as many were heard as peers are waited for), re-checked at the earliest lease end. An
+   * acknowledgement heard while the peers were being read counts towards the next read, so none
+   * that committed after that read's snapshot is missed.
    */
   async awaitAcknowledgements(seq: string): Promise<Acknowledged> {
     const started = performance.now();
@@ -110,7 +114,16 @@ export class Membership {
     const first = await this.peers.awaitedPeers(seq);
     let last = first;
     while (last.waiting.length > 0 && !this.stopped) {
-      if (this.acksHeard === heard) await this.wakeOrAfter(Math.max(1, last.expiresInMs));
+      // Each waiting peer sends one acknowledgement: read again once that many were heard since
+      // the last read (one read for a whole round of acknowledgements, not one each), or at the
+      // earliest lease end, or after ACK_RECHECK_MS (a peer that re-joined moved its acked_seq
+      // without a notification).
+      const readAt = performance.now();
+      while (this.acksHeard - heard < last.waiting.length && !this.stopped) {
+        const left = Math.min(last.expiresInMs, ACK_RECHECK_MS) - (performance.now() - readAt);
+        if (left <= 0) break;
+        await this.wakeOrAfter(Math.max(1, left));
+      }
       heard = this.acksHeard;
       last = await this.peers.awaitedPeers(seq);
     }
