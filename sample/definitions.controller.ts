@@ -32,9 +32,17 @@ export class DefinitionsController {
     return entry;
   }
 
+  /** `{"url": URL}` or `{"urls": [URL, …]}` (one transaction for the whole list). */
   @Post('invalidate')
   @HttpCode(200)
   async invalidate(@Body() body: Params): Promise<{ invalidated: string[] }> {
+    if (body?.urls !== undefined) {
+      const urls = body.urls;
+      if (!Array.isArray(urls) || urls.length === 0 || !urls.every((u) => typeof u === 'string' && u !== '')) {
+        throw new BadRequestException('"urls" must be a non-empty array of URL strings');
+      }
+      return { invalidated: await this.lookup.invalidateMany(urls as string[]) };
+    }
     return { invalidated: await this.lookup.invalidate(requiredString(body, 'url')) };
   }
 

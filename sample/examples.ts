@@ -11,7 +11,10 @@ export const ENDPOINTS: Endpoint[] = [
     what: 'the whole cache entry of a module (computed on a miss); 404 when no such module. Header x-user: who asks (a private realm caches per user)',
   },
   { route: 'GET /definitions?url=URL&name=NAME[&scope=S]', what: 'one definition; 404 with the reason when it is missing or failed' },
-  { route: 'POST /invalidate {"url": URL}', what: 'invalidates a module and its consumers in every worker; returns the URLs' },
+  {
+    route: 'POST /invalidate {"url": URL} or {"urls": [URL, …]}',
+    what: 'invalidates modules and their consumers in every worker (a list in one transaction); returns the URLs',
+  },
   { route: 'POST /realms/clear {"realm": REALM}', what: 'clears one realm in every worker' },
   { route: 'POST /clear', what: 'clears everything in every worker' },
   { route: 'GET /health', what: 'the invalidation listener: connected, LISTENing, self-probe passed' },

@@ -361,6 +361,8 @@ describe('the service: two workers on a shared database', () => {
       expect(answer.json<{ message: string }>().message).toMatch(message);
     }
     expect((await call(service.port, 'POST', '/invalidate', {})).status).toBe(400);
+    expect((await call(service.port, 'POST', '/invalidate', { urls: [] })).status).toBe(400);
+    expect((await call(service.port, 'POST', '/invalidate', { urls: ['x', 3] })).status).toBe(400);
     // As the reference answers: nothing to invalidate outside every realm, and any realm prefix may be cleared.
     expect((await call(service.port, 'POST', '/invalidate', { url: 'https://elsewhere.test/realm/a.ts' })).json()).toEqual({
       invalidated: [],
@@ -375,6 +377,11 @@ describe('the service: two workers on a shared database', () => {
     const invalidated = await call(service.port, 'POST', '/invalidate', { url: moduleURL('pet.ts') });
     expect(invalidated.status).toBe(200);
     expect(invalidated.json<{ invalidated: string[] }>().invalidated).toEqual(expect.arrayContaining([moduleURL('pet.ts')]));
+    const many = await call(service.port, 'POST', '/invalidate', { urls: [moduleURL('pet.ts'), moduleURL('person.ts')] });
+    expect(many.status).toBe(200);
+    expect(many.json<{ invalidated: string[] }>().invalidated).toEqual(
+      expect.arrayContaining([moduleURL('pet.ts'), moduleURL('person.ts')]),
+    );
     const realm = await call(service.port, 'POST', '/realms/clear', { realm: realmURL });
     expect(realm.status).toBe(200);
     expect(realm.json()).toMatchObject({ realm: realmURL, deleted: expect.any(Number) });
