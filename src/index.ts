@@ -9,6 +9,7 @@ export { ModuleCacheInvalidationListener, type ListenerState } from './listener/
 export { encodeInvalidations, parseInvalidation, MAX_PAYLOAD_BYTES } from './wire/invalidation';
 export type { InvalidationMessage, InvalidationTarget, ParseResult } from './wire/invalidation';
 export type { ModuleCacheEvent, ModuleCacheStats, CacheTier } from './events/events';
+export { TRACING_CHANNELS, type TracingChannelName } from './events/tracing';
 export { ModuleCacheHealth, type ModuleCacheHealthOptions, type ModuleCacheHealthReport } from './observability/health';
 export type { ModuleCacheMetricsOptions } from './config/metrics';
 export { moduleCacheEntities, moduleCacheMigrations } from './persistence';

@@ -12,6 +12,7 @@ import { DEPENDENCY_CYCLE, DependencyErrors } from './dependency-errors';
 import { buildEntry, fencedRow } from './entry';
 import { PersistStep, type Outcome } from './persist-step';
 import { loadFirstCandidate } from './source-step';
+import { traced } from '../events/tracing';
 
 export { DEPENDENCY_CYCLE };
 
@@ -182,7 +183,13 @@ export class Computation {
     }
     if (attempt === 1) recorder.record({ type: 'miss', ...where, durationMs: performance.now() - started });
     const coordination: Coalescing =
-      flight.coalesce && coalescer ? await coalescer.coordinate(Coalescer.keyOf(flight.key), read, ctx.url) : { kind: 'alone' };
+      flight.coalesce && coalescer
+        ? await traced(
+            'claimWait',
+            () => ({ url: ctx.url, key: flight.key }),
+            () => coalescer.coordinate(Coalescer.keyOf(flight.key), read, ctx.url),
+          )
+        : { kind: 'alone' };
     if (coordination.kind === 'row') {
       recorder.record({ type: 'coalesced', ...where, woken: coordination.woken, durationMs: performance.now() - started });
       return this.serveRow(coordination.row, coordination.watermark, ctx, snapshot);

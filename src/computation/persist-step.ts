@@ -7,6 +7,7 @@ import type { EntryStore } from '../persistence/entries';
 import type { ModuleError } from '../types';
 import type { Incorporated } from './dependency-errors';
 import type { BuiltEntry } from './entry';
+import { traced } from '../events/tracing';
 
 /** How one attempt ended: with a result to serve, or discarded (and why), with what it had built. */
 export type Outcome = { done: true; fenced: FencedEntry | undefined } | { done: false; reason: DiscardReason; last: FencedEntry };
@@ -37,20 +38,25 @@ export class PersistStep {
     if (!this.local.generations.isCurrent(snapshot)) return { done: false, reason: 'invalidated-locally', last: unstored };
     if (incorporated.unpersisted) return { done: false, reason: 'stale-dependency', last: unstored };
     const persistStarted = performance.now();
-    const persisted = await this.entries.persist({
-      row: {
-        url: entry.url,
-        scope: ctx.scope,
-        alias,
-        realm: ctx.realm,
-        definitions: entry.definitions,
-        deps: entry.deps,
-        error,
-        diagnostics,
-      },
-      watermark,
-      parts: incorporated.parts,
-    });
+    const persisted = await traced(
+      'persist',
+      () => ({ url: entry.url, realm: ctx.realm, scope: ctx.scope }),
+      () =>
+        this.entries.persist({
+          row: {
+            url: entry.url,
+            scope: ctx.scope,
+            alias,
+            realm: ctx.realm,
+            definitions: entry.definitions,
+            deps: entry.deps,
+            error,
+            diagnostics,
+          },
+          watermark,
+          parts: incorporated.parts,
+        }),
+    );
     if (persisted.status === 'busy') {
       this.recorder.record({ type: 'fence-busy', what: 'persist' });
       return { done: false, reason: 'fence-busy', last: unstored };

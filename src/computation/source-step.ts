@@ -7,6 +7,7 @@ import { messages } from '../messages';
 import { deadline } from '../timeout';
 import type { DefinitionSource, LoadedModule } from '../types';
 import { describeError } from '../describe-error';
+import { traced } from '../events/tracing';
 
 const logger = new Logger('ModuleCacheComputation');
 
@@ -36,7 +37,11 @@ export async function loadFirstCandidate(
     const computeStarted = performance.now();
     let loaded: LoadedModule | null;
     try {
-      loaded = await callSource(source, candidate, { realmURL: ctx.realm, scope: ctx.scope, timeoutMs, shutdown });
+      loaded = await traced(
+        'computation',
+        () => ({ url: candidate, realm: ctx.realm, scope: ctx.scope }),
+        () => callSource(source, candidate, { realmURL: ctx.realm, scope: ctx.scope, timeoutMs, shutdown }),
+      );
     } catch (error) {
       recorder.record({ type: 'source-error' });
       logger.warn(`${describeError(error)} (nothing cached)`);

@@ -36,6 +36,7 @@ import { Invalidator } from './invalidator';
 import { LocalState } from '../local/local-state';
 import { RemoteInvalidations } from './remote-invalidations';
 import { lookupScope } from './scopes';
+import { traced } from '../events/tracing';
 
 /**
  * The lookup service: a facade over the process's local state (memory, generations, flights,
@@ -125,7 +126,15 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
     return this.lookupInScope(moduleURL, options ?? {});
   }
 
-  private async lookupInScope(moduleURL: string, options: LookupOptions): Promise<ModuleCacheEntry | undefined> {
+  private lookupInScope(moduleURL: string, options: LookupOptions): Promise<ModuleCacheEntry | undefined> {
+    return traced(
+      'lookup',
+      () => ({ url: moduleURL, scope: options.scope, user: options.user }),
+      () => this.lookupTraced(moduleURL, options),
+    );
+  }
+
+  private async lookupTraced(moduleURL: string, options: LookupOptions): Promise<ModuleCacheEntry | undefined> {
     const started = performance.now();
     const ctx = this.local.context(moduleURL);
     const scope = lookupScope(ctx.realm, options, this.options.scopeFor);
@@ -201,7 +210,11 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
    * the URLs invalidated (`[]` for a URL outside every registered realm, as the reference does).
    */
   invalidate(moduleURL: string): Promise<string[]> {
-    return this.invalidator.invalidate(moduleURL);
+    return traced(
+      'invalidation',
+      () => ({ kind: 'module', urls: [moduleURL] }),
+      () => this.invalidator.invalidate(moduleURL),
+    );
   }
 
   /**
@@ -210,17 +223,29 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
    * whole call before anything happens; URLs outside every registered realm are skipped.
    */
   invalidateMany(moduleURLs: string[]): Promise<string[]> {
-    return this.invalidator.invalidateMany(moduleURLs);
+    return traced(
+      'invalidation',
+      () => ({ kind: 'module', urls: moduleURLs }),
+      () => this.invalidator.invalidateMany(moduleURLs),
+    );
   }
 
   /** Clears the rows of a realm prefix (registered or not, nested realms included), here and in every peer. Returns the rows deleted. */
   clearRealm(realmURL: string): Promise<number> {
-    return this.invalidator.clearRealm(realmURL);
+    return traced(
+      'invalidation',
+      () => ({ kind: 'realm', realm: realmURL }),
+      () => this.invalidator.clearRealm(realmURL),
+    );
   }
 
   /** Clears everything, here and in every peer. Returns the rows deleted. */
   clearAll(): Promise<number> {
-    return this.invalidator.clearAll();
+    return traced(
+      'invalidation',
+      () => ({ kind: 'global' }),
+      () => this.invalidator.clearAll(),
+    );
   }
 
   stats(): ModuleCacheStats {
