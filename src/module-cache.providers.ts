@@ -150,6 +150,7 @@ export const moduleCacheProviders: Provider[] = [
               signingSecret: options.signingSecret,
               origin,
               heartbeat: options.listener.heartbeat,
+              prefixes: options.prefixes,
               // Strong consistency: the lease is renewed before each probe, which then proves it current.
               ...(membership ? { beforeProbe: () => membership.renew() } : {}),
             },

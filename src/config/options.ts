@@ -8,6 +8,7 @@ import type { DefinitionSource } from '../types';
 import { DEFAULTS } from './defaults';
 import { channel, positiveInt, realmURL } from './fields';
 import { listenerDefaults, listenerSchema } from './listener';
+import { isPrefixIdentifier } from './urls';
 
 /**
  * The module's options: one zod schema, from which the option types come, with the defaults of
@@ -135,7 +136,7 @@ const schema = z
     }
     for (const key of Object.keys(o.prefixes)) {
       // Zod reports a bad record key without its message: check keys here, naming the key.
-      if (!/^[^\s/][^\s]*\/$/.test(key) || /^[a-z][a-z0-9+.-]*:/i.test(key)) {
+      if (!isPrefixIdentifier(key)) {
         ctx.addIssue({
           code: 'custom',
           path: ['prefixes', key],

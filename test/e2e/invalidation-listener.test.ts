@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { filter, firstValueFrom, map } from 'rxjs';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { Logger } from '@nestjs/common';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { ListenerState, RawNotification } from '../../src/connection/dedicated-connection';
 import { PgDedicatedConnection, type PgDedicatedConnectionConfig } from '../../src/connection/pg-connection';
 import { ModuleCacheInvalidationListener, type ListenerConfig, type ProbeSender } from '../../src/listener/invalidation-listener';
@@ -41,6 +42,7 @@ interface Options {
   signingSecret?: string;
   heartbeat?: ListenerConfig['heartbeat'];
   probe?: ProbeSender;
+  prefixes?: ListenerConfig['prefixes'];
 }
 
 /** Probes go out through another connection to the test database: the path peers' NOTIFYs take. */
@@ -65,6 +67,7 @@ function track(options: Options = {}) {
       signingSecret: options.signingSecret,
       // Tests that want heartbeats say so; the rest probe by hand.
       heartbeat: options.heartbeat ?? { intervalMs: 3_600_000, timeoutMs: 5_000 },
+      prefixes: options.prefixes,
     },
     connection,
     options.probe ?? probeThroughTheDatabase,
@@ -184,6 +187,41 @@ describe('ModuleCacheInvalidationListener against a real Postgres', () => {
       lastRejectReason: 'payload is not a JSON object',
     });
     expect(listener.state).toBe('listening');
+  });
+
+  it("resolves the reference's prefix-form realms and URLs through `prefixes`; an unmapped prefix is counted, warned about once, never thrown", async () => {
+    const warn = vi.spyOn(Logger.prototype, 'warn');
+    try {
+      const { listener, seen } = await started({ prefixes: { '@cardstack/base/': REALM } });
+      const urls = ['@cardstack/base/card-api.gts', '@cardstack/base/string.gts'];
+      // The reference's listener test's exact shapes, sent raw.
+      await notify(JSON.stringify({ k: 'module', r: '@cardstack/base/', m: urls }));
+      await notify(JSON.stringify({ k: 'realm', r: '@cardstack/base/' }));
+      for (let i = 0; i < 5; i++)
+        await notify(JSON.stringify({ k: 'module', r: '@cardstack/catalog/', m: [`@cardstack/catalog/${i}.gts`] }));
+      await notify(JSON.stringify({ k: 'realm', r: '@cardstack/catalog/' }));
+      await notify(JSON.stringify({ k: 'module', r: REALM, m: ['@elsewhere/x/y.gts'] }));
+      await notify('{"k":"global"}');
+      await waitFor(() => seen.messages.length === 3, 5_000, 'the global message after the unmapped ones');
+      expect(seen.messages).toEqual([
+        { kind: 'module', realm: REALM, urls: [`${REALM}card-api.gts`, `${REALM}string.gts`] },
+        { kind: 'realm', realm: REALM },
+        { kind: 'global' },
+      ]);
+      expect(listener.stats()).toEqual({
+        received: 3,
+        rejected: 7,
+        reconnects: 0,
+        lastRejectReason: 'no configured prefix maps "@elsewhere/x/"',
+      });
+      const unmapped = warn.mock.calls.map(([m]) => String(m)).filter((m) => m.includes('no entry of the prefixes option maps it'));
+      expect(unmapped).toHaveLength(2);
+      expect(unmapped[0]).toContain('"@cardstack/catalog/"');
+      expect(unmapped[1]).toContain('"@elsewhere/x/"');
+      expect(listener.state).toBe('listening');
+    } finally {
+      warn.mockRestore();
+    }
   });
 
   it('does not count probes (its own or a peer’s) as rejected', async () => {
