@@ -7,7 +7,7 @@
  * shims, so that it can go.
  */
 import { Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
-import { Subject, filter, map, type Observable, type Subscription } from 'rxjs';
+import { Subject, filter, type Observable, type Subscription } from 'rxjs';
 import { UrlResolver, canonicalURL, isPrefixIdentifier, isPrefixedURL, parseRealmURL } from '../config/urls';
 import type { DedicatedConnection, ListenerState } from '../connection/dedicated-connection';
 import { describeError } from '../describe-error';
@@ -23,6 +23,12 @@ export type { SyncMarker } from '../wire/sync-marker';
 
 export interface ListenerConfig {
   channel: string;
+  /**
+   * Where this process's probes (and sync markers) go, and where it hears peers' too: `channel`
+   * itself (the default), or its control channel in `wireFormat: 'seed'`, which carries probes and
+   * sync markers only. Both must be among the connection's channels.
+   */
+  controlChannel?: string;
   signingSecret?: string;
   /** This process's origin id; its own echoes are still emitted (the consumer ignores them). */
   origin: string;
@@ -82,6 +88,7 @@ export class ModuleCacheInvalidationListener implements OnModuleInit, OnApplicat
   private counters = { received: 0, rejected: 0, lastRejectReason: undefined as string | undefined };
   private rejectLog = { windowStart: 0, logged: 0, suppressed: 0 };
   private readonly resolver: UrlResolver;
+  private readonly controlChannel: string;
   private readonly unmappedWarned = new Set<string>();
 
   constructor(
@@ -92,12 +99,12 @@ export class ModuleCacheInvalidationListener implements OnModuleInit, OnApplicat
     this.resolver = new UrlResolver([], config.prefixes ?? {});
     this.state$ = connection.state$;
     this.resync$ = connection.resync$;
+    this.controlChannel = config.controlChannel ?? config.channel;
+    // One subscription for both channels: Postgres delivers them from one queue in commit order,
+    // and a sync marker must be handled after the invalidations committed before it.
     this.subscription = connection.notifications$
-      .pipe(
-        filter((n) => n.channel === config.channel),
-        map((n) => n.payload),
-      )
-      .subscribe((payload) => this.onPayload(payload));
+      .pipe(filter((n) => n.channel === config.channel || n.channel === this.controlChannel))
+      .subscribe((n) => this.onPayload(n.payload, n.channel));
     // Notifications sent while there is no connection are lost: memory stops being trusted the
     // moment it goes (not only once the next heartbeat is overdue), until a new one proves itself.
     this.subscription.add(connection.state$.pipe(filter((state) => state !== 'listening')).subscribe(() => (this.trustedUntil = 0)));
@@ -172,7 +179,7 @@ export class ModuleCacheInvalidationListener implements OnModuleInit, OnApplicat
           timeout.expired,
         ]);
       }
-      await Promise.race([this.sendProbe(this.config.channel, payload), timeout.expired]);
+      await Promise.race([this.sendProbe(this.controlChannel, payload), timeout.expired]);
       await Promise.race([arrived, timeout.expired]);
       if (this.stopped) return this.recordProbe(false, 'listener stopped during the probe');
       this.trustedUntil = sentAt + intervalMs + timeoutMs;
@@ -213,7 +220,8 @@ export class ModuleCacheInvalidationListener implements OnModuleInit, OnApplicat
     return ok;
   }
 
-  private onPayload(payload: string): void {
+  /** The control channel (when it is not the invalidation channel) carries probes and sync markers only. */
+  private onPayload(payload: string, channel: string): void {
     try {
       if (isProbePayload(payload)) {
         this.pendingProbes.get(payload)?.();
@@ -222,8 +230,11 @@ export class ModuleCacheInvalidationListener implements OnModuleInit, OnApplicat
       if (isSyncPayload(payload)) {
         const sync = parseSync(payload, { signingSecret: this.config.signingSecret });
         if ('seq' in sync) this.syncs$$.next(sync);
-        else this.rejected(sync.reason, payload);
+        else this.rejected(sync.reason, payload, channel);
         return;
+      }
+      if (channel !== this.config.channel) {
+        return this.rejected('not a probe or a sync marker (the control channel carries nothing else)', payload, channel);
       }
       const result = parseInvalidation(payload, { signingSecret: this.config.signingSecret });
       if (!result.ok) return this.rejected(result.reason, payload);
@@ -291,13 +302,13 @@ export class ModuleCacheInvalidationListener implements OnModuleInit, OnApplicat
     this.logger.debug(`rejected payload on "${this.config.channel}" (${reason}): ${JSON.stringify(preview)}`);
   }
 
-  private rejected(reason: string, payload: string): void {
+  private rejected(reason: string, payload: string, channel = this.config.channel): void {
     this.counters.rejected++;
     this.counters.lastRejectReason = reason;
-    this.logReject(reason, payload);
+    this.logReject(reason, payload, channel);
   }
 
-  private logReject(reason: string, payload: string): void {
+  private logReject(reason: string, payload: string, channel: string): void {
     const now = Date.now();
     if (now - this.rejectLog.windowStart > 60_000) {
       if (this.rejectLog.suppressed > 0) this.logger.warn(`${this.rejectLog.suppressed} more rejected payloads were not logged`);
@@ -308,6 +319,6 @@ export class ModuleCacheInvalidationListener implements OnModuleInit, OnApplicat
       return;
     }
     const preview = payload.length > PREVIEW_CHARS ? `${payload.slice(0, PREVIEW_CHARS)}…` : payload;
-    this.logger.warn(`rejected payload on "${this.config.channel}" (${reason}): ${JSON.stringify(preview)}`);
+    this.logger.warn(`rejected payload on "${channel}" (${reason}): ${JSON.stringify(preview)}`);
   }
 }

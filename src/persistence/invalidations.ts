@@ -25,8 +25,10 @@ export interface InvalidatedRow {
 export type PayloadBuilder<T> = (result: T) => string[];
 
 export interface InvalidationStoreConfig {
-  /** The channel invalidations (and heartbeat probes, and sync markers) are NOTIFYed on. */
+  /** The channel invalidations are NOTIFYed on. */
   channel: string;
+  /** The channel of heartbeat probes and sync markers: `channel` itself, or its control channel in `wireFormat: 'seed'`. */
+  controlChannel?: string;
   /** How long fence-log rows are kept: in-flight computations older than this are refused. */
   retentionMs: number;
 }
@@ -147,13 +149,19 @@ export class InvalidationStore {
    * database puts the invalidation's token between `before` and `after`.
    */
   async notifySync({ seq, before, after }: { seq: string; before: string; after: string }): Promise<void> {
-    const sent = await this.sql.run(NOTIFY_SYNC, [this.config.channel, before, after, seq]);
+    // On the control channel in 'seed': still after the invalidation it confirms, because Postgres
+    // delivers every channel's notifications from one queue, in commit order (docs/wire-format.md).
+    const sent = await this.sql.run(NOTIFY_SYNC, [this.controlChannel, before, after, seq]);
     if (sent.length === 0) throw new InvalidationUnconfirmedError(messages.notInFenceLog(seq));
   }
 
-  /** One NOTIFY through the pool: the path peers' invalidations take (heartbeat probes use it). */
+  /** One NOTIFY on the control channel through the pool: the path peers' invalidations take (heartbeat probes use it). */
   async notify(payload: string): Promise<void> {
-    await this.sql.run(NOTIFY, [this.config.channel, payload]);
+    await this.sql.run(NOTIFY, [this.controlChannel, payload]);
+  }
+
+  private get controlChannel(): string {
+    return this.config.controlChannel ?? this.config.channel;
   }
 
   /** Fraction (0..1) of the server's NOTIFY queue in use. */
