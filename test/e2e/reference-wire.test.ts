@@ -183,6 +183,11 @@ describe("across processes: wireFormat 'seed' keeps the shared channel to invali
 
     const shared = heard.filter((n) => n.channel === SHARED);
     const control = heard.filter((n) => n.channel === CONTROL);
+    process.stdout.write(
+      `[seed] shared channel: ${shared.length} payloads, ${shared.filter((n) => referenceVerdict(n.payload) !== 'accepted').length} ` +
+        `the reference's listener would warn about; control channel: ${probes().length} probes, ` +
+        `${control.filter((n) => n.payload.startsWith('{"k":"sync",')).length} sync markers\n`,
+    );
     expect(shared.filter((n) => referenceVerdict(n.payload) !== 'accepted')).toEqual([]);
     expect(shared.map((n) => (JSON.parse(n.payload) as { k: string }).k)).toEqual(['module', 'realm', 'global']);
     expect(control.filter((n) => !/^\{"k":"(probe|sync)",/.test(n.payload))).toEqual([]);
