@@ -3,6 +3,7 @@ import { ModuleRef } from '@nestjs/core';
 import { randomUUID } from 'node:crypto';
 import type { DataSource } from 'typeorm';
 import { Coalescer } from './coalescing/coalescer';
+import { controlChannelFor } from './config/fields';
 import { resolveModuleCacheOptions, type ResolvedModuleCacheOptions } from './config/options';
 import { dedicatedConnectionConfig } from './connection/connection-config';
 import type { DedicatedConnection } from './connection/dedicated-connection';
@@ -91,7 +92,7 @@ export const moduleCacheProviders: Provider[] = [
     useFactory: (sql: SqlRunner, options: ResolvedModuleCacheOptions) =>
       new InvalidationStore(sql, {
         channel: options.channel,
-        syncChannel: options.channel,
+        controlChannel: controlChannelFor(options),
         retentionMs: options.fenceRetentionMs,
         fenceWaitMs: options.fenceWaitMs,
       }),
@@ -102,8 +103,10 @@ export const moduleCacheProviders: Provider[] = [
     inject: [RESOLVED_MODULE_CACHE_OPTIONS, MODULE_CACHE_DATA_SOURCE],
     useFactory: (options: ResolvedModuleCacheOptions, dataSource: DataSource): DedicatedConnection | null => {
       if (options.listener === false) return null;
+      const control = controlChannelFor(options);
       const channels = [
         options.channel,
+        ...(control === options.channel ? [] : [control]),
         ...(options.coalesceAcrossProcesses ? [options.computedChannel] : []),
         ...(options.consistency === 'strong' ? [options.ackChannel] : []),
       ];
@@ -153,15 +156,17 @@ export const moduleCacheProviders: Provider[] = [
         : new ModuleCacheInvalidationListener(
             {
               channel: options.channel,
+              controlChannel: controlChannelFor(options),
               signingSecret: options.signingSecret,
               origin,
               heartbeat: options.listener.heartbeat,
+              prefixes: options.prefixes,
               // Strong consistency: the lease is renewed before each probe, which then proves it current.
               ...(membership ? { beforeProbe: () => membership.renew() } : {}),
             },
             connection,
             // Probes take the path peers' invalidations take: a NOTIFY through the DataSource's pool.
-            // (on the listener's channel, which is the store's)
+            // (on the listener's control channel, which is the store's)
             (_channel, payload) => invalidations.notify(payload),
           ),
   },

@@ -2,6 +2,7 @@ import { Logger } from '@nestjs/common';
 import cluster, { type Worker } from 'node:cluster';
 import type { Subscription } from 'rxjs';
 import type { z } from 'zod';
+import { controlChannelFor } from '../config/fields';
 import { clusterRelaySchema } from '../config/listener';
 import { PgDedicatedConnection } from '../connection/pg-connection';
 import { describeError } from '../describe-error';
@@ -59,7 +60,8 @@ export class ModuleCacheClusterRelay {
   constructor(options: ModuleCacheClusterRelayOptions) {
     const resolved = resolveRelayOptions(options);
     this.computedChannel = resolved.computedChannel;
-    this.channels = [resolved.channel, this.computedChannel, resolved.ackChannel];
+    const control = controlChannelFor(resolved);
+    this.channels = [resolved.channel, ...(control === resolved.channel ? [] : [control]), this.computedChannel, resolved.ackChannel];
     this.connection = new PgDedicatedConnection({
       connection: resolved.connection,
       applicationName: resolved.applicationName,
@@ -116,7 +118,7 @@ export class ModuleCacheClusterRelay {
         const missing = message.channels.filter((c) => !this.channels.includes(c));
         if (missing.length) {
           this.logger.error(
-            `worker ${worker.id} needs channels this relay does not LISTEN to: ${missing.join(', ')} (give the relay the same channel options)`,
+            `worker ${worker.id} needs channels this relay does not LISTEN to: ${missing.join(', ')} (give the relay the same channel options and wireFormat)`,
           );
         }
         this.workers.add(worker);

@@ -1,7 +1,7 @@
 import type { ClientConfig } from 'pg';
 import { z } from 'zod';
 import { DEFAULTS } from './defaults';
-import { channel, clientConfig, positiveInt } from './fields';
+import { channel, clientConfig, controlChannelProblem, positiveInt, wireFormat } from './fields';
 
 /**
  * The dedicated connection's settings: the `listener` option, and the part of them the cluster
@@ -62,15 +62,23 @@ export const listenerDefaults = (): z.output<typeof listenerSchema> => listenerS
  * fields, defaults and checks), plus what the relay needs instead of the DataSource: the
  * connection and the channels its workers use.
  */
-export const clusterRelaySchema = listenerSchema.pick({ reconnect: true, queryTimeoutMs: true }).extend({
-  /** The database to LISTEN on: the server itself, not a transaction-pooling proxy. */
-  connection: clientConfig('is required (a pg ClientConfig for the server itself)'),
-  /** The channels the workers use, if not the defaults (`channel`, `computedChannel`, `ackChannel` options). */
-  channel: channel.default(DEFAULTS.channel),
-  computedChannel: channel.default(DEFAULTS.computedChannel),
-  ackChannel: channel.default(DEFAULTS.ackChannel),
-  applicationName: applicationName.default(DEFAULTS.clusterRelay.applicationName),
-});
+export const clusterRelaySchema = listenerSchema
+  .pick({ reconnect: true, queryTimeoutMs: true })
+  .extend({
+    /** The database to LISTEN on: the server itself, not a transaction-pooling proxy. */
+    connection: clientConfig('is required (a pg ClientConfig for the server itself)'),
+    /** The channels the workers use, if not the defaults (`channel`, `computedChannel`, `ackChannel` options). */
+    channel: channel.default(DEFAULTS.channel),
+    computedChannel: channel.default(DEFAULTS.computedChannel),
+    ackChannel: channel.default(DEFAULTS.ackChannel),
+    /** The workers' `wireFormat`: with `seed` the relay also LISTENs on their control channel (`<channel>__control`). */
+    wireFormat: wireFormat.default(DEFAULTS.wireFormat),
+    applicationName: applicationName.default(DEFAULTS.clusterRelay.applicationName),
+  })
+  .superRefine((o, ctx) => {
+    const problem = controlChannelProblem({ channel: o.channel, wireFormat: o.wireFormat, others: [o.computedChannel, o.ackChannel] });
+    if (problem) ctx.addIssue({ code: 'custom', path: ['channel'], message: problem });
+  });
 
 /** The `listener` option (when not `false`), as the user writes it. */
 export type ListenerOptions = z.input<typeof listenerSchema>;

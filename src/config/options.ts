@@ -6,8 +6,9 @@ import { leaseMargin } from './lease';
 import { isRegistryLike, METRIC_PREFIX, resolveMetricsOptions } from './metrics';
 import type { DefinitionSource } from '../types';
 import { DEFAULTS } from './defaults';
-import { channel, positiveInt, realmURL } from './fields';
+import { channel, controlChannelProblem, positiveInt, realmURL, wireFormat } from './fields';
 import { listenerDefaults, listenerSchema } from './listener';
+import { isPrefixIdentifier } from './urls';
 
 /**
  * The module's options: one zod schema, from which the option types come, with the defaults of
@@ -15,7 +16,7 @@ import { listenerDefaults, listenerSchema } from './listener';
  * the resolved options (every default filled in).
  */
 
-export { CHANNEL_NAME } from './fields';
+export { CHANNEL_NAME, controlChannelFor } from './fields';
 export type { ListenerOptions } from './listener';
 
 /** The listener's own connection settings: a `pg` ClientConfig. */
@@ -56,8 +57,11 @@ const schema = z
     dependencyErrors: z.enum(['cached', 'compute']).default(DEFAULTS.dependencyErrors),
     /** Error documents are stored whole up to this many bytes of JSON, then clamped with a visible marker. */
     maxErrorBytes: z.number().int().min(1024).default(DEFAULTS.maxErrorBytes),
-    /** `seed`: emit payloads with the reference server's keys only (no origin, no signature), for a database shared with it. */
-    wireFormat: z.enum(['module-cache', 'seed']).default(DEFAULTS.wireFormat),
+    /**
+     * `seed`: emit payloads with the reference server's keys only (no origin, no signature), for a
+     * database shared with it; heartbeat probes and sync markers then go on `<channel>__control`.
+     */
+    wireFormat: wireFormat.default(DEFAULTS.wireFormat),
     /**
      * `strong`: invalidate(), clearRealm() and clearAll() resolve only once every live peer has
      * applied them, or its lease ran out; memory is trusted only while this process's lease holds.
@@ -141,7 +145,7 @@ const schema = z
     }
     for (const key of Object.keys(o.prefixes)) {
       // Zod reports a bad record key without its message: check keys here, naming the key.
-      if (!/^[^\s/][^\s]*\/$/.test(key) || /^[a-z][a-z0-9+.-]*:/i.test(key)) {
+      if (!isPrefixIdentifier(key)) {
         ctx.addIssue({
           code: 'custom',
           path: ['prefixes', key],
@@ -163,6 +167,8 @@ const schema = z
         message: 'the relay connects for the workers: give it the connection instead',
       });
     }
+    const control = controlChannelProblem({ channel: o.channel, wireFormat: o.wireFormat, others: [o.computedChannel, o.ackChannel] });
+    if (control) ctx.addIssue({ code: 'custom', path: ['channel'], message: control });
     if (o.computedChannel === o.channel) {
       ctx.addIssue({ code: 'custom', path: ['computedChannel'], message: 'must differ from channel' });
     }
@@ -174,13 +180,6 @@ const schema = z
           code: 'custom',
           path: ['leaseMs'],
           message: 'must exceed listener.heartbeat.intervalMs + timeoutMs plus a margin, or leases lapse between renewals',
-        });
-      }
-      if (o.wireFormat === 'seed') {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['consistency'],
-          message: "'strong' cannot be combined with wireFormat 'seed' (seed servers never acknowledge)",
         });
       }
       if (o.ackChannel === o.channel || o.ackChannel === o.computedChannel) {

@@ -79,6 +79,27 @@ export function parseRealmURL(input: unknown): string {
   return url.href;
 }
 
+/** Characters the URL parser strips silently, and that no identifier on the wire may hold. */
+const CONTROL = /[\u0000-\u001f\u007f]/;
+const PREFIX_IDENTIFIER = /^[^\s/][^\s]*\/$/;
+const URL_SCHEME = /^[a-z][a-z0-9+.-]*:/i;
+
+/**
+ * A prefix identifier (`@scope/name/`): the keys of the `prefixes` option, and the realm the
+ * reference's servers put on the wire for a prefix-mounted realm. Not a URL (no scheme), no
+ * whitespace or control characters, ending with "/".
+ */
+export function isPrefixIdentifier(input: unknown): input is string {
+  return typeof input === 'string' && PREFIX_IDENTIFIER.test(input) && !URL_SCHEME.test(input) && !CONTROL.test(input);
+}
+
+/** A module named through a prefix identifier (`@scope/name/x.gts`): a prefix identifier followed by a path. */
+export function isPrefixedURL(input: unknown): input is string {
+  if (typeof input !== 'string') return false;
+  const slash = input.lastIndexOf('/');
+  return slash > 0 && isPrefixIdentifier(input.slice(0, slash + 1)) && !/\s/.test(input) && !CONTROL.test(input);
+}
+
 /** The extension of the URL's path among `extensions`, if any. */
 export function executableExtension(url: string, extensions: readonly string[]): string | undefined {
   const path = new URL(url).pathname;
@@ -159,6 +180,12 @@ export class UrlResolver {
     } catch {
       return undefined;
     }
+  }
+
+  /** `input` with its prefix identifier replaced by the URL it maps to, or undefined when no configured prefix matches. */
+  resolvePrefix(input: string): string | undefined {
+    const match = this.prefixes.find(([prefix]) => input.startsWith(prefix));
+    return match ? match[1] + input.slice(match[0].length) : undefined;
   }
 
   private unprefixed<T>(input: T): T | string {

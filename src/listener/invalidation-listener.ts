@@ -7,7 +7,8 @@
  * shims, so that it can go.
  */
 import { Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
-import { Subject, filter, map, type Observable, type Subscription } from 'rxjs';
+import { Subject, filter, type Observable, type Subscription } from 'rxjs';
+import { UrlResolver, canonicalURL, isPrefixIdentifier, isPrefixedURL, parseRealmURL } from '../config/urls';
 import type { DedicatedConnection, ListenerState } from '../connection/dedicated-connection';
 import { describeError } from '../describe-error';
 import { DeadlineError, LeaseRenewalError } from '../errors';
@@ -22,6 +23,12 @@ export type { SyncMarker } from '../wire/sync-marker';
 
 export interface ListenerConfig {
   channel: string;
+  /**
+   * Where this process's probes (and sync markers) go, and where it hears peers' too: `channel`
+   * itself (the default), or its control channel in `wireFormat: 'seed'`, which carries probes and
+   * sync markers only. Both must be among the connection's channels.
+   */
+  controlChannel?: string;
   signingSecret?: string;
   /** This process's origin id; its own echoes are still emitted (the consumer ignores them). */
   origin: string;
@@ -29,6 +36,8 @@ export interface ListenerConfig {
   heartbeat: { intervalMs: number; timeoutMs: number };
   /** Runs before each probe is sent (strong consistency renews its lease there); a failure fails the probe. */
   beforeProbe?: () => Promise<void>;
+  /** The `prefixes` option: a payload's prefix-form realm and URLs are resolved through it before they are emitted. */
+  prefixes?: Readonly<Record<string, string>>;
 }
 
 /** Sends one NOTIFY through the path peers use (the DataSource's pool). */
@@ -42,6 +51,10 @@ export interface ListenerProbe {
 
 const PREVIEW_CHARS = 200;
 const REJECT_LOGS_PER_MINUTE = 20;
+/** Distinct unmapped prefixes warned about (each once); past this many, all go to debug (payloads are untrusted). */
+const UNMAPPED_PREFIXES_WARNED = 32;
+
+type Resolved = { message: InvalidationMessage } | { unmapped: string };
 
 /**
  * The invalidation channel, parsed: turns the dedicated connection's notifications into
@@ -74,20 +87,24 @@ export class ModuleCacheInvalidationListener implements OnModuleInit, OnApplicat
   private stopped = false;
   private counters = { received: 0, rejected: 0, lastRejectReason: undefined as string | undefined };
   private rejectLog = { windowStart: 0, logged: 0, suppressed: 0 };
+  private readonly resolver: UrlResolver;
+  private readonly controlChannel: string;
+  private readonly unmappedWarned = new Set<string>();
 
   constructor(
     private readonly config: ListenerConfig,
     private readonly connection: DedicatedConnection,
     private readonly sendProbe: ProbeSender,
   ) {
+    this.resolver = new UrlResolver([], config.prefixes ?? {});
     this.state$ = connection.state$;
     this.resync$ = connection.resync$;
+    this.controlChannel = config.controlChannel ?? config.channel;
+    // One subscription for both channels: Postgres delivers them from one queue in commit order,
+    // and a sync marker must be handled after the invalidations committed before it.
     this.subscription = connection.notifications$
-      .pipe(
-        filter((n) => n.channel === config.channel),
-        map((n) => n.payload),
-      )
-      .subscribe((payload) => this.onPayload(payload));
+      .pipe(filter((n) => n.channel === config.channel || n.channel === this.controlChannel))
+      .subscribe((n) => this.onPayload(n.payload, n.channel));
     // Notifications sent while there is no connection are lost: memory stops being trusted the
     // moment it goes (not only once the next heartbeat is overdue), until a new one proves itself.
     this.subscription.add(connection.state$.pipe(filter((state) => state !== 'listening')).subscribe(() => (this.trustedUntil = 0)));
@@ -162,7 +179,7 @@ export class ModuleCacheInvalidationListener implements OnModuleInit, OnApplicat
           timeout.expired,
         ]);
       }
-      await Promise.race([this.sendProbe(this.config.channel, payload), timeout.expired]);
+      await Promise.race([this.sendProbe(this.controlChannel, payload), timeout.expired]);
       await Promise.race([arrived, timeout.expired]);
       if (this.stopped) return this.recordProbe(false, 'listener stopped during the probe');
       this.trustedUntil = sentAt + intervalMs + timeoutMs;
@@ -203,7 +220,8 @@ export class ModuleCacheInvalidationListener implements OnModuleInit, OnApplicat
     return ok;
   }
 
-  private onPayload(payload: string): void {
+  /** The control channel (when it is not the invalidation channel) carries probes and sync markers only. */
+  private onPayload(payload: string, channel: string): void {
     try {
       if (isProbePayload(payload)) {
         this.pendingProbes.get(payload)?.();
@@ -212,29 +230,85 @@ export class ModuleCacheInvalidationListener implements OnModuleInit, OnApplicat
       if (isSyncPayload(payload)) {
         const sync = parseSync(payload, { signingSecret: this.config.signingSecret });
         if ('seq' in sync) this.syncs$$.next(sync);
-        else this.rejected(sync.reason, payload);
+        else this.rejected(sync.reason, payload, channel);
         return;
       }
-      const result = parseInvalidation(payload, { signingSecret: this.config.signingSecret });
-      if (result.ok) {
-        this.counters.received++;
-        this.messages$$.next(result.message);
-      } else {
-        this.rejected(result.reason, payload);
+      if (channel !== this.config.channel) {
+        return this.rejected('not a probe or a sync marker (the control channel carries nothing else)', payload, channel);
       }
+      const result = parseInvalidation(payload, { signingSecret: this.config.signingSecret });
+      if (!result.ok) return this.rejected(result.reason, payload);
+      const resolved = this.resolvePrefixes(result.message);
+      if ('unmapped' in resolved) return this.rejectedUnmapped(resolved.unmapped, payload);
+      this.counters.received++;
+      this.messages$$.next(resolved.message);
     } catch (err) {
       // Subjects report subscriber errors themselves; this only guards our own bookkeeping.
       this.logger.error(`notification handling failed: ${describeError(err)}`);
     }
   }
 
-  private rejected(reason: string, payload: string): void {
-    this.counters.rejected++;
-    this.counters.lastRejectReason = reason;
-    this.logReject(reason, payload);
+  /**
+   * The reference's servers name a realm mounted under a prefix by its prefix identifier
+   * (`{"k":"module","r":"@cardstack/base/","m":["@cardstack/base/card-api.gts"]}`): resolved
+   * through the `prefixes` option here, so that consumers only ever see URLs. A payload naming a
+   * prefix that no configured one maps is not applied: `unmapped` says which.
+   */
+  private resolvePrefixes(message: InvalidationMessage): Resolved {
+    if (message.kind === 'global') return { message };
+    let realm = message.realm;
+    if (isPrefixIdentifier(realm)) {
+      const mapped = this.resolver.resolvePrefix(realm);
+      if (mapped === undefined) return { unmapped: realm };
+      try {
+        realm = parseRealmURL(mapped);
+      } catch {
+        return { unmapped: realm };
+      }
+    }
+    if (message.kind === 'realm') return { message: { ...message, realm } };
+    const urls: string[] = [];
+    for (const url of message.urls) {
+      if (!isPrefixedURL(url)) {
+        urls.push(url);
+        continue;
+      }
+      const mapped = this.resolver.resolvePrefix(url);
+      const named = isPrefixIdentifier(message.realm) ? message.realm : url.slice(0, url.lastIndexOf('/') + 1);
+      if (mapped === undefined) return { unmapped: named };
+      try {
+        urls.push(canonicalURL(mapped));
+      } catch {
+        return { unmapped: named };
+      }
+    }
+    return { message: { ...message, realm, urls } };
   }
 
-  private logReject(reason: string, payload: string): void {
+  /** Counted like any rejection; logged at warn once per prefix (and at debug after that), so a busy unmapped realm cannot flood the log. */
+  private rejectedUnmapped(prefix: string, payload: string): void {
+    const reason = `no configured prefix maps ${JSON.stringify(prefix.slice(0, PREVIEW_CHARS))}`;
+    this.counters.rejected++;
+    this.counters.lastRejectReason = reason;
+    if (!this.unmappedWarned.has(prefix) && this.unmappedWarned.size < UNMAPPED_PREFIXES_WARNED) {
+      this.unmappedWarned.add(prefix);
+      this.logger.warn(
+        `ignoring invalidations on "${this.config.channel}" for ${JSON.stringify(prefix.slice(0, PREVIEW_CHARS))}: ` +
+          'no entry of the prefixes option maps it (add one to apply them); further ones are counted and logged at debug level',
+      );
+      return;
+    }
+    const preview = payload.length > PREVIEW_CHARS ? `${payload.slice(0, PREVIEW_CHARS)}…` : payload;
+    this.logger.debug(`rejected payload on "${this.config.channel}" (${reason}): ${JSON.stringify(preview)}`);
+  }
+
+  private rejected(reason: string, payload: string, channel = this.config.channel): void {
+    this.counters.rejected++;
+    this.counters.lastRejectReason = reason;
+    this.logReject(reason, payload, channel);
+  }
+
+  private logReject(reason: string, payload: string, channel: string): void {
     const now = Date.now();
     if (now - this.rejectLog.windowStart > 60_000) {
       if (this.rejectLog.suppressed > 0) this.logger.warn(`${this.rejectLog.suppressed} more rejected payloads were not logged`);
@@ -245,6 +319,6 @@ export class ModuleCacheInvalidationListener implements OnModuleInit, OnApplicat
       return;
     }
     const preview = payload.length > PREVIEW_CHARS ? `${payload.slice(0, PREVIEW_CHARS)}…` : payload;
-    this.logger.warn(`rejected payload on "${this.config.channel}" (${reason}): ${JSON.stringify(preview)}`);
+    this.logger.warn(`rejected payload on "${channel}" (${reason}): ${JSON.stringify(preview)}`);
   }
 }

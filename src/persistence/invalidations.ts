@@ -25,8 +25,8 @@ export type PayloadBuilder<T> = (result: T) => string[];
 export interface InvalidationStoreConfig {
   /** The channel invalidations are NOTIFYed on. */
   channel: string;
-  /** The channel sync markers (strong mode) are NOTIFYed on: `channel` unless the wire format separates them. */
-  syncChannel: string;
+  /** The channel of heartbeat probes and sync markers: `channel` itself, or its control channel in `wireFormat: 'seed'`. */
+  controlChannel?: string;
   /** How long fence-log rows are kept: in-flight computations older than this are refused. */
   retentionMs: number;
   /** How long a statement waits to enter the fence before it gives up (SQLSTATE 55P03); 0 waits forever. */
@@ -78,7 +78,8 @@ export class InvalidationStore {
     encoding: { origin: string | null; budget: number };
     syncOrigin?: string;
   }): Promise<{ urls: Map<number, string[]>; seq: string; sent: number }> {
-    const { channel, syncChannel, retentionMs, fenceWaitMs } = this.config;
+    const { channel, retentionMs, fenceWaitMs } = this.config;
+    const syncChannel = this.controlChannel;
     const variants = seeds.flatMap((seed) => seed.variants.map((url) => ({ url, realm: seed.realm })));
     const rows = await this.sql.run<{ grp: number; urls: string; seq: string; payloads: number }>(
       INVALIDATE_MANY,
@@ -117,7 +118,8 @@ export class InvalidationStore {
     onAffected: PayloadBuilder<InvalidatedRow[]>;
     sync?: SyncMarkerSpec;
   }): Promise<{ rows: Map<number, InvalidatedRow[]>; seq: string }> {
-    const { channel, syncChannel, retentionMs, fenceWaitMs } = this.config;
+    const { channel, retentionMs, fenceWaitMs } = this.config;
+    const syncChannel = this.controlChannel;
     return this.sql.readCommittedTransaction(async (query) => {
       const result = await query<InvalidatedRow & { grp: number | null; seq: string | null }>(INVALIDATE_FENCED, [
         seeds.map((s) => s.alias),
@@ -150,7 +152,8 @@ export class InvalidationStore {
 
   /** Deletes the rows of a realm prefix (nested realms included) and the edges nothing needs, logs it and NOTIFYs, in one statement. */
   async clearRealm({ realm, payloads, syncOrigin }: { realm: string; payloads: string[]; syncOrigin?: string }): Promise<Cleared> {
-    const { channel, syncChannel, retentionMs, fenceWaitMs } = this.config;
+    const { channel, retentionMs, fenceWaitMs } = this.config;
+    const syncChannel = this.controlChannel;
     const [row] = await this.sql.run<{ deleted: string; seq: string }>(
       CLEAR_REALM,
       [realm, retentionMs, channel, payloads, fenceWaitMs, syncChannel, syncOrigin ?? null],
@@ -161,7 +164,8 @@ export class InvalidationStore {
 
   /** Deletes every row and edge, logs it and NOTIFYs, in one statement. */
   async clearAll({ payloads, syncOrigin }: { payloads: string[]; syncOrigin?: string }): Promise<Cleared> {
-    const { channel, syncChannel, retentionMs, fenceWaitMs } = this.config;
+    const { channel, retentionMs, fenceWaitMs } = this.config;
+    const syncChannel = this.controlChannel;
     const [row] = await this.sql.run<{ deleted: string; seq: string }>(
       CLEAR_ALL,
       [retentionMs, channel, payloads, fenceWaitMs, syncChannel, syncOrigin ?? null],
@@ -175,13 +179,19 @@ export class InvalidationStore {
    * database puts the invalidation's token between `before` and `after`.
    */
   async notifySync({ seq, before, after }: { seq: string; before: string; after: string }): Promise<void> {
-    const sent = await this.sql.run(NOTIFY_SYNC, [this.config.syncChannel, before, after, seq]);
+    // On the control channel in 'seed': still after the invalidation it confirms, because Postgres
+    // delivers every channel's notifications from one queue, in commit order (docs/wire-format.md).
+    const sent = await this.sql.run(NOTIFY_SYNC, [this.controlChannel, before, after, seq]);
     if (sent.length === 0) throw new InvalidationUnconfirmedError(messages.notInFenceLog(seq));
   }
 
-  /** One NOTIFY through the pool: the path peers' invalidations take (heartbeat probes use it). */
+  /** One NOTIFY on the control channel through the pool: the path peers' invalidations take (heartbeat probes use it). */
   async notify(payload: string): Promise<void> {
-    await this.sql.run(NOTIFY, [this.config.channel, payload]);
+    await this.sql.run(NOTIFY, [this.controlChannel, payload]);
+  }
+
+  private get controlChannel(): string {
+    return this.config.controlChannel ?? this.config.channel;
   }
 
   /** Fraction (0..1) of the server's NOTIFY queue in use. */

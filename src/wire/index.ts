@@ -7,17 +7,20 @@
  * | channel (option, default)                             | shape           | sent by                                   | file            |
  * | ----------------------------------------------------- | --------------- | ----------------------------------------- | --------------- |
  * | invalidation (`channel`, module_cache_invalidated)    | invalidation    | an invalidating process (or the database) | invalidation.ts |
- * |                                                       | probe           | the listener's heartbeat, via the pool    | probe.ts        |
- * |                                                       | sync marker     | a strong invalidation, after it commits   | sync-marker.ts  |
+ * | the same, or in `wireFormat: 'seed'` its control      | probe           | the listener's heartbeat, via the pool    | probe.ts        |
+ * | channel (`<channel>__control`)                        | sync marker     | a strong invalidation, after it commits   | sync-marker.ts  |
  * | computed (`computedChannel`, module_cache_computed)   | wake-up         | whoever releases a claim                  | wake-up.ts      |
  * | ack (`ackChannel`, module_cache_acked)                | acknowledgement | the database, recording a peer's ack      | sync-marker.ts  |
  * | node:cluster IPC (no channel)                         | relay messages  | the primary's relay and its workers       | relay-ipc.ts    |
  *
  * On the invalidation channel the listener tells the shapes apart by their first key: probes
  * (`{"k":"probe",`) and sync markers (`{"k":"sync",`) first, everything else must parse as an
- * invalidation or is rejected and counted. In `wireFormat: 'seed'` only the invalidations take the
- * reference server's shape; probes still go on this channel (strong mode, and so sync markers, is
- * refused with that format). `signing.ts` holds the one HMAC that invalidations and sync markers
+ * invalidation or is rejected and counted. In `wireFormat: 'seed'` the invalidations take the
+ * reference server's shape, and probes and sync markers go on the control channel instead, so the
+ * reference's servers (which LISTEN on the invalidation channel) see only payloads they parse; on
+ * the control channel anything but a probe or a sync marker is rejected. Postgres delivers every
+ * channel's notifications to a session from one queue in commit order, so a sync marker still
+ * arrives after the invalidation it confirms. `signing.ts` holds the one HMAC that invalidations and sync markers
  * carry; `fields.ts` the rules every shape shares (byte counting, Postgres's limit, origin ids).
  */
 export { MAX_PAYLOAD_BYTES, encodeInvalidations, parseInvalidation } from './invalidation';

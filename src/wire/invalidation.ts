@@ -1,4 +1,4 @@
-import { parseRealmURL } from '../config/urls';
+import { isPrefixIdentifier, isPrefixedURL, parseRealmURL } from '../config/urls';
 import { InvalidModuleURLError, InvalidRealmURLError } from '../errors';
 import { messages } from '../messages';
 import { CONTROL_CHARS, MAX_ORIGIN_LENGTH, POSTGRES_PAYLOAD_LIMIT, isOrigin, utf8Bytes as bytes } from './fields';
@@ -11,6 +11,12 @@ import { SIGNATURE, isSignedBy, sign } from './signing';
  *   {"k":"module","r":REALM,"m":[URL,...],"o":ORIGIN[,"s":SIG]}
  *   {"k":"realm","r":REALM,"o":ORIGIN[,"s":SIG]}
  *   {"k":"global","o":ORIGIN[,"s":SIG]}
+ *
+ * REALM is a canonical realm URL or, as the reference's servers send for a realm mounted under a
+ * prefix, a prefix identifier (`@cardstack/base/`); each URL is an http(s) URL or a prefixed one
+ * (`@cardstack/base/card-api.gts`). Prefixed forms are passed on as given: the listener resolves
+ * them through the `prefixes` option (and rejects those no prefix maps). The encoder sends only
+ * URLs.
  *
  * SIG is the HMAC (signing.ts) of [k, r ?? null, m ?? null, o]. Without a configured secret a
  * well-formed "s" is ignored (a signing peer can roll out first), and the reference server's
@@ -163,12 +169,12 @@ function parseStrict(payload: unknown, secret: string | undefined): ParseResult 
 
   // The reference server's payloads carry no origin; a signed one always does.
   if (o === undefined ? secret !== undefined : typeof o !== 'string' || !isOrigin(o)) return reject('missing or invalid origin "o"');
-  if (k !== 'global' && (typeof r !== 'string' || !isRealmURL(r)))
-    return reject('realm "r" must be an absolute http(s) URL ending with "/"');
+  if (k !== 'global' && (typeof r !== 'string' || !(isRealmURL(r) || isPrefixIdentifier(r))))
+    return reject('realm "r" must be an absolute http(s) URL or a prefix identifier, ending with "/"');
   if (k === 'module') {
     if (!Array.isArray(m) || m.length === 0) return reject('module message needs a non-empty URL list "m"');
-    if (!m.every((u): u is string => typeof u === 'string' && isHttpURL(u)))
-      return reject('module URL list "m" holds a non-http(s) or invalid URL');
+    if (!m.every((u): u is string => typeof u === 'string' && (isHttpURL(u) || isPrefixedURL(u))))
+      return reject('module URL list "m" holds an invalid URL (neither http(s) nor prefixed)');
   }
   if (s !== undefined && (typeof s !== 'string' || !SIGNATURE.test(s))) return reject('signature "s" is not 64 hex characters');
 

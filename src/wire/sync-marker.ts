@@ -4,10 +4,11 @@ import { SIGNATURE, isSignedBy, sign } from './signing';
 /**
  * Strong consistency's two shapes.
  *
- * The sync marker, on the invalidation channel, sent after an invalidation with sequence `q`
- * committed: `{"k":"sync","q":"SEQ","o":ORIGIN,"t":TOKEN[,"s":SIG]}` (SIG over
- * ["sync", q, null, o]: the token is not signed, because the database adds it). Notifications
- * arrive in commit order, so a peer that sees it has applied that invalidation, and acknowledges
+ * The sync marker, on the invalidation channel (its control channel in `wireFormat: 'seed'`), sent
+ * after an invalidation with sequence `q` committed: `{"k":"sync","q":"SEQ","o":ORIGIN,"t":TOKEN[,"s":SIG]}`
+ * (SIG over ["sync", q, null, o]: the token is not signed, because the database adds it).
+ * Notifications arrive in commit order, across channels too (Postgres has one queue for all of
+ * them), so a peer that sees it has applied that invalidation, and acknowledges
  * — counted only if TOKEN is that invalidation's fence-log token, which nobody can read before it
  * commits (a forged marker for an invalidation still to come fails there). So the marker is
  * built in two halves here and the database splices the token between them (`syncMarkerSql`).

@@ -1,9 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import { filter, firstValueFrom, map } from 'rxjs';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { Logger } from '@nestjs/common';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { ListenerState, RawNotification } from '../../src/connection/dedicated-connection';
 import { PgDedicatedConnection, type PgDedicatedConnectionConfig } from '../../src/connection/pg-connection';
-import { ModuleCacheInvalidationListener, type ListenerConfig, type ProbeSender } from '../../src/listener/invalidation-listener';
+import {
+  ModuleCacheInvalidationListener,
+  type ListenerConfig,
+  type ProbeSender,
+  type SyncMarker,
+} from '../../src/listener/invalidation-listener';
 import { encodeInvalidations, type InvalidationMessage } from '../../src/wire/invalidation';
 import { encodeWakeUp } from '../../src/wire/wake-up';
 import { backendPid, signalsBackends } from '../support/backends';
@@ -41,6 +47,8 @@ interface Options {
   signingSecret?: string;
   heartbeat?: ListenerConfig['heartbeat'];
   probe?: ProbeSender;
+  prefixes?: ListenerConfig['prefixes'];
+  controlChannel?: string;
 }
 
 /** Probes go out through another connection to the test database: the path peers' NOTIFYs take. */
@@ -54,7 +62,7 @@ function track(options: Options = {}) {
   const connection = new PgDedicatedConnection({
     connection: options.connection ?? { connectionString: db.url },
     applicationName,
-    channels: [CHANNEL, ...(options.extraChannels ?? [])],
+    channels: [CHANNEL, ...(options.controlChannel ? [options.controlChannel] : []), ...(options.extraChannels ?? [])],
     reconnect: options.reconnect ?? { initialDelayMs: 50, maxDelayMs: 400 },
     queryTimeoutMs: 2_000,
   });
@@ -65,6 +73,8 @@ function track(options: Options = {}) {
       signingSecret: options.signingSecret,
       // Tests that want heartbeats say so; the rest probe by hand.
       heartbeat: options.heartbeat ?? { intervalMs: 3_600_000, timeoutMs: 5_000 },
+      prefixes: options.prefixes,
+      controlChannel: options.controlChannel,
     },
     connection,
     options.probe ?? probeThroughTheDatabase,
@@ -72,12 +82,16 @@ function track(options: Options = {}) {
   listeners.push(listener);
   const seen = {
     messages: [] as InvalidationMessage[],
+    syncs: [] as SyncMarker[],
     raw: [] as RawNotification[],
     states: [] as ListenerState[],
     resyncs: 0,
   };
   listener.notifications$.subscribe((m) => seen.messages.push(m));
-  connection.notifications$.pipe(filter((n) => n.channel !== CHANNEL)).subscribe((r) => seen.raw.push(r));
+  listener.syncs$.subscribe((m) => seen.syncs.push(m));
+  connection.notifications$
+    .pipe(filter((n) => n.channel !== CHANNEL && n.channel !== options.controlChannel))
+    .subscribe((r) => seen.raw.push(r));
   listener.state$.subscribe((s) => seen.states.push(s));
   listener.resync$.subscribe(() => seen.resyncs++);
   return { listener, connection, seen, applicationName };
@@ -184,6 +198,73 @@ describe('ModuleCacheInvalidationListener against a real Postgres', () => {
       lastRejectReason: 'payload is not a JSON object',
     });
     expect(listener.state).toBe('listening');
+  });
+
+  it("resolves the reference's prefix-form realms and URLs through `prefixes`; an unmapped prefix is counted, warned about once, never thrown", async () => {
+    const warn = vi.spyOn(Logger.prototype, 'warn');
+    try {
+      const { listener, seen } = await started({ prefixes: { '@cardstack/base/': REALM } });
+      const urls = ['@cardstack/base/card-api.gts', '@cardstack/base/string.gts'];
+      // The reference's listener test's exact shapes, sent raw.
+      await notify(JSON.stringify({ k: 'module', r: '@cardstack/base/', m: urls }));
+      await notify(JSON.stringify({ k: 'realm', r: '@cardstack/base/' }));
+      for (let i = 0; i < 5; i++)
+        await notify(JSON.stringify({ k: 'module', r: '@cardstack/catalog/', m: [`@cardstack/catalog/${i}.gts`] }));
+      await notify(JSON.stringify({ k: 'realm', r: '@cardstack/catalog/' }));
+      await notify(JSON.stringify({ k: 'module', r: REALM, m: ['@elsewhere/x/y.gts'] }));
+      await notify('{"k":"global"}');
+      await waitFor(() => seen.messages.length === 3, 5_000, 'the global message after the unmapped ones');
+      expect(seen.messages).toEqual([
+        { kind: 'module', realm: REALM, urls: [`${REALM}card-api.gts`, `${REALM}string.gts`] },
+        { kind: 'realm', realm: REALM },
+        { kind: 'global' },
+      ]);
+      expect(listener.stats()).toEqual({
+        received: 3,
+        rejected: 7,
+        reconnects: 0,
+        lastRejectReason: 'no configured prefix maps "@elsewhere/x/"',
+      });
+      const unmapped = warn.mock.calls.map(([m]) => String(m)).filter((m) => m.includes('no entry of the prefixes option maps it'));
+      expect(unmapped).toHaveLength(2);
+      expect(unmapped[0]).toContain('"@cardstack/catalog/"');
+      expect(unmapped[1]).toContain('"@elsewhere/x/"');
+      expect(listener.state).toBe('listening');
+    } finally {
+      warn.mockRestore();
+    }
+  });
+
+  it("with a control channel ('seed'): probes go there, probes and sync markers are heard on both, invalidations only on the shared one", async () => {
+    const CONTROL = `${CHANNEL}__control`;
+    const sent: string[] = [];
+    const { listener, seen } = await started({
+      controlChannel: CONTROL,
+      probe: async (channel, payload) => {
+        sent.push(channel);
+        await probeThroughTheDatabase(channel, payload);
+      },
+    });
+    expect(await listener.selfProbe()).toBe(true);
+    expect(sent).toEqual([CONTROL, CONTROL]);
+    const token = '5b0c5e8e-7f4a-4c1e-9a59-1c7e0e3f2a10';
+    await notify(JSON.stringify({ k: 'sync', q: '7', o: 'peer', t: token }), CONTROL);
+    await notify(JSON.stringify({ k: 'sync', q: '8', o: 'own-format-peer', t: token }));
+    await notify(JSON.stringify({ k: 'probe', o: 'peer', n: 'ab' }), CONTROL);
+    await notify(JSON.stringify({ k: 'realm', r: REALM }), CONTROL);
+    await notify(JSON.stringify({ k: 'realm', r: REALM }));
+    await waitFor(() => seen.messages.length === 1, 5_000, 'the invalidation on the shared channel');
+    expect(seen.syncs).toEqual([
+      { seq: '7', origin: 'peer', token },
+      { seq: '8', origin: 'own-format-peer', token },
+    ]);
+    expect(seen.messages).toEqual([{ kind: 'realm', realm: REALM }]);
+    expect(listener.stats()).toEqual({
+      received: 1,
+      rejected: 1,
+      reconnects: 0,
+      lastRejectReason: 'not a probe or a sync marker (the control channel carries nothing else)',
+    });
   });
 
   it('does not count probes (its own or a peer’s) as rejected', async () => {

@@ -11,12 +11,15 @@ import { ModuleCacheClusterRelay } from '../../src/cluster';
 const databaseUrl = process.env.DATABASE_URL!;
 const count = Number(process.env.CLUSTER_WORKERS ?? 2);
 const relayName = process.env.RELAY_APPLICATION_NAME ?? 'mc-test-relay';
+/** The relay LISTENs on what its workers need: their wire format decides whether that includes the control channel. */
+const { wireFormat } = JSON.parse(process.env.WORKER_OPTIONS ?? '{}') as { wireFormat?: 'module-cache' | 'seed' };
 
 async function main(): Promise<void> {
   const relay = new ModuleCacheClusterRelay({
     connection: { connectionString: databaseUrl },
     applicationName: relayName,
     reconnect: { initialDelayMs: 50, maxDelayMs: 500 },
+    ...(wireFormat ? { wireFormat } : {}),
   });
   await relay.start();
   cluster.setupPrimary({ exec: join(__dirname, 'worker.ts'), execArgv: ['-r', 'ts-node/register/transpile-only'] });

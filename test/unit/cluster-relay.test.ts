@@ -12,6 +12,24 @@ describe('ModuleCacheClusterRelay options', () => {
     expect(() => new ModuleCacheClusterRelay({ connection: {}, ackChannel: 'Upper' })).toThrow(/ackChannel must match .* \(got "Upper"\)/);
   });
 
+  it("LISTENs on the control channel too for workers in wireFormat 'seed', and refuses a channel whose control channel cannot fit", () => {
+    const channels = (relay: ModuleCacheClusterRelay) => (relay as unknown as { channels: string[] }).channels;
+    expect(channels(new ModuleCacheClusterRelay({ connection: {} }))).toEqual([
+      'module_cache_invalidated',
+      'module_cache_computed',
+      'module_cache_acked',
+    ]);
+    expect(channels(new ModuleCacheClusterRelay({ connection: {}, wireFormat: 'seed' }))).toEqual([
+      'module_cache_invalidated',
+      'module_cache_invalidated__control',
+      'module_cache_computed',
+      'module_cache_acked',
+    ]);
+    expect(() => new ModuleCacheClusterRelay({ connection: {}, wireFormat: 'seed', channel: 'x'.repeat(60) })).toThrow(
+      /channel with wireFormat 'seed', .* exceeds Postgres's 63-byte identifier limit/,
+    );
+  });
+
   it("checks reconnect and queryTimeoutMs as the listener's options do", () => {
     expect(() => new ModuleCacheClusterRelay({ connection: {}, reconnect: { initialDelayMs: 5000, maxDelayMs: 100 } })).toThrow(
       /reconnect\.initialDelayMs must not exceed maxDelayMs/,
@@ -26,6 +44,7 @@ describe('ModuleCacheClusterRelay options', () => {
       channel: DEFAULTS.channel,
       computedChannel: DEFAULTS.computedChannel,
       ackChannel: DEFAULTS.ackChannel,
+      wireFormat: DEFAULTS.wireFormat,
       applicationName: DEFAULTS.clusterRelay.applicationName,
       reconnect: DEFAULTS.listener.reconnect,
       queryTimeoutMs: DEFAULTS.listener.queryTimeoutMs,

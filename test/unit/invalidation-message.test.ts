@@ -332,6 +332,39 @@ describe('parseInvalidation (examples)', () => {
     expect(parseInvalidation('{"k":"global"}')).toEqual({ ok: true, message: { kind: 'global' } });
   });
 
+  it("accepts the reference's prefix-form realms and their URLs as given (its listener test's payloads)", () => {
+    const urls = ['@cardstack/base/card-api.gts', '@cardstack/base/string.gts', '@cardstack/base/number.gts'];
+    expect(parseInvalidation(JSON.stringify({ k: 'module', r: '@cardstack/base/', m: urls }))).toEqual({
+      ok: true,
+      message: { kind: 'module', realm: '@cardstack/base/', urls },
+    });
+    expect(parseInvalidation('{"k":"realm","r":"@cardstack/base/"}')).toEqual({
+      ok: true,
+      message: { kind: 'realm', realm: '@cardstack/base/' },
+    });
+    // Mixed forms, and our own shape with an origin: the listener resolves what is prefixed.
+    expect(parseInvalidation(`{"k":"module","r":"@cardstack/base/","m":["@cardstack/base/a.gts","${REALM}b.gts"],"o":"p"}`)).toEqual({
+      ok: true,
+      message: { kind: 'module', realm: '@cardstack/base/', urls: ['@cardstack/base/a.gts', `${REALM}b.gts`], origin: 'p' },
+    });
+  });
+
+  const prefixRejects: Array<[string, string]> = [
+    ['a prefix realm without trailing slash', '{"k":"realm","r":"@cardstack/base"}'],
+    ['a prefix realm with whitespace', '{"k":"realm","r":"@cardstack/ba se/"}'],
+    ['a prefix realm with a control character', '{"k":"realm","r":"@cardstack/\\u0001base/"}'],
+    ['a prefix realm starting with "/"', '{"k":"realm","r":"/cardstack/base/"}'],
+    ['a scheme that is not http(s)', '{"k":"realm","r":"file:///etc/"}'],
+    ['a prefixed URL without a prefix', '{"k":"module","r":"@cardstack/base/","m":["card-api.gts"]}'],
+    ['a prefixed URL with whitespace', '{"k":"module","r":"@cardstack/base/","m":["@cardstack/base/card api.gts"]}'],
+    ['a prefixed URL with a control character', '{"k":"module","r":"@cardstack/base/","m":["@cardstack/base/a\\nb.gts"]}'],
+    ['an empty prefixed URL', '{"k":"module","r":"@cardstack/base/","m":[""]}'],
+  ];
+  it.each(prefixRejects)('rejects %s', (_name, payload) => {
+    expect(JSON.parse(payload)).toBeTypeOf('object');
+    expect(parseInvalidation(payload).ok).toBe(false);
+  });
+
   it("writes the reference's keys only in the 'seed' format, and refuses to sign it", () => {
     const payloads = [
       ...encodeInvalidations({ kind: 'module', realm: REALM, urls: [`${REALM}a.gts`, `${REALM}b`] }, { origin: ORIGIN, format: 'seed' }),

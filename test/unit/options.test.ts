@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ModuleCacheOptionsError } from '../../src';
 import { DEFAULTS } from '../../src/config/defaults';
-import { resolveModuleCacheOptions } from '../../src/config/options';
+import { controlChannelFor, resolveModuleCacheOptions } from '../../src/config/options';
 
 const source = { load: async () => null };
 
@@ -63,7 +63,18 @@ describe('option validation', () => {
     ],
     [{ realms: ['https://a.test/r/'], sourceTimeoutMs: 600_000 }, /fenceRetentionMs: must exceed/],
     [{ realms: ['https://a.test/r/'], typo: 1 }, /typo/],
-    [{ realms: [], consistency: 'strong', wireFormat: 'seed' }, /consistency: 'strong' cannot be combined with wireFormat 'seed'/],
+    [
+      { realms: [], wireFormat: 'seed', channel: 'x'.repeat(55) },
+      /channel: with wireFormat 'seed', probes and sync markers go on the control channel "x{55}__control" derived from it, which exceeds Postgres's 63-byte identifier limit: use a channel of at most 54 characters/,
+    ],
+    [
+      { realms: [], wireFormat: 'seed', computedChannel: 'module_cache_invalidated__control' },
+      /channel: with wireFormat 'seed', its control channel "module_cache_invalidated__control" must differ from computedChannel and ackChannel/,
+    ],
+    [
+      { realms: [], wireFormat: 'seed', consistency: 'strong', ackChannel: 'module_cache_invalidated__control' },
+      /must differ from computedChannel and ackChannel/,
+    ],
     [{ realms: [], consistency: 'strong', listener: false }, /consistency: 'strong' needs the listener/],
     [{ realms: [], consistency: 'strong', leaseMs: 1_000 }, /leaseMs: must exceed listener\.heartbeat\.intervalMs \+ timeoutMs/],
     [{ realms: [], consistency: 'eventually' }, /consistency/],
@@ -83,6 +94,16 @@ describe('option validation', () => {
     expect(() => resolveModuleCacheOptions({ realms: ['https://a.test/r/'], source, computedChannel: 'module_cache_invalidated' })).toThrow(
       /computedChannel: must differ from channel/,
     );
+  });
+
+  it("derives the control channel of wireFormat 'seed' (a 54-character channel still fits), and allows strong mode with it", () => {
+    const seed = resolveModuleCacheOptions({ source, wireFormat: 'seed', channel: 'x'.repeat(54) });
+    expect(controlChannelFor(seed)).toBe(`${'x'.repeat(54)}__control`);
+    expect(controlChannelFor(resolveModuleCacheOptions({ source, wireFormat: 'seed' }))).toBe('module_cache_invalidated__control');
+    // In the package's own format nothing changes: probes and markers share the invalidation channel, of any valid length.
+    const own = resolveModuleCacheOptions({ source, channel: 'x'.repeat(63) });
+    expect(controlChannelFor(own)).toBe('x'.repeat(63));
+    expect(() => resolveModuleCacheOptions({ source, wireFormat: 'seed', consistency: 'strong' })).not.toThrow();
   });
 
   it('rejects a non-object', () => {
