@@ -40,6 +40,11 @@ export class InvalidScopeError extends ModuleCacheError {
   readonly code = 'E_INVALID_SCOPE';
 }
 
+/** Lookup options that are not what they must be (e.g. a `priority` outside 0..10); the message names the option. */
+export class InvalidLookupOptionsError extends ModuleCacheError {
+  readonly code = 'E_INVALID_LOOKUP_OPTIONS';
+}
+
 /** `lookupDefinition`: the module or the definition is missing, or errored. */
 export class DefinitionNotFoundError extends ModuleCacheError {
   readonly code = 'E_DEFINITION_NOT_FOUND';

@@ -17,6 +17,8 @@ export const messages = {
   unknownRealm: (url: string, registered: readonly string[]) =>
     `${url} is not inside any registered realm (${registered.length ? registered.join(', ') : 'none registered'})`,
   badScope: (why: string) => `scope ${why}`,
+  badPriority: (got: unknown, min: number, max: number) =>
+    `lookup option priority must be an integer from ${min} to ${max}, got ${typeof got === 'number' ? String(got) : typeof got}`,
 
   // definitions
   definitionNotFound: (moduleURL: string, name: string, reason: string) => `definition "${name}" of ${moduleURL}: ${reason}`,

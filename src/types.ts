@@ -28,11 +28,34 @@ export interface LoadedModule {
   diagnostics?: unknown;
 }
 
+/**
+ * Lookup priorities are integers from LOWEST_PRIORITY to HIGHEST_PRIORITY; a lookup that names
+ * none runs at DEFAULT_PRIORITY, and prewarm() at LOWEST_PRIORITY, so that a user's request can
+ * go before background work. The cache only forwards them: ordering work is the source's business.
+ */
+export const LOWEST_PRIORITY = 0;
+export const DEFAULT_PRIORITY = 5;
+export const HIGHEST_PRIORITY = 10;
+
 export interface DefinitionSourceContext {
   realmURL: string;
   scope: string;
   /** Aborted when the computation times out or the process shuts down. */
   signal: AbortSignal;
+  /**
+   * The highest priority among this process's callers waiting for the computation (an integer,
+   * LOWEST_PRIORITY..HIGHEST_PRIORITY). Always set by the cache; it rises when a caller with a
+   * higher priority joins, so read it again when it matters (or use `onPriorityChange`).
+   */
+  priority?: number;
+  /** `LookupOptions.user` of the lookup that started the computation, when it named one. */
+  user?: string;
+  /**
+   * Tells `listener` each time `priority` rises (a more urgent caller joined the computation);
+   * returns a function that stops it. Listeners are dropped when the call ends. Always set by the
+   * cache; a source that cannot re-prioritise queued work simply ignores it.
+   */
+  onPriorityChange?(listener: (priority: number) => void): () => void;
 }
 
 /** The user's expensive computation. `null` means no module exists at that URL. */
@@ -57,8 +80,17 @@ export interface ModuleCacheEntry {
 export interface LookupOptions {
   /** `public` (the default) or a per-user scope string; wins over `scopeFor`. */
   scope?: string;
-  /** Who asks: handed to the `scopeFor` option, which derives the scope from the realm and the user. */
+  /**
+   * Who asks: handed to the `scopeFor` option, which derives the scope from the realm and the
+   * user, and to the source's `load()` context (the user of the lookup that started the computation).
+   */
   user?: string;
+  /**
+   * How urgent the lookup is, handed to the source's `load()` context: an integer from
+   * LOWEST_PRIORITY (0) to HIGHEST_PRIORITY (10), DEFAULT_PRIORITY (5) when absent. Callers sharing
+   * one computation in this process raise it to the highest among them.
+   */
+  priority?: number;
 }
 
 export const PUBLIC_SCOPE = 'public';

@@ -7,6 +7,7 @@ import { PUBLIC_SCOPE } from '../types';
 import type { FencedEntry, LookupContext } from './context';
 import { Flights, type Flight } from './flights';
 import { Generations } from './generations';
+import type { FlightHints } from './hints';
 import { memoryKey, MemoryTier, type MemoryRecord } from './memory-tier';
 import { parseRealmURL, RealmRegistry, UrlResolver } from '../config/urls';
 
@@ -15,7 +16,8 @@ const CONTEXT_CACHE_SIZE = 10_000;
 /** A context as kept by the caller's spelling of the URL, with its public memory key computed once. */
 export type CachedContext = LookupContext & { publicKey: string };
 
-export type FencedFlight = Flight<FencedEntry | undefined>;
+/** A flight of the lookup, with what its callers asked for (priority, user). */
+export type FencedFlight = Flight<FencedEntry | undefined> & { readonly hints: FlightHints };
 
 /** Something that can say whether this process hears every invalidation right now (the listener, strong mode's lease). */
 export interface TrustSource {
@@ -34,7 +36,7 @@ export class LocalState {
   readonly urls: UrlResolver;
   readonly memory: MemoryTier;
   readonly generations = new Generations();
-  readonly flights = new Flights<FencedEntry | undefined>();
+  readonly flights = new Flights<FencedEntry | undefined, FencedFlight>();
   private readonly closing = new AbortController();
   /** Aborted at shutdown: every source call listens on it for its duration. */
   readonly shutdown: AbortSignal = this.closing.signal;

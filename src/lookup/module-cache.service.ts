@@ -35,6 +35,7 @@ import type { LookupContext } from '../local/context';
 import { Invalidator } from './invalidator';
 import { LocalState } from '../local/local-state';
 import { RemoteInvalidations } from './remote-invalidations';
+import { callerHints } from './caller-hints';
 import { lookupScope } from './scopes';
 
 /**
@@ -117,7 +118,8 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
   lookup(moduleURL: string, options?: LookupOptions): Promise<ModuleCacheEntry | undefined> {
     // The hot path: a URL seen before, in trusted memory, where lookupScope() could only say 'public'.
     // No parsing, no allocation but the promise.
-    if (options?.scope === undefined && options?.user === undefined && !this.options.scopeFor) {
+    // (Options besides the scope's are validated on the slow path: a bad priority is never served.)
+    if (options?.scope === undefined && options?.user === undefined && options?.priority === undefined && !this.options.scopeFor) {
       const ctx = this.local.knownContext(moduleURL);
       const record = ctx && this.local.publicMemoryHit(ctx);
       if (record !== undefined) return Promise.resolve(record.entry);
@@ -127,9 +129,10 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
 
   private async lookupInScope(moduleURL: string, options: LookupOptions): Promise<ModuleCacheEntry | undefined> {
     const started = performance.now();
+    const hints = callerHints(options);
     const ctx = this.local.context(moduleURL);
     const scope = lookupScope(ctx.realm, options, this.options.scopeFor);
-    return (await this.computation.resolve(ctx, typeof scope === 'string' ? scope : await scope, started))?.entry;
+    return (await this.computation.resolve(ctx, typeof scope === 'string' ? scope : await scope, started, hints))?.entry;
   }
 
   /** One definition; throws DefinitionNotFoundError when the module or the definition is missing or errored. */
@@ -155,6 +158,7 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
     if (!Array.isArray(moduleURLs)) {
       throw new InvalidModuleURLError(messages.moduleURLsNotArray(moduleURLs === null ? 'null' : `a ${typeof moduleURLs}`));
     }
+    callerHints(options);
     const started = performance.now();
     const result = new Map<string, ModuleCacheEntry | undefined>();
     const pending = new Map<string, LookupContext[]>();
