@@ -13,6 +13,7 @@ import {
   ModuleCacheError,
   ModuleCacheOptionsError,
   ModuleCacheSchemaError,
+  ModuleOutsideRealmError,
   UnknownRealmError,
 } from '../src';
 
@@ -31,6 +32,7 @@ const STATUS: [new (...args: never[]) => ModuleCacheError, HttpStatus][] = [
   [InvalidScopeError, HttpStatus.BAD_REQUEST],
   [InvalidLookupOptionsError, HttpStatus.BAD_REQUEST],
   [InvalidRealmURLError, HttpStatus.BAD_REQUEST],
+  [ModuleOutsideRealmError, HttpStatus.BAD_REQUEST],
   [ModuleCacheOptionsError, HttpStatus.INTERNAL_SERVER_ERROR],
   [ModuleCacheSchemaError, HttpStatus.INTERNAL_SERVER_ERROR],
 ];

@@ -35,6 +35,18 @@ export class UnknownRealmError extends ModuleCacheError {
   }
 }
 
+/** `LookupOptions.realmURL` was given, but the module URL does not lie inside it. */
+export class ModuleOutsideRealmError extends ModuleCacheError {
+  readonly code = 'E_OUTSIDE_REALM';
+
+  constructor(
+    readonly url: string,
+    readonly realmURL: string,
+  ) {
+    super(messages.outsideRealm(url, realmURL));
+  }
+}
+
 /** A scope (or what `scopeFor` returned) that cannot key a cache row. */
 export class InvalidScopeError extends ModuleCacheError {
   readonly code = 'E_INVALID_SCOPE';

@@ -91,6 +91,13 @@ export interface LookupOptions {
    * one computation in this process raise it to the highest among them.
    */
   priority?: number;
+  /**
+   * The realm to look the module up in, registered in this process or not (validated as
+   * registerRealm() validates its argument): lets a process that serves no such realm compute and
+   * persist for it. The URL must lie inside it (ModuleOutsideRealmError otherwise). From then on,
+   * invalidations of that realm reach this process as a registered realm's do.
+   */
+  realmURL?: string;
 }
 
 export const PUBLIC_SCOPE = 'public';

@@ -42,7 +42,13 @@ export class Computation {
     const { local, entries, options, recorder } = deps;
     this.dependencyErrors = new DependencyErrors(local, entries, options, (url, scope, waiter) =>
       // A dependency is computed for its consumer: at the consumer's priority, for its user.
-      this.resolve(local.context(url), scope, performance.now(), { priority: waiter.hints.priority, user: waiter.hints.user }, waiter),
+      this.resolve(
+        local.dependencyContext(url),
+        scope,
+        performance.now(),
+        { priority: waiter.hints.priority, user: waiter.hints.user },
+        waiter,
+      ),
     );
     this.persistStep = new PersistStep(local, entries, recorder);
   }

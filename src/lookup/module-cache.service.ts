@@ -119,7 +119,13 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
     // The hot path: a URL seen before, in trusted memory, where lookupScope() could only say 'public'.
     // No parsing, no allocation but the promise.
     // (Options besides the scope's are validated on the slow path: a bad priority is never served.)
-    if (options?.scope === undefined && options?.user === undefined && options?.priority === undefined && !this.options.scopeFor) {
+    if (
+      options?.scope === undefined &&
+      options?.user === undefined &&
+      options?.priority === undefined &&
+      options?.realmURL === undefined &&
+      !this.options.scopeFor
+    ) {
       const ctx = this.local.knownContext(moduleURL);
       const record = ctx && this.local.publicMemoryHit(ctx);
       if (record !== undefined) return Promise.resolve(record.entry);
@@ -130,7 +136,7 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
   private async lookupInScope(moduleURL: string, options: LookupOptions): Promise<ModuleCacheEntry | undefined> {
     const started = performance.now();
     const hints = callerHints(options);
-    const ctx = this.local.context(moduleURL);
+    const ctx = this.local.context(moduleURL, options.realmURL);
     const scope = lookupScope(ctx.realm, options, this.options.scopeFor);
     return (await this.computation.resolve(ctx, typeof scope === 'string' ? scope : await scope, started, hints))?.entry;
   }
@@ -163,7 +169,7 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
     const result = new Map<string, ModuleCacheEntry | undefined>();
     const pending = new Map<string, LookupContext[]>();
     for (const input of moduleURLs) {
-      const ctx = { ...this.local.context(input), input };
+      const ctx = { ...this.local.context(input, options.realmURL), input };
       const scope = await lookupScope(ctx.realm, options, this.options.scopeFor);
       const hit = this.local.memoryHit(ctx, scope, started);
       if (hit) result.set(input, hit.entry);
