@@ -14,6 +14,7 @@ import {
   ModuleCacheOptionsError,
   ModuleCacheSchemaError,
   ModuleOutsideRealmError,
+  NoModuleListingError,
   UnknownRealmError,
 } from '../src';
 
@@ -33,6 +34,7 @@ const STATUS: [new (...args: never[]) => ModuleCacheError, HttpStatus][] = [
   [InvalidLookupOptionsError, HttpStatus.BAD_REQUEST],
   [InvalidRealmURLError, HttpStatus.BAD_REQUEST],
   [ModuleOutsideRealmError, HttpStatus.BAD_REQUEST],
+  [NoModuleListingError, HttpStatus.BAD_REQUEST],
   [ModuleCacheOptionsError, HttpStatus.INTERNAL_SERVER_ERROR],
   [ModuleCacheSchemaError, HttpStatus.INTERNAL_SERVER_ERROR],
 ];

@@ -47,6 +47,11 @@ export class ModuleOutsideRealmError extends ModuleCacheError {
   }
 }
 
+/** `prewarm(realmURL)` without a list of modules, and the source has no `listModules()` to list them. */
+export class NoModuleListingError extends ModuleCacheError {
+  readonly code = 'E_NO_MODULE_LISTING';
+}
+
 /** A scope (or what `scopeFor` returned) that cannot key a cache row. */
 export class InvalidScopeError extends ModuleCacheError {
   readonly code = 'E_INVALID_SCOPE';

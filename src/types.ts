@@ -58,9 +58,39 @@ export interface DefinitionSourceContext {
   onPriorityChange?(listener: (priority: number) => void): () => void;
 }
 
+/** What `DefinitionSource.listModules` is told. */
+export interface ModuleListingContext {
+  realmURL: string;
+  /** Aborted when the process shuts down. */
+  signal: AbortSignal;
+}
+
 /** The user's expensive computation. `null` means no module exists at that URL. */
 export interface DefinitionSource {
   load(moduleURL: string, context: DefinitionSourceContext): Promise<LoadedModule | null>;
+  /**
+   * Optional: the module URLs of a realm, for `prewarm(realmURL)` without a list. URLs outside the
+   * realm (or in a realm nested inside it) are skipped, so listing them is harmless.
+   */
+  listModules?(realmURL: string, context: ModuleListingContext): Promise<string[]>;
+}
+
+/** What `prewarm()` resolves with. `requested` = `skipped` + `warmed` + `alreadyCached` + `notFound` + `errors.length`. */
+export interface PrewarmSummary {
+  realmURL: string;
+  /** Distinct module URLs given, or listed by the source. */
+  requested: number;
+  /** Computed and persisted now (or persisted by a peer meanwhile, and read). */
+  warmed: number;
+  /** In memory or the table already: not computed. */
+  alreadyCached: number;
+  /** No module at the URL (nor at any of its extension candidates). */
+  notFound: number;
+  /** Modules whose entry is an error (computed now and not stored, or cached as one), or whose computation failed. */
+  errors: Array<{ url: string; message: string }>;
+  /** Outside the realm, or in another realm nested inside it: not warmed. */
+  skipped: number;
+  durationMs: number;
 }
 
 export interface ModuleCacheEntry {

@@ -41,12 +41,12 @@ export class Computation {
   constructor(private readonly deps: ComputationDeps) {
     const { local, entries, options, recorder } = deps;
     this.dependencyErrors = new DependencyErrors(local, entries, options, (url, scope, waiter) =>
-      // A dependency is computed for its consumer: at the consumer's priority, for its user.
+      // A dependency is computed for its consumer: at the consumer's priority, for its user, storing errors as it does.
       this.resolve(
         local.dependencyContext(url),
         scope,
         performance.now(),
-        { priority: waiter.hints.priority, user: waiter.hints.user },
+        { priority: waiter.hints.priority, user: waiter.hints.user, persistErrors: waiter.hints.persistErrors },
         waiter,
       ),
     );
@@ -96,7 +96,7 @@ export class Computation {
         () => local.flights.remove(registered),
       );
     } else {
-      flight.hints.join(hints.priority);
+      flight.hints.join(hints);
     }
     if (!waiter) return flight.promise;
     if (flight === waiter || Flights.reaches(flight, waiter)) return DEPENDENCY_CYCLE;
@@ -230,6 +230,6 @@ export class Computation {
       computeStarted: found.computeStarted,
       attempt,
     });
-    return this.persistStep.persist(ctx, snapshot, built, error, watermark, incorporated);
+    return this.persistStep.persist(ctx, snapshot, built, error, watermark, incorporated, flight.hints);
   }
 }

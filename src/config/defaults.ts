@@ -60,6 +60,8 @@ export const DEFAULTS = deepFreeze({
   /** Must exceed sourceTimeoutMs × (maxRetries + 1) = 4 min: 15 min leaves room for slow computations. */
   fenceRetentionMs: 15 * 60_000,
   metrics: false,
+  /** prewarm(): modules computed at once; few, so that warm-up leaves the source to the lookups. */
+  prewarm: { concurrency: 4 },
   /** `ModuleCacheClusterRelay` (its channels, reconnect and queryTimeoutMs are the ones above). */
   clusterRelay: {
     /** Not the listener's name, so that pg_stat_activity tells the relay's connection apart. */

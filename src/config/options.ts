@@ -106,6 +106,11 @@ const schema = z
     maxRetries: z.number().int().min(0).max(100).default(DEFAULTS.maxRetries),
     /** How long the database remembers an invalidation for fencing in-flight writes. */
     fenceRetentionMs: positiveInt.default(DEFAULTS.fenceRetentionMs),
+    /** prewarm(): how many modules it computes at once. */
+    prewarm: z
+      .object({ concurrency: positiveInt.max(256).default(DEFAULTS.prewarm.concurrency) })
+      .strict()
+      .default(() => ({ ...DEFAULTS.prewarm })),
     /** Prometheus metrics through prom-client (optional peer dependency): `true`, or `{ registry, prefix }`. */
     metrics: z
       .union(

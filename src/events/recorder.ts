@@ -93,6 +93,8 @@ export class Recorder {
         c.notifications.sent += record.payloads;
         return;
       case 'invalidated':
+      case 'prewarm-progress':
+      case 'prewarm-finished':
       case 'listener-state':
       case 'resync':
         return;

@@ -2,6 +2,8 @@
 export interface CallerHints {
   priority: number;
   user?: string;
+  /** False for prewarm(): an error entry is reported, not stored. A lookup's own computation stores it. */
+  persistErrors?: boolean;
 }
 
 /**
@@ -13,18 +15,25 @@ export class FlightHints {
   private current: number;
   private readonly listeners = new Set<(priority: number) => void>();
   readonly user: string | undefined;
+  /** Whether an error entry is stored: false only while every caller is a prewarm(). */
+  persistErrors: boolean;
 
   constructor(first: CallerHints) {
     this.current = first.priority;
     this.user = first.user;
+    this.persistErrors = first.persistErrors !== false;
   }
 
   get priority(): number {
     return this.current;
   }
 
-  /** A caller joined: keeps the higher of the two priorities and tells the listeners when it rose. */
-  join(priority: number): void {
+  /**
+   * A caller joined: keeps the higher of the two priorities (telling the listeners when it rose), and
+   * an ordinary lookup that joins a prewarm's computation has its error entry stored, as its own would be.
+   */
+  join({ priority, persistErrors }: CallerHints): void {
+    if (persistErrors !== false) this.persistErrors = true;
     if (priority <= this.current) return;
     this.current = priority;
     for (const listener of [...this.listeners]) {

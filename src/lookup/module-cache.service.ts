@@ -30,10 +30,11 @@ import {
 import type { ResolvedModuleCacheOptions } from '../config/options';
 import type { EntryStore } from '../persistence/entries';
 import type { InvalidationStore } from '../persistence/invalidations';
-import type { DefinitionSource, LookupOptions, ModuleCacheEntry } from '../types';
+import type { DefinitionSource, LookupOptions, ModuleCacheEntry, PrewarmSummary } from '../types';
 import type { LookupContext } from '../local/context';
 import { Invalidator } from './invalidator';
 import { LocalState } from '../local/local-state';
+import { Prewarmer } from './prewarm';
 import { RemoteInvalidations } from './remote-invalidations';
 import { callerHints } from './caller-hints';
 import { lookupScope } from './scopes';
@@ -53,6 +54,7 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
   private readonly computation: Computation;
   private readonly invalidator: Invalidator;
   private readonly remote: RemoteInvalidations | undefined;
+  private readonly prewarmer: Prewarmer;
 
   constructor(
     @Inject(RESOLVED_MODULE_CACHE_OPTIONS) private readonly options: ResolvedModuleCacheOptions,
@@ -74,6 +76,14 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
     this.computation = new Computation({ options, local: this.local, entries, recorder, source, coalescer });
     this.invalidator = new Invalidator({ options, local: this.local, invalidations, recorder, origin, membership });
     this.remote = listener ? new RemoteInvalidations(listener, this.local, recorder, origin, membership) : undefined;
+    this.prewarmer = new Prewarmer({
+      options,
+      local: this.local,
+      computation: this.computation,
+      recorder,
+      source,
+      lookupMany: (urls, realmURL) => this.lookupMany(urls, { realmURL }),
+    });
   }
 
   async onModuleInit(): Promise<void> {
@@ -204,6 +214,18 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
     } finally {
       snapshots.forEach((s) => generations.release(s));
     }
+  }
+
+  /**
+   * Computes and persists a realm's own modules ahead of their first lookup: `moduleURLs`, else what
+   * the source's `listModules(realmURL)` lists (NoModuleListingError when it has none). URLs outside
+   * the realm, or in a registered realm nested inside it, are skipped; dependencies are not followed.
+   * At most `prewarm.concurrency` at once, at LOWEST_PRIORITY; error entries are reported, never
+   * stored. The realm need not be registered here (as with `LookupOptions.realmURL`). Progress goes
+   * to `events$` (`prewarm-progress`, `prewarm-finished`).
+   */
+  prewarm(realmURL: string, moduleURLs?: readonly string[]): Promise<PrewarmSummary> {
+    return this.prewarmer.prewarm(realmURL, moduleURLs);
   }
 
   /**
