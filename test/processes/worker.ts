@@ -163,6 +163,7 @@ async function main(): Promise<void> {
     /** A lookup in a realm named by the caller (`realmURL`), registered in this process or not. */
     lookupIn: (url: string, realmURL: string) => lookup.lookup(url, { realmURL }),
     lookupCachedIn: (url: string, realmURL: string) => lookup.lookupCached(url, { realmURL }),
+    prewarm: (realmURL: string, urls?: string[]) => lookup.prewarm(realmURL, urls),
     lookupAll: (urls: string[]) => Promise.all(urls.map((url) => lookup.lookup(url))),
     invalidate: (url: string) => lookup.invalidate(url),
     clearRealm: (realm: string) => lookup.clearRealm(realm),
