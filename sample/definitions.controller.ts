@@ -1,5 +1,5 @@
 import { BadRequestException, Body, Controller, Get, HttpCode, NotFoundException, Post, Query, Req } from '@nestjs/common';
-import { CachingDefinitionLookup, type ModuleCacheEntry } from '../src';
+import { CachingDefinitionLookup, type ModuleCacheEntry, type PrewarmSummary } from '../src';
 
 type Params = Record<string, unknown> | undefined;
 
@@ -51,6 +51,18 @@ export class DefinitionsController {
   async clearRealm(@Body() body: Params): Promise<{ realm: string; deleted: number }> {
     const realm = requiredString(body, 'realm');
     return { realm, deleted: await this.lookup.clearRealm(realm) };
+  }
+
+  /** Computes and stores a realm's modules ahead of their first lookup (all of them, or `modules`); answers with the summary. */
+  @Post('prewarm')
+  @HttpCode(200)
+  async prewarm(@Body() body: Params): Promise<PrewarmSummary> {
+    const realm = requiredString(body, 'realm');
+    const modules = body?.modules;
+    if (modules !== undefined && (!Array.isArray(modules) || modules.some((m) => typeof m !== 'string' || m === ''))) {
+      throw new BadRequestException('"modules" must be an array of non-empty strings');
+    }
+    return this.lookup.prewarm(realm, modules as string[] | undefined);
   }
 
   @Post('clear')

@@ -17,6 +17,10 @@ export const ENDPOINTS: Endpoint[] = [
   },
   { route: 'POST /realms/clear {"realm": REALM}', what: 'clears one realm in every worker' },
   { route: 'POST /clear', what: 'clears everything in every worker' },
+  {
+    route: 'POST /prewarm {"realm": REALM[, "modules": [URL, …]]}',
+    what: "computes and stores a realm's modules (all, or the ones listed) ahead of their first lookup; returns a summary",
+  },
   { route: 'GET /health', what: 'the invalidation listener: connected, LISTENing, self-probe passed' },
   { route: 'GET /metrics', what: 'Prometheus metrics' },
   { route: 'GET /events', what: 'server-sent events: hits, misses, computations, invalidations (also remote ones)' },
@@ -40,6 +44,7 @@ export function exampleCommands({ port, realmsURL }: Pick<ServiceConfig, 'port' 
     `curl -H 'x-user: alice' '${base}/definitions?url=${notes}notebook.gts'`,
     `curl ${base}${new URL(realm).pathname}pet-card.gts`,
     `curl -X POST ${base}/invalidate -H 'content-type: application/json' -d '{"url":"${realm}person.ts"}'`,
+    `curl -X POST ${base}/prewarm -H 'content-type: application/json' -d '{"realm":"${realm}"}'`,
     `curl ${base}/health`,
     `curl ${base}/metrics`,
     `curl -N ${base}/events`,

@@ -6,12 +6,15 @@ import {
   DefinitionSourceTimeoutError,
   InvalidationBroadcastError,
   InvalidRealmURLError,
+  InvalidLookupOptionsError,
   InvalidScopeError,
   ModuleCacheShutdownError,
   InvalidModuleURLError,
   ModuleCacheError,
   ModuleCacheOptionsError,
   ModuleCacheSchemaError,
+  ModuleOutsideRealmError,
+  NoModuleListingError,
   UnknownRealmError,
 } from '../src';
 
@@ -28,7 +31,10 @@ const STATUS: [new (...args: never[]) => ModuleCacheError, HttpStatus][] = [
   [InvalidationBroadcastError, HttpStatus.SERVICE_UNAVAILABLE],
   [ModuleCacheShutdownError, HttpStatus.SERVICE_UNAVAILABLE],
   [InvalidScopeError, HttpStatus.BAD_REQUEST],
+  [InvalidLookupOptionsError, HttpStatus.BAD_REQUEST],
   [InvalidRealmURLError, HttpStatus.BAD_REQUEST],
+  [ModuleOutsideRealmError, HttpStatus.BAD_REQUEST],
+  [NoModuleListingError, HttpStatus.BAD_REQUEST],
   [ModuleCacheOptionsError, HttpStatus.INTERNAL_SERVER_ERROR],
   [ModuleCacheSchemaError, HttpStatus.INTERNAL_SERVER_ERROR],
 ];

@@ -16,7 +16,7 @@ export interface MountedRealm {
  * Mounts every subfolder of REALMS_DIR as a realm of this worker (registerRealm) and unmounts the
  * ones that go away (unregisterRealm). Every worker watches for itself: registration is per
  * process. Only the watcher worker (WATCHER=1) also clears a removed realm's rows, once for all:
- * the clear reaches the others over NOTIFY.
+ * the clear reaches the others over NOTIFY; and it prewarms each public realm it mounts.
  */
 @Injectable()
 export class RealmsService implements OnApplicationBootstrap, OnApplicationShutdown {
@@ -53,6 +53,19 @@ export class RealmsService implements OnApplicationBootstrap, OnApplicationShutd
     const url = realmURLFor(this.config, name);
     this.lookup.registerRealm(url);
     this.mounted.set(name, url);
+    // Once for all workers (the rows are shared), in the background: the worker serves meanwhile.
+    // A private realm caches per user: there is no one entry to warm.
+    if (process.env.WATCHER === '1' && !isPrivateRealm(this.config, url)) void this.prewarm(url);
+  }
+
+  private async prewarm(url: string): Promise<void> {
+    try {
+      const summary = await this.lookup.prewarm(url);
+      this.logger.log(`realm ${url} mounted: prewarmed ${JSON.stringify(summary)}`);
+    } catch (error) {
+      // Nothing is lost: every module is still computed on its first lookup.
+      this.logger.warn(`realm ${url} mounted: prewarm stopped: ${error instanceof Error ? error.message : String(error)}`);
+    }
   }
 
   private unmount(name: string): void {

@@ -35,9 +35,31 @@ export class UnknownRealmError extends ModuleCacheError {
   }
 }
 
+/** `LookupOptions.realmURL` was given, but the module URL does not lie inside it. */
+export class ModuleOutsideRealmError extends ModuleCacheError {
+  readonly code = 'E_OUTSIDE_REALM';
+
+  constructor(
+    readonly url: string,
+    readonly realmURL: string,
+  ) {
+    super(messages.outsideRealm(url, realmURL));
+  }
+}
+
+/** `prewarm(realmURL)` without a list of modules, and the source has no `listModules()` to list them. */
+export class NoModuleListingError extends ModuleCacheError {
+  readonly code = 'E_NO_MODULE_LISTING';
+}
+
 /** A scope (or what `scopeFor` returned) that cannot key a cache row. */
 export class InvalidScopeError extends ModuleCacheError {
   readonly code = 'E_INVALID_SCOPE';
+}
+
+/** Lookup options that are not what they must be (e.g. a `priority` outside 0..10); the message names the option. */
+export class InvalidLookupOptionsError extends ModuleCacheError {
+  readonly code = 'E_INVALID_LOOKUP_OPTIONS';
 }
 
 /** `lookupDefinition`: the module or the definition is missing, or errored. */

@@ -8,7 +8,7 @@ export { CachingDefinitionLookup } from './lookup/module-cache.service';
 export { ModuleCacheInvalidationListener, type ListenerState } from './listener/invalidation-listener';
 export { encodeInvalidations, parseInvalidation, MAX_PAYLOAD_BYTES } from './wire/invalidation';
 export type { InvalidationMessage, InvalidationTarget, ParseResult } from './wire/invalidation';
-export type { ModuleCacheEvent, ModuleCacheStats, CacheTier } from './events/events';
+export type { ModuleCacheEvent, ModuleCacheStats, CacheTier, PrewarmOutcome } from './events/events';
 export { TRACING_CHANNELS, type TracingChannelName } from './events/tracing';
 export { ModuleCacheHealth, type ModuleCacheHealthOptions, type ModuleCacheHealthReport } from './observability/health';
 export type { ModuleCacheMetricsOptions } from './config/metrics';

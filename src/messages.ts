@@ -16,7 +16,14 @@ export const messages = {
     `realm URL must be an absolute http(s) URL ending with "/" and without query or hash, got ${typeof input === 'string' ? quote(input) : typeof input}`,
   unknownRealm: (url: string, registered: readonly string[]) =>
     `${url} is not inside any registered realm (${registered.length ? registered.join(', ') : 'none registered'})`,
+  outsideRealm: (url: string, realm: string) => `${url} is not inside the realm ${realm} it was looked up in (options.realmURL)`,
   badScope: (why: string) => `scope ${why}`,
+  noModuleListing: (realm: string) =>
+    `prewarm(${realm}): no module URLs were given, and the definition source has no listModules(realmURL) to list them`,
+  badModuleListing: (realm: string, why: string) => `definition source's listModules(${realm}) ${why}`,
+  prewarmURLsNotArray: (what: string) => `prewarm: moduleURLs must be an array of module URLs, got ${what}`,
+  badPriority: (got: unknown, min: number, max: number) =>
+    `lookup option priority must be an integer from ${min} to ${max}, got ${typeof got === 'number' ? String(got) : typeof got}`,
 
   // definitions
   definitionNotFound: (moduleURL: string, name: string, reason: string) => `definition "${name}" of ${moduleURL}: ${reason}`,

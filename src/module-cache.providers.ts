@@ -10,7 +10,7 @@ import type { DedicatedConnection } from './connection/dedicated-connection';
 import { PgDedicatedConnection } from './connection/pg-connection';
 import { RelayedConnection } from './connection/relayed-connection';
 import { Membership } from './consistency/membership';
-import { ModuleCacheOptionsError } from './errors';
+import { ModuleCacheOptionsError, NoModuleListingError } from './errors';
 import { Recorder } from './events/recorder';
 import { messages } from './messages';
 import {
@@ -55,6 +55,13 @@ class DeferredDefinitionSource implements DefinitionSource, OnModuleInit {
   load(...args: Parameters<DefinitionSource['load']>): ReturnType<DefinitionSource['load']> {
     if (!this.source) throw new ModuleCacheOptionsError(messages.noSource());
     return this.source.load(...args);
+  }
+
+  /** The application's source's listing; the same error as for a source without one when it has none. */
+  async listModules(...args: Parameters<NonNullable<DefinitionSource['listModules']>>): Promise<string[]> {
+    if (!this.source) throw new ModuleCacheOptionsError(messages.noSource());
+    if (typeof this.source.listModules !== 'function') throw new NoModuleListingError(messages.noModuleListing(args[0]));
+    return this.source.listModules(...args);
   }
 }
 

@@ -4,6 +4,7 @@ import type { Recorder } from '../events/recorder';
 import type { FencedEntry, LookupContext } from '../local/context';
 import { flightKey, Flights } from '../local/flights';
 import type { GenerationSnapshot } from '../local/generations';
+import { FlightHints, type CallerHints } from '../local/hints';
 import type { FencedFlight, LocalState } from '../local/local-state';
 import type { ResolvedModuleCacheOptions } from '../config/options';
 import type { EntryStore, StoredRow } from '../persistence/entries';
@@ -43,7 +44,14 @@ export class Computation {
   constructor(private readonly deps: ComputationDeps) {
     const { local, entries, options, recorder } = deps;
     this.dependencyErrors = new DependencyErrors(local, entries, options, (url, scope, waiter) =>
-      this.resolve(local.context(url), scope, performance.now(), waiter),
+      // A dependency is computed for its consumer: at the consumer's priority, for its user, storing errors as it does.
+      this.resolve(
+        local.dependencyContext(url),
+        scope,
+        performance.now(),
+        { priority: waiter.hints.priority, user: waiter.hints.user, persistErrors: waiter.hints.persistErrors },
+        waiter,
+      ),
     );
     this.persistStep = new PersistStep(local, entries, recorder);
   }
@@ -53,19 +61,22 @@ export class Computation {
    * local flight for any spelling of the module, so `x.ts` ↔ `x` cycles are seen and nothing is
    * computed twice; it never joins a flight that coalesces across processes, which may wait on a
    * peer's claim (two processes computing each other's imports would wait on each other). A
-   * top-level lookup joins either kind.
+   * top-level lookup joins either kind. A caller that joins a flight raises its priority to its
+   * own when that is higher (the source hears of it through `onPriorityChange`).
    */
-  resolve(ctx: LookupContext, scope: string, started: number): Promise<FencedEntry | undefined>;
+  resolve(ctx: LookupContext, scope: string, started: number, hints: CallerHints): Promise<FencedEntry | undefined>;
   resolve(
     ctx: LookupContext,
     scope: string,
     started: number,
+    hints: CallerHints,
     waiter: FencedFlight,
   ): Promise<FencedEntry | undefined | typeof DEPENDENCY_CYCLE>;
   async resolve(
     ctx: LookupContext,
     scope: string,
     started: number,
+    hints: CallerHints,
     waiter?: FencedFlight,
   ): Promise<FencedEntry | undefined | typeof DEPENDENCY_CYCLE> {
     const { local } = this.deps;
@@ -80,13 +91,15 @@ export class Computation {
           .map((variant) => local.flights.get(flightKey(ctx.realm, variant, scope, { coalesce: false })))
           .find((f) => f !== undefined);
     if (!flight) {
-      flight = this.start(flightKey(ctx.realm, ctx.url, scope, { coalesce }), { ...ctx, scope }, started, coalesce);
+      flight = this.start(flightKey(ctx.realm, ctx.url, scope, { coalesce }), { ...ctx, scope }, started, coalesce, hints);
       local.flights.add(flight);
       const registered = flight;
       flight.promise.then(
         () => local.flights.remove(registered),
         () => local.flights.remove(registered),
       );
+    } else {
+      flight.hints.join(hints);
     }
     if (!waiter) return flight.promise;
     if (flight === waiter || Flights.reaches(flight, waiter)) return DEPENDENCY_CYCLE;
@@ -99,7 +112,7 @@ export class Computation {
   }
 
   /** `coalesce: false` for dependency lookups: a computation never waits on a peer's claim. */
-  private start(key: string, ctx: LookupContext, started: number, coalesce: boolean): FencedFlight {
+  private start(key: string, ctx: LookupContext, started: number, coalesce: boolean, hints: CallerHints): FencedFlight {
     const flight: FencedFlight = {
       key,
       realm: ctx.realm,
@@ -109,6 +122,7 @@ export class Computation {
       coalesce,
       promise: Promise.resolve(undefined),
       waitingOn: new Set(),
+      hints: new FlightHints(hints),
     };
     // Taken before the first await: anything that invalidates from here on is seen.
     const snapshot = this.deps.local.generations.snapshot(ctx.realm, ctx.alias);
@@ -224,6 +238,7 @@ export class Computation {
     const found = await loadFirstCandidate(source, ctx, local.urls, recorder, {
       timeoutMs: options.sourceTimeoutMs,
       shutdown: local.shutdown,
+      hints: flight.hints,
     });
     if (!found) return { done: true, fenced: undefined };
     const { error, incorporated } = await this.dependencyErrors.attach(flight, ctx, found);
@@ -240,6 +255,6 @@ export class Computation {
       computeStarted: found.computeStarted,
       attempt,
     });
-    return this.persistStep.persist(ctx, snapshot, built, error, watermark, incorporated);
+    return this.persistStep.persist(ctx, snapshot, built, error, watermark, incorporated, flight.hints);
   }
 }

@@ -69,13 +69,13 @@ export class DependencyErrors {
   }
 
   /**
-   * `'compute'`: errors of the module's dependencies inside registered realms (looked up, so
+   * `'compute'`: errors of the module's dependencies inside known realms (registered or used explicitly; looked up, so
    * computed if needed; at most DEPENDENCY_CONCURRENCY at once), and every cached entry that went
    * into them. Only modules' own errors and "not found" are errors: a dependency lookup that fails
    * (the source threw, a timeout, the database, shutdown) fails this one too.
    */
   private async computed(flight: FencedFlight, deps: string[], scope: string): Promise<Incorporated & { errors: ModuleError[] }> {
-    const inRealm = deps.filter((dep) => this.local.realms.find(dep) !== undefined);
+    const inRealm = deps.filter((dep) => this.local.realms.findKnown(dep) !== undefined);
     const found: Array<FencedEntry | undefined | typeof DEPENDENCY_CYCLE> = [];
     for (let i = 0; i < inRealm.length; i += DEPENDENCY_CONCURRENCY) {
       found.push(
@@ -105,7 +105,7 @@ export class DependencyErrors {
    * consulted — with or without an error — is a part the fence checks.
    */
   private async cached(deps: string[], scope: string): Promise<Incorporated & { errors: ModuleError[] }> {
-    const eligible = (dep: string) => !dep.endsWith('.json') && this.local.realms.find(dep) !== undefined;
+    const eligible = (dep: string) => !dep.endsWith('.json') && this.local.realms.findKnown(dep) !== undefined;
     const seen = new Set<string>();
     const enqueue = (candidates: Iterable<string>) => [...candidates].filter((d) => eligible(d) && !seen.has(d) && seen.add(d));
     const parts: FencePart[] = [];

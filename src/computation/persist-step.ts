@@ -32,11 +32,15 @@ export class PersistStep {
     error: ModuleError | undefined,
     watermark: string,
     incorporated: Incorporated,
+    { persistErrors }: { persistErrors: boolean },
   ): Promise<Outcome> {
     const { entry, alias, diagnostics } = built;
     const unstored: FencedEntry = { entry, alias, realm: ctx.realm, watermark };
     if (!this.local.generations.isCurrent(snapshot)) return { done: false, reason: 'invalidated-locally', last: unstored };
     if (incorporated.unpersisted) return { done: false, reason: 'stale-dependency', last: unstored };
+    // prewarm(): a failure during warm-up may be transient; stored, it would be served for errorTtlMs.
+    // Not kept in memory either, so that the next lookup computes it.
+    if (error && !persistErrors) return { done: true, fenced: { ...unstored, unpersisted: true } };
     const persistStarted = performance.now();
     const persisted = await traced(
       'persist',

@@ -5,7 +5,8 @@ import type { LookupContext } from '../local/context';
 import type { UrlResolver } from '../config/urls';
 import { messages } from '../messages';
 import { deadline } from '../timeout';
-import type { DefinitionSource, LoadedModule } from '../types';
+import { DEFAULT_PRIORITY, type DefinitionSource, type DefinitionSourceContext, type LoadedModule } from '../types';
+import { FlightHints } from '../local/hints';
 import { describeError } from '../describe-error';
 import { traced } from '../events/tracing';
 
@@ -31,7 +32,7 @@ export async function loadFirstCandidate(
   ctx: LookupContext,
   urls: UrlResolver,
   recorder: Recorder,
-  { timeoutMs, shutdown }: { timeoutMs: number; shutdown: AbortSignal },
+  { timeoutMs, shutdown, hints }: { timeoutMs: number; shutdown: AbortSignal; hints: FlightHints },
 ): Promise<SourceResult | undefined> {
   for (const candidate of ctx.candidates) {
     const computeStarted = performance.now();
@@ -40,7 +41,7 @@ export async function loadFirstCandidate(
       loaded = await traced(
         'computation',
         () => ({ url: candidate, realm: ctx.realm, scope: ctx.scope }),
-        () => callSource(source, candidate, { realmURL: ctx.realm, scope: ctx.scope, timeoutMs, shutdown }),
+        () => callSource(source, candidate, { realmURL: ctx.realm, scope: ctx.scope, timeoutMs, shutdown, hints }),
       );
     } catch (error) {
       recorder.record({ type: 'source-error' });
@@ -59,16 +60,18 @@ export async function loadFirstCandidate(
 
 /**
  * Calls the source with a timeout. The source gets an AbortSignal; a source that ignores it
- * is still abandoned at the deadline so a hung source cannot hang its callers.
+ * is still abandoned at the deadline so a hung source cannot hang its callers. It also gets the
+ * callers' hints (priority, user); the priority listeners it registers are dropped when the call ends.
  */
 export async function callSource(
   source: DefinitionSource,
   url: string,
-  context: { realmURL: string; scope: string; timeoutMs: number; shutdown: AbortSignal },
+  context: { realmURL: string; scope: string; timeoutMs: number; shutdown: AbortSignal; hints?: FlightHints },
 ): Promise<LoadedModule | null> {
   // One controller per call; the shutdown listener is removed when the call ends, so the
   // long-lived shutdown signal does not collect one listener per computation.
   const controller = new AbortController();
+  const { sourceContext, detach } = hintedContext(context, controller.signal);
   const timeout = deadline(context.timeoutMs, () => {
     const error = new DefinitionSourceTimeoutError(messages.sourceTimeout(url, context.timeoutMs));
     controller.abort(error);
@@ -86,11 +89,7 @@ export async function callSource(
   if (context.shutdown.aborted) onShutdown();
   else context.shutdown.addEventListener('abort', onShutdown, { once: true });
   try {
-    const result = await Promise.race([
-      Promise.resolve().then(() => source.load(url, { realmURL: context.realmURL, scope: context.scope, signal: controller.signal })),
-      timeout.expired,
-      shutdown,
-    ]);
+    const result = await Promise.race([Promise.resolve().then(() => source.load(url, sourceContext)), timeout.expired, shutdown]);
     return validateLoaded(result, url);
   } catch (error) {
     if (error instanceof DefinitionSourceError || error instanceof ModuleCacheShutdownError) throw error;
@@ -99,7 +98,34 @@ export async function callSource(
   } finally {
     timeout.cancel();
     context.shutdown.removeEventListener('abort', onShutdown);
+    detach();
   }
+}
+
+/** The source's context: where, for whom and how urgently; `detach` drops the priority listeners the source registered. */
+function hintedContext(
+  { realmURL, scope, hints = new FlightHints({ priority: DEFAULT_PRIORITY }) }: { realmURL: string; scope: string; hints?: FlightHints },
+  signal: AbortSignal,
+): { sourceContext: DefinitionSourceContext; detach(): void } {
+  const unsubscribes = new Set<() => void>();
+  const sourceContext: DefinitionSourceContext = {
+    realmURL,
+    scope,
+    signal,
+    get priority() {
+      return hints.priority;
+    },
+    ...(hints.user !== undefined ? { user: hints.user } : {}),
+    onPriorityChange: (listener) => {
+      const unsubscribe = hints.onPriorityChange(listener);
+      unsubscribes.add(unsubscribe);
+      return () => {
+        unsubscribes.delete(unsubscribe);
+        unsubscribe();
+      };
+    },
+  };
+  return { sourceContext, detach: () => unsubscribes.forEach((unsubscribe) => unsubscribe()) };
 }
 
 function validateLoaded(result: unknown, url: string): LoadedModule | null {

@@ -62,6 +62,8 @@ export const DEFAULTS = deepFreeze({
   /** A persist or an invalidation that cannot enter the fence this fast gives up (served unpersisted / E_FENCE_BUSY). */
   fenceWaitMs: 2_000,
   metrics: false,
+  /** prewarm(): modules computed at once; few, so that warm-up leaves the source to the lookups. */
+  prewarm: { concurrency: 4 },
   /** `ModuleCacheClusterRelay` (its channels, reconnect and queryTimeoutMs are the ones above). */
   clusterRelay: {
     /** Not the listener's name, so that pg_stat_activity tells the relay's connection apart. */

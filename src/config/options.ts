@@ -116,6 +116,11 @@ const schema = z
      * fails with E_FENCE_BUSY. 0 waits forever.
      */
     fenceWaitMs: z.number().int().min(0).max(2_147_483_647).default(DEFAULTS.fenceWaitMs),
+    /** prewarm(): how many modules it computes at once. */
+    prewarm: z
+      .object({ concurrency: positiveInt.max(256).default(DEFAULTS.prewarm.concurrency) })
+      .strict()
+      .default(() => ({ ...DEFAULTS.prewarm })),
     /** Prometheus metrics through prom-client (optional peer dependency): `true`, or `{ registry, prefix }`. */
     metrics: z
       .union(

@@ -195,9 +195,23 @@ export class UrlResolver {
   }
 }
 
-/** Registered realms (they may come and go at runtime); a module belongs to the longest realm prefix that contains it. */
+/**
+ * How many realms a process keeps as used explicitly (`LookupOptions.realmURL`) without having
+ * registered them; past it, the least recently used one is forgotten (and its memory entries with it).
+ */
+export const MAX_EXPLICIT_REALMS = 1_000;
+
+/**
+ * Registered realms (they may come and go at runtime); a module belongs to the longest realm prefix
+ * that contains it. Beside them, the realms this process used explicitly (`LookupOptions.realmURL`)
+ * without registering them: lookups outside every registered realm still fail, but invalidations
+ * of a used realm are applied here like a registered one's.
+ */
 export class RealmRegistry {
   private realms: string[] = [];
+  /** Explicitly used realms that are not registered, least recently used first. */
+  private readonly used = new Map<string, true>();
+  private knownRealms: string[] | undefined;
 
   /** `realms` in canonical form (parseRealmURL's). */
   constructor(realms: readonly string[]) {
@@ -208,10 +222,18 @@ export class RealmRegistry {
     return this.realms;
   }
 
+  /** Registered and explicitly used realms, longest first. */
+  get known(): readonly string[] {
+    this.knownRealms ??= [...this.realms, ...this.used.keys()].sort((a, b) => b.length - a.length);
+    return this.knownRealms;
+  }
+
   /** False if it was registered already. */
   register(realm: string): boolean {
     if (this.realms.includes(realm)) return false;
     this.realms = [...this.realms, realm].sort((a, b) => b.length - a.length);
+    this.used.delete(realm);
+    this.knownRealms = undefined;
     return true;
   }
 
@@ -219,7 +241,32 @@ export class RealmRegistry {
   unregister(realm: string): boolean {
     if (!this.realms.includes(realm)) return false;
     this.realms = this.realms.filter((r) => r !== realm);
+    this.used.delete(realm);
+    this.knownRealms = undefined;
     return true;
+  }
+
+  /**
+   * Notes a realm used explicitly (a registered one needs no note). Returns the realm forgotten to
+   * stay within MAX_EXPLICIT_REALMS, if any: its local state must be forgotten too.
+   */
+  use(realm: string): string | undefined {
+    if (this.realms.includes(realm)) return undefined;
+    if (this.used.delete(realm)) {
+      this.used.set(realm, true);
+      return undefined;
+    }
+    this.used.set(realm, true);
+    this.knownRealms = undefined;
+    if (this.used.size <= MAX_EXPLICIT_REALMS) return undefined;
+    const [oldest] = this.used.keys();
+    this.used.delete(oldest);
+    return oldest;
+  }
+
+  /** The longest registered or explicitly used realm that contains `url`. */
+  findKnown(url: string): string | undefined {
+    return this.known.find((realm) => url.startsWith(realm));
   }
 
   has(realm: string): boolean {

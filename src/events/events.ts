@@ -1,6 +1,10 @@
 import type { ListenerState } from '../connection/dedicated-connection';
+import type { PrewarmSummary } from '../types';
 
 export type CacheTier = 'memory' | 'table';
+
+/** How prewarm() fared with one module: computed and stored, cached already, no such module, or an error (not stored). */
+export type PrewarmOutcome = 'warmed' | 'cached' | 'not-found' | 'error';
 
 /**
  * Why a computation's result was not stored: the module was invalidated here meanwhile; the
@@ -38,6 +42,19 @@ export type ModuleCacheEvent =
     }
   /** `origin` is absent for the seed's payloads. */
   | { type: 'remote-invalidated'; kind: 'module' | 'realm' | 'global'; realm?: string; urls: string[]; origin?: string }
+  /** prewarm(): one module done (`completed` of `total` in-realm modules), and how. */
+  | {
+      type: 'prewarm-progress';
+      realm: string;
+      url: string;
+      outcome: PrewarmOutcome;
+      /** The entry's error, or why the computation failed (`outcome: 'error'`). */
+      error?: string;
+      completed: number;
+      total: number;
+    }
+  /** prewarm(): finished; the summary it resolves with. */
+  | ({ type: 'prewarm-finished' } & PrewarmSummary)
   | { type: 'listener-state'; state: ListenerState }
   | { type: 'resync' };
 

@@ -112,6 +112,8 @@ export class Recorder {
         this.lastFenceBusyAt = performance.now();
         return;
       case 'invalidated':
+      case 'prewarm-progress':
+      case 'prewarm-finished':
       case 'listener-state':
       case 'resync':
         return;

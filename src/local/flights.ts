@@ -17,32 +17,32 @@ export function flightKey(realm: string, url: string, scope: string, { coalesce 
 }
 
 /** Per-key single-flight; removal is identity-checked so a finished flight never evicts its successor. */
-export class Flights<T> {
-  private readonly flights = new Map<string, Flight<T>>();
+export class Flights<T, F extends Flight<T> = Flight<T>> {
+  private readonly flights = new Map<string, F>();
 
   get size(): number {
     return this.flights.size;
   }
 
-  all(): Flight<T>[] {
+  all(): F[] {
     return [...this.flights.values()];
   }
 
-  get(key: string): Flight<T> | undefined {
+  get(key: string): F | undefined {
     return this.flights.get(key);
   }
 
-  add(flight: Flight<T>): void {
+  add(flight: F): void {
     this.flights.set(flight.key, flight);
   }
 
   /** Removes `flight` only if it is still the registered one. */
-  remove(flight: Flight<T>): void {
+  remove(flight: F): void {
     if (this.flights.get(flight.key) === flight) this.flights.delete(flight.key);
   }
 
   /** Forgets matching flights so later callers start afresh; their own callers still get a (retried) result. */
-  drop(predicate: (flight: Flight<T>) => boolean): void {
+  drop(predicate: (flight: F) => boolean): void {
     for (const [key, flight] of this.flights) {
       if (predicate(flight)) this.flights.delete(key);
     }

@@ -7,15 +7,21 @@ import { PUBLIC_SCOPE } from '../types';
 import type { FencedEntry, LookupContext } from './context';
 import { Flights, type Flight } from './flights';
 import { Generations } from './generations';
+import type { FlightHints } from './hints';
 import { memoryKey, MemoryTier, type MemoryRecord } from './memory-tier';
-import { parseRealmURL, RealmRegistry, UrlResolver } from '../config/urls';
+import { MAX_EXPLICIT_REALMS, parseRealmURL, RealmRegistry, UrlResolver } from '../config/urls';
+import { ModuleOutsideRealmError } from '../errors';
 
 const CONTEXT_CACHE_SIZE = 10_000;
 
-/** A context as kept by the caller's spelling of the URL, with its public memory key computed once. */
-export type CachedContext = LookupContext & { publicKey: string };
+/**
+ * A context as kept by the caller's spelling of the URL (and of the realm it was looked up in),
+ * with its public memory key computed once.
+ */
+export type CachedContext = LookupContext & { publicKey: string; explicitRealm?: string };
 
-export type FencedFlight = Flight<FencedEntry | undefined>;
+/** A flight of the lookup, with what its callers asked for (priority, user). */
+export type FencedFlight = Flight<FencedEntry | undefined> & { readonly hints: FlightHints };
 
 /** Something that can say whether this process hears every invalidation right now (the listener, strong mode's lease). */
 export interface TrustSource {
@@ -34,7 +40,7 @@ export class LocalState {
   readonly urls: UrlResolver;
   readonly memory: MemoryTier;
   readonly generations = new Generations();
-  readonly flights = new Flights<FencedEntry | undefined>();
+  readonly flights = new Flights<FencedEntry | undefined, FencedFlight>();
   private readonly closing = new AbortController();
   /** Aborted at shutdown: every source call listens on it for its duration. */
   readonly shutdown: AbortSignal = this.closing.signal;
@@ -57,22 +63,68 @@ export class LocalState {
    * Canonical URL, its realm (none → UnknownRealmError), alias and candidates (the scope comes
    * later), kept by the caller's spelling: a URL seen before is not parsed again.
    */
-  context(moduleURL: string): CachedContext {
+  context(moduleURL: string, realmURL?: string): CachedContext {
+    if (realmURL !== undefined) return this.explicitContext(moduleURL, realmURL);
     let ctx = this.contexts.get(moduleURL);
     if (ctx === undefined) {
       const url = this.urls.canonical(moduleURL);
       const realm = this.realms.realmOf(url);
-      ctx = {
-        url,
-        realm,
-        scope: '',
-        alias: this.urls.alias(url),
-        candidates: this.urls.candidates(url),
-        publicKey: memoryKey(url, PUBLIC_SCOPE),
-      };
+      ctx = this.newContext(url, realm);
       this.contexts.set(moduleURL, ctx);
     }
     return ctx;
+  }
+
+  /**
+   * The context of a lookup in a realm named by the caller (`LookupOptions.realmURL`), registered
+   * here or not: the URL must lie inside it (ModuleOutsideRealmError), and it belongs to the longest
+   * registered realm nested inside that one, if any, else to that realm, as it would in a process that
+   * registered both. The realm is noted as used (synchronously, before the lookup's first await), so
+   * that invalidations of it reach this process's memory and computations from then on.
+   */
+  private explicitContext(moduleURL: string, realmURL: string): CachedContext {
+    const key = `${realmURL}\u0000${moduleURL}`;
+    let ctx = this.contexts.get(key);
+    if (ctx === undefined) {
+      const explicitRealm = parseRealmURL(realmURL);
+      const url = this.urls.canonical(moduleURL);
+      if (!url.startsWith(explicitRealm)) throw new ModuleOutsideRealmError(url, explicitRealm);
+      const registered = this.realms.find(url);
+      const realm = registered !== undefined && registered.length > explicitRealm.length ? registered : explicitRealm;
+      ctx = { ...this.newContext(url, realm), explicitRealm };
+      this.contexts.set(key, ctx);
+    }
+    this.useRealm(ctx.explicitRealm!);
+    return ctx;
+  }
+
+  /**
+   * A dependency's context: in its registered realm, else in a realm this process used explicitly
+   * (a dependency of a module looked up with `realmURL`), else UnknownRealmError.
+   */
+  dependencyContext(url: string): CachedContext {
+    if (this.realms.find(url) !== undefined) return this.context(url);
+    const used = this.realms.findKnown(url);
+    return used === undefined ? this.context(url) : this.context(url, used);
+  }
+
+  private newContext(url: string, realm: string): CachedContext {
+    return {
+      url,
+      realm,
+      scope: '',
+      alias: this.urls.alias(url),
+      candidates: this.urls.candidates(url),
+      publicKey: memoryKey(url, PUBLIC_SCOPE),
+    };
+  }
+
+  /** Notes a realm as used; one pushed out of the bounded list is forgotten here as if unregistered. */
+  private useRealm(realm: string): void {
+    const dropped = this.realms.use(realm);
+    if (dropped === undefined) return;
+    this.forgetOwnRealm(dropped);
+    this.logger.log(`realm ${dropped}: no longer used explicitly here (more than ${MAX_EXPLICIT_REALMS} realms were), forgotten`);
   }
 
   /** A context seen before, without parsing (the hot path). */
@@ -123,7 +175,7 @@ export class LocalState {
 
   /** `prefix`: a realm, or any URL prefix ending in "/": every registered realm under it is forgotten. */
   forgetRealm(prefix: string): void {
-    for (const realm of this.realms.all) if (realm.startsWith(prefix)) this.generations.bumpRealm(realm);
+    for (const realm of this.realms.known) if (realm.startsWith(prefix)) this.generations.bumpRealm(realm);
     this.memory.evictRealm(prefix);
     this.flights.drop((f) => f.realm.startsWith(prefix));
   }
@@ -147,10 +199,15 @@ export class LocalState {
     const realm = parseRealmURL(realmURL);
     if (!this.realms.unregister(realm)) return;
     this.contexts.clear();
+    this.forgetOwnRealm(realm);
+    this.logger.log(`realm unregistered: ${realm}`);
+  }
+
+  /** This process stops serving a realm: what it keeps of it goes (its rows stay). */
+  private forgetOwnRealm(realm: string): void {
     this.generations.bumpRealm(realm);
     this.memory.evictRealm(realm, { exact: true });
     this.flights.drop((f) => f.realm === realm);
-    this.logger.log(`realm unregistered: ${realm}`);
   }
 
   /** Shutdown: every source call in flight is aborted. */

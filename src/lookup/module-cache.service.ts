@@ -30,11 +30,13 @@ import {
 import type { ResolvedModuleCacheOptions } from '../config/options';
 import type { EntryStore } from '../persistence/entries';
 import type { InvalidationStore } from '../persistence/invalidations';
-import type { DefinitionSource, LookupOptions, ModuleCacheEntry } from '../types';
+import type { DefinitionSource, LookupOptions, ModuleCacheEntry, PrewarmSummary } from '../types';
 import type { LookupContext } from '../local/context';
 import { Invalidator } from './invalidator';
 import { LocalState } from '../local/local-state';
+import { Prewarmer } from './prewarm';
 import { RemoteInvalidations } from './remote-invalidations';
+import { callerHints } from './caller-hints';
 import { lookupScope } from './scopes';
 import { traced } from '../events/tracing';
 
@@ -53,6 +55,7 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
   private readonly computation: Computation;
   private readonly invalidator: Invalidator;
   private readonly remote: RemoteInvalidations | undefined;
+  private readonly prewarmer: Prewarmer;
 
   constructor(
     @Inject(RESOLVED_MODULE_CACHE_OPTIONS) private readonly options: ResolvedModuleCacheOptions,
@@ -74,6 +77,14 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
     this.computation = new Computation({ options, local: this.local, entries, recorder, source, coalescer });
     this.invalidator = new Invalidator({ options, local: this.local, invalidations, recorder, origin, membership });
     this.remote = listener ? new RemoteInvalidations(listener, this.local, recorder, origin, membership) : undefined;
+    this.prewarmer = new Prewarmer({
+      options,
+      local: this.local,
+      computation: this.computation,
+      recorder,
+      source,
+      lookupMany: (urls, realmURL) => this.lookupMany(urls, { realmURL }),
+    });
   }
 
   async onModuleInit(): Promise<void> {
@@ -118,7 +129,14 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
   lookup(moduleURL: string, options?: LookupOptions): Promise<ModuleCacheEntry | undefined> {
     // The hot path: a URL seen before, in trusted memory, where lookupScope() could only say 'public'.
     // No parsing, no allocation but the promise.
-    if (options?.scope === undefined && options?.user === undefined && !this.options.scopeFor) {
+    // (Options besides the scope's are validated on the slow path: a bad priority is never served.)
+    if (
+      options?.scope === undefined &&
+      options?.user === undefined &&
+      options?.priority === undefined &&
+      options?.realmURL === undefined &&
+      !this.options.scopeFor
+    ) {
       const ctx = this.local.knownContext(moduleURL);
       const record = ctx && this.local.publicMemoryHit(ctx);
       if (record !== undefined) return Promise.resolve(record.entry);
@@ -136,9 +154,10 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
 
   private async lookupTraced(moduleURL: string, options: LookupOptions): Promise<ModuleCacheEntry | undefined> {
     const started = performance.now();
-    const ctx = this.local.context(moduleURL);
+    const hints = callerHints(options);
+    const ctx = this.local.context(moduleURL, options.realmURL);
     const scope = lookupScope(ctx.realm, options, this.options.scopeFor);
-    return (await this.computation.resolve(ctx, typeof scope === 'string' ? scope : await scope, started))?.entry;
+    return (await this.computation.resolve(ctx, typeof scope === 'string' ? scope : await scope, started, hints))?.entry;
   }
 
   /** One definition; throws DefinitionNotFoundError when the module or the definition is missing or errored. */
@@ -164,11 +183,12 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
     if (!Array.isArray(moduleURLs)) {
       throw new InvalidModuleURLError(messages.moduleURLsNotArray(moduleURLs === null ? 'null' : `a ${typeof moduleURLs}`));
     }
+    callerHints(options);
     const started = performance.now();
     const result = new Map<string, ModuleCacheEntry | undefined>();
     const pending = new Map<string, LookupContext[]>();
     for (const input of moduleURLs) {
-      const ctx = { ...this.local.context(input), input };
+      const ctx = { ...this.local.context(input, options.realmURL), input };
       const scope = await lookupScope(ctx.realm, options, this.options.scopeFor);
       const hit = this.local.memoryHit(ctx, scope, started);
       if (hit) result.set(input, hit.entry);
@@ -203,6 +223,18 @@ export class CachingDefinitionLookup implements OnModuleInit, BeforeApplicationS
     } finally {
       snapshots.forEach((s) => generations.release(s));
     }
+  }
+
+  /**
+   * Computes and persists a realm's own modules ahead of their first lookup: `moduleURLs`, else what
+   * the source's `listModules(realmURL)` lists (NoModuleListingError when it has none). URLs outside
+   * the realm, or in a registered realm nested inside it, are skipped; dependencies are not followed.
+   * At most `prewarm.concurrency` at once, at LOWEST_PRIORITY; error entries are reported, never
+   * stored. The realm need not be registered here (as with `LookupOptions.realmURL`). Progress goes
+   * to `events$` (`prewarm-progress`, `prewarm-finished`).
+   */
+  prewarm(realmURL: string, moduleURLs?: readonly string[]): Promise<PrewarmSummary> {
+    return this.prewarmer.prewarm(realmURL, moduleURLs);
   }
 
   /**

@@ -9,7 +9,7 @@ import { describeError } from '../describe-error';
 
 /**
  * Turns the listener's messages into local effects. Payloads are untrusted hints: only URLs
- * inside registered realms are applied, so a stranger on the channel can at worst cause
+ * inside realms this process knows (registered, or used explicitly with `realmURL`) are applied, so a stranger on the channel can at worst cause
  * recomputations, never unbounded state.
  */
 export class RemoteInvalidations {
@@ -65,7 +65,7 @@ export class RemoteInvalidations {
         const urls: string[] = [];
         for (const raw of message.urls) {
           const url = this.canonical(raw);
-          if (!url || !local.realms.find(url)) continue;
+          if (!url || !local.realms.findKnown(url)) continue;
           urls.push(url);
           aliases.add(local.urls.alias(url));
         }

@@ -18,7 +18,7 @@ export function lookupScope(realm: string, options: LookupOptions, scopeFor: Sco
   return derived instanceof Promise ? derived.then((s) => validScope(s, 'scopeFor')) : validScope(derived, 'scopeFor');
 }
 
-function validUser(user: unknown): string | undefined {
+export function validUser(user: unknown): string | undefined {
   if (user === undefined) return undefined;
   if (typeof user !== 'string') throw new InvalidScopeError(messages.badScope('user must be a string'));
   const problem = textProblem(user);

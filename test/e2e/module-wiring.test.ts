@@ -194,6 +194,29 @@ describe('the DEFINITION_SOURCE token', () => {
     }
   });
 
+  it('prewarm() lists a realm through a DEFINITION_SOURCE found elsewhere in the application, or says it has no listModules', async () => {
+    const listing = {
+      load: async (url: string) => ({ definitions: { url }, deps: [] }),
+      listModules: async (realm: string) => [`${realm}listed.ts`],
+    };
+    const withoutListing = { load: listing.load };
+    for (const [source, expected] of [
+      [listing, { warmed: 1 }],
+      [withoutListing, { code: 'E_NO_MODULE_LISTING' }],
+    ] as const) {
+      @Module({ providers: [{ provide: DEFINITION_SOURCE, useValue: source }], exports: [DEFINITION_SOURCE] })
+      class SourceModule {}
+      const app = await startModule({
+        imports: [typeOrm(bed.db.url), ModuleCacheModule.forRoot({ realms: [REALM], listener: false }), SourceModule],
+      });
+      const outcome = await app
+        .get(CachingDefinitionLookup)
+        .prewarm(REALM)
+        .catch((e: unknown) => e);
+      expect(outcome).toMatchObject(expected);
+    }
+  });
+
   it('with neither options.source nor DEFINITION_SOURCE, startup fails with a message naming `source`', async () => {
     const error = await startupError({ imports: [typeOrm(bed.db.url), ModuleCacheModule.forRoot({ realms: [REALM], listener: false })] });
     expect(error).toBeInstanceOf(ModuleCacheOptionsError);

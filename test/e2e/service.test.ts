@@ -373,6 +373,40 @@ describe('the service: two workers on a shared database', () => {
     expect((await call(service.port, 'POST', '/realms/clear', { realm: 'https://elsewhere.test/no-slash' })).status).toBe(400);
   });
 
+  it('prewarms the public realm when it is mounted; POST /prewarm warms modules, stores no error entry, answers the summary', async () => {
+    // The watcher worker prewarmed `realm` (public) at start-up, and not `private-notes`.
+    await waitFor(() => service.output().includes(`realm ${realmURL} mounted: prewarmed`), 30_000, 'the prewarm at mount');
+    expect(service.output()).not.toContain(`realm ${at('private-notes/')} mounted: prewarmed`);
+
+    // Neither in any worker's memory nor in the table.
+    for (const file of ['broken.ts', 'utils/format.ts']) await call(service.port, 'POST', '/invalidate', { url: moduleURL(file) });
+    const answer = await call(service.port, 'POST', '/prewarm', {
+      realm: realmURL,
+      modules: [moduleURL('utils/format.ts'), moduleURL('broken.ts'), moduleURL('pet.ts'), at('private-notes/note.ts')],
+    });
+    expect(answer.status).toBe(200);
+    const summary = answer.json<{ requested: number; warmed: number; alreadyCached: number; skipped: number; errors: { url: string }[] }>();
+    expect(summary).toMatchObject({ realmURL, requested: 4, skipped: 1, errors: [{ url: moduleURL('broken.ts') }] });
+    expect(summary.warmed + summary.alreadyCached).toBe(2);
+    expect(await scopesOf(moduleURL('utils/format.ts'))).toEqual(['public']);
+    // The module error was reported, not stored.
+    expect(await scopesOf(moduleURL('broken.ts'))).toEqual([]);
+
+    // The whole realm, as listed by the source: every module file of its folder.
+    const all = (await call(service.port, 'POST', '/prewarm', { realm: realmURL })).json<{ requested: number; skipped: number }>();
+    expect(all).toMatchObject({ requested: 12, skipped: 0 });
+
+    for (const [body, code] of [
+      [{ realm: 'not a realm' }, 'E_INVALID_REALM_URL'],
+      [{ realm: realmURL, modules: [42] }, undefined],
+      [{}, undefined],
+    ] as const) {
+      const bad = await call(service.port, 'POST', '/prewarm', body);
+      expect({ body, status: bad.status }).toEqual({ body, status: 400 });
+      if (code) expect(bad.json()).toMatchObject({ code });
+    }
+  });
+
   it('POST /invalidate, /realms/clear and /clear', async () => {
     const invalidated = await call(service.port, 'POST', '/invalidate', { url: moduleURL('pet.ts') });
     expect(invalidated.status).toBe(200);

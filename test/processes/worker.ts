@@ -160,6 +160,10 @@ async function main(): Promise<void> {
   const commands: Record<string, (...args: never[]) => unknown> = {
     lookup: (url: string, scope?: string) => lookup.lookup(url, { scope }),
     lookupCached: (url: string) => lookup.lookupCached(url),
+    /** A lookup in a realm named by the caller (`realmURL`), registered in this process or not. */
+    lookupIn: (url: string, realmURL: string) => lookup.lookup(url, { realmURL }),
+    lookupCachedIn: (url: string, realmURL: string) => lookup.lookupCached(url, { realmURL }),
+    prewarm: (realmURL: string, urls?: string[]) => lookup.prewarm(realmURL, urls),
     lookupAll: (urls: string[]) => Promise.all(urls.map((url) => lookup.lookup(url))),
     invalidate: (url: string) => lookup.invalidate(url),
     invalidateMany: (urls: string[]) => lookup.invalidateMany(urls),

@@ -1,8 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { Generations } from '../../src/local/generations';
 import { MemoryTier } from '../../src/local/memory-tier';
-import type { ModuleCacheEntry } from '../../src';
-import { aliasOf, candidateURLs, canonicalURL, normaliseDependency, RealmRegistry, urlVariants } from '../../src/config/urls';
+import { UnknownRealmError, type ModuleCacheEntry } from '../../src';
+import {
+  aliasOf,
+  candidateURLs,
+  canonicalURL,
+  MAX_EXPLICIT_REALMS,
+  normaliseDependency,
+  RealmRegistry,
+  urlVariants,
+} from '../../src/config/urls';
 
 const EXT = ['.gts', '.ts', '.gjs', '.js'];
 
@@ -88,5 +96,36 @@ describe('memory tier', () => {
     const m = new MemoryTier(10);
     m.set('r/e', 'public', record('r/e', { ...entry('r/e'), error: { message: 'x' }, createdAt: new Date(Date.now() - 1000) }));
     expect(m.get('r/e', 'public', 500)).toBeUndefined();
+  });
+});
+
+describe('RealmRegistry: explicitly used realms', () => {
+  it('are known (findKnown) but do not make lookups succeed (realmOf); registering one ends its use', () => {
+    const registry = new RealmRegistry(['https://h.test/a/']);
+    expect(registry.use('https://h.test/b/')).toBeUndefined();
+    expect(registry.findKnown('https://h.test/b/x.ts')).toBe('https://h.test/b/');
+    expect(registry.find('https://h.test/b/x.ts')).toBeUndefined();
+    expect(() => registry.realmOf('https://h.test/b/x.ts')).toThrow(UnknownRealmError);
+    // The longest known realm wins, registered or used.
+    registry.use('https://h.test/a/deep/');
+    expect(registry.findKnown('https://h.test/a/deep/x.ts')).toBe('https://h.test/a/deep/');
+    registry.register('https://h.test/b/');
+    registry.unregister('https://h.test/b/');
+    expect(registry.findKnown('https://h.test/b/x.ts')).toBeUndefined();
+    // A registered realm needs no note.
+    registry.use('https://h.test/a/');
+    expect(registry.known).toEqual(['https://h.test/a/deep/', 'https://h.test/a/']);
+  });
+
+  it(`keep at most ${MAX_EXPLICIT_REALMS}: the least recently used one is handed back to be forgotten`, () => {
+    const registry = new RealmRegistry([]);
+    const realm = (i: number) => `https://h.test/r${i}/`;
+    for (let i = 0; i < MAX_EXPLICIT_REALMS; i++) expect(registry.use(realm(i))).toBeUndefined();
+    // Using r0 again makes r1 the least recently used.
+    expect(registry.use(realm(0))).toBeUndefined();
+    expect(registry.use(realm(MAX_EXPLICIT_REALMS))).toBe(realm(1));
+    expect(registry.findKnown(`${realm(1)}x.ts`)).toBeUndefined();
+    expect(registry.findKnown(`${realm(0)}x.ts`)).toBe(realm(0));
+    expect(registry.known).toHaveLength(MAX_EXPLICIT_REALMS);
   });
 });
