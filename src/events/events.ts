@@ -1,5 +1,8 @@
 import type { ListenerState } from '../connection/dedicated-connection';
 
+/** Why a (re)connect cleared everything instead of replaying the fence log: no log reader, no sequence applied yet, the log pruned past it, the replay failed, or too many payloads arrived meanwhile. */
+export type FullResyncReason = 'no-fence-log' | 'no-sequence' | 'pruned' | 'replay-failed' | 'overflow';
+
 export type CacheTier = 'memory' | 'table';
 
 /**
@@ -38,7 +41,12 @@ export type ModuleCacheEvent =
   /** `origin` is absent for the seed's payloads. */
   | { type: 'remote-invalidated'; kind: 'module' | 'realm' | 'global'; realm?: string; urls: string[]; origin?: string }
   | { type: 'listener-state'; state: ListenerState }
-  | { type: 'resync' };
+  /**
+   * After a (re)connect: `targeted` evicted only what the fence-log rows after `from` touched
+   * (`rows` of them); `full` cleared everything, for `reason`. `evicted`: memory entries removed.
+   */
+  | { type: 'resync'; mode: 'targeted'; from: string; to: string; rows: number; evicted: number }
+  | { type: 'resync'; mode: 'full'; reason: FullResyncReason; to?: string; evicted: number };
 
 export interface ModuleCacheStats {
   hits: { memory: number; table: number };
@@ -59,6 +67,8 @@ export interface ModuleCacheStats {
   invalidations: number;
   notifications: { sent: number; received: number; rejected: number };
   reconnects: number;
+  /** Resyncs after a (re)connect: by fence-log replay, and full (the first connect, a pruned log, a failed replay). */
+  resyncs: { targeted: number; full: number };
   inFlight: number;
   memoryEntries: number;
   /** Strong consistency: live peers (besides this process), those behind the latest invalidation, and whether this process's lease holds. */
@@ -82,6 +92,7 @@ export function emptyStats(): ModuleCacheStats {
     invalidations: 0,
     notifications: { sent: 0, received: 0, rejected: 0 },
     reconnects: 0,
+    resyncs: { targeted: 0, full: 0 },
     inFlight: 0,
     memoryEntries: 0,
     trackedGenerations: 0,

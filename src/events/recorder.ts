@@ -92,9 +92,11 @@ export class Recorder {
         c.invalidations++;
         c.notifications.sent += record.payloads;
         return;
+      case 'resync':
+        c.resyncs[record.mode]++;
+        return;
       case 'invalidated':
       case 'listener-state':
-      case 'resync':
         return;
     }
   }
