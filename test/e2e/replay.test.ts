@@ -47,7 +47,7 @@ function source(): FakeSource {
 }
 const ALL = ['x', 'y', 'z', 'w', 'c1', 'c2', ...FILLERS];
 
-async function startReader(src: FakeSource, extra: { listenDirectly?: boolean } = {}): Promise<Reader> {
+async function startReader(src: FakeSource, extra: { listenDirectly?: boolean; timeoutMs?: number } = {}): Promise<Reader> {
   const applicationName = uniqueName('replay-reader');
   const app = await bed.start({
     source: src,
@@ -56,7 +56,7 @@ async function startReader(src: FakeSource, extra: { listenDirectly?: boolean } 
       ...(extra.listenDirectly ? {} : { connection: { connectionString: proxy.url } }),
       reconnect: { initialDelayMs: 20, maxDelayMs: 100 },
       // Heartbeats only when a test asks (selfProbe); a replay may wait as long as a test holds the fence lock.
-      heartbeat: { intervalMs: 600_000, timeoutMs: 20_000 },
+      heartbeat: { intervalMs: 600_000, timeoutMs: extra.timeoutMs ?? 20_000 },
     },
   });
   const events = record(app.lookup);
@@ -195,6 +195,27 @@ describe('reconnect: targeted replay of the fence log', () => {
     ]);
     expect(reader.memorySize()).toBe(0);
     expect(reader.app.lookup.stats().resyncs).toEqual({ targeted: 0, full: 2 });
+  });
+
+  it('a replay that cannot get the fence lock in time falls back to a full resync and keeps its last sequence', async () => {
+    const reader = await startReader(source(), { listenDirectly: true, timeoutMs: 1_000 });
+    for (const name of ALL) await reader.app.lookup.lookup(url(name));
+    const applied = reader.listener.stats().appliedSeq;
+    const holder = new Client({ connectionString: bed.db.url, application_name: 'mc-replay-holder' });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT pg_advisory_xact_lock($1, $2)', [FENCE_LOCK.classId, FENCE_LOCK.objectId]);
+      await bed.db.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1', [reader.applicationName]);
+      await waitFor(() => ofType(reader.events, 'resync').length === 1, 20_000, 'the resync');
+    } finally {
+      await holder.query('ROLLBACK');
+      await holder.end();
+    }
+    expect(ofType(reader.events, 'resync')).toEqual([{ type: 'resync', mode: 'full', reason: 'replay-failed', evicted: ALL.length }]);
+    expect(reader.memorySize()).toBe(0);
+    // Still true after clearing everything: the next reconnect replays from there.
+    expect(reader.listener.stats().appliedSeq).toBe(applied);
   });
 
   it('a reconnect with nothing invalidated meanwhile evicts nothing', async () => {
