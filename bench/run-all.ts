@@ -18,6 +18,7 @@ const BENCHMARKS: Array<{ name: string; gc?: boolean }> = [
   { name: 'coalescing' },
   { name: 'generations', gc: true },
   { name: 'reconnect' },
+  { name: 'replay' },
   { name: 'scale' },
   { name: 'strong' },
 ];

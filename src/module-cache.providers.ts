@@ -170,11 +170,17 @@ export const moduleCacheProviders: Provider[] = [
               prefixes: options.prefixes,
               // Strong consistency: the lease is renewed before each probe, which then proves it current.
               ...(membership ? { beforeProbe: () => membership.renew() } : {}),
+              // A reconnect replays the fence log; its wait for the fence lock is bounded by the heartbeat timeout.
+              replay: {
+                read: (after, marker) =>
+                  invalidations.replaySince({ after, marker, lockTimeoutMs: options.listener ? options.listener.heartbeat.timeoutMs : 0 }),
+                timeoutMs: 2 * options.listener.heartbeat.timeoutMs,
+              },
             },
             connection,
-            // Probes take the path peers' invalidations take: a NOTIFY through the DataSource's pool.
-            // (on the listener's control channel, which is the store's)
-            (_channel, payload) => invalidations.notify(payload),
+            // Probes take the path peers' invalidations take: a NOTIFY through the DataSource's pool
+            // (on the listener's control channel, which is the store's), with the watermark of its snapshot.
+            (_channel, payload) => invalidations.probe(payload),
           ),
   },
   {

@@ -1,6 +1,9 @@
 import type { ListenerState } from '../connection/dedicated-connection';
 import type { PrewarmSummary } from '../types';
 
+/** Why a (re)connect cleared everything instead of replaying the fence log: no log reader, no sequence applied yet, the log pruned past it, the replay failed, or too many payloads arrived meanwhile. */
+export type FullResyncReason = 'no-fence-log' | 'no-sequence' | 'pruned' | 'replay-failed' | 'overflow';
+
 export type CacheTier = 'memory' | 'table';
 
 /** How prewarm() fared with one module: computed and stored, cached already, no such module, or an error (not stored). */
@@ -56,7 +59,12 @@ export type ModuleCacheEvent =
   /** prewarm(): finished; the summary it resolves with. */
   | ({ type: 'prewarm-finished' } & PrewarmSummary)
   | { type: 'listener-state'; state: ListenerState }
-  | { type: 'resync' };
+  /**
+   * After a (re)connect: `targeted` evicted only what the fence-log rows after `from` touched
+   * (`rows` of them); `full` cleared everything, for `reason`. `evicted`: memory entries removed.
+   */
+  | { type: 'resync'; mode: 'targeted'; from: string; to: string; rows: number; evicted: number }
+  | { type: 'resync'; mode: 'full'; reason: FullResyncReason; to?: string; evicted: number };
 
 export interface ModuleCacheStats {
   hits: { memory: number; table: number };
@@ -79,6 +87,8 @@ export interface ModuleCacheStats {
   invalidations: number;
   notifications: { sent: number; received: number; rejected: number };
   reconnects: number;
+  /** Resyncs after a (re)connect: by fence-log replay, and full (the first connect, a pruned log, a failed replay). */
+  resyncs: { targeted: number; full: number };
   inFlight: number;
   memoryEntries: number;
   /** Strong consistency: live peers (besides this process), those behind the latest invalidation, and whether this process's lease holds. */
@@ -103,6 +113,7 @@ export function emptyStats(): ModuleCacheStats {
     invalidations: 0,
     notifications: { sent: 0, received: 0, rejected: 0 },
     reconnects: 0,
+    resyncs: { targeted: 0, full: 0 },
     inFlight: 0,
     memoryEntries: 0,
     trackedGenerations: 0,

@@ -111,11 +111,13 @@ export class Recorder {
         else c.fenceBusy.invalidations++;
         this.lastFenceBusyAt = performance.now();
         return;
+      case 'resync':
+        c.resyncs[record.mode]++;
+        return;
       case 'invalidated':
       case 'prewarm-progress':
       case 'prewarm-finished':
       case 'listener-state':
-      case 'resync':
         return;
     }
   }

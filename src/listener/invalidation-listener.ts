@@ -13,6 +13,8 @@ import type { DedicatedConnection, ListenerState } from '../connection/dedicated
 import { describeError } from '../describe-error';
 import { DeadlineError, LeaseRenewalError } from '../errors';
 import { messages } from '../messages';
+import type { FenceLogRange, FenceLogRow } from '../persistence/invalidations';
+import type { FullResyncReason } from '../events/events';
 import { deadline } from '../timeout';
 import { parseInvalidation, type InvalidationMessage } from '../wire/invalidation';
 import { encodeProbe, isProbePayload } from '../wire/probe';
@@ -20,6 +22,22 @@ import { isSyncPayload, parseSync, type SyncMarker } from '../wire/sync-marker';
 
 export type { ListenerState } from '../connection/dedicated-connection';
 export type { SyncMarker } from '../wire/sync-marker';
+export type { FenceLogRow } from '../persistence/invalidations';
+
+/**
+ * Reads the fence log after a sequence (none: no rows) and NOTIFYs `marker` on the channel under
+ * the fence lock, so that the marker arrives after the notification of every invalidation in the
+ * rows and before that of any later one (InvalidationStore.replaySince).
+ */
+export type FenceLogReader = (after: string | undefined, marker: string) => Promise<FenceLogRange>;
+
+/**
+ * What a (re)connect asks of local state, once LISTEN is active: evict what the fence-log rows
+ * after `from` touched (`targeted`), or everything (`full`). `to` is the committed sequence the
+ * process has applied once this is done.
+ */
+export type Resync =
+  { mode: 'targeted'; from: string; to: string; rows: FenceLogRow[] } | { mode: 'full'; reason: FullResyncReason; to?: string };
 
 export interface ListenerConfig {
   channel: string;
@@ -38,10 +56,19 @@ export interface ListenerConfig {
   beforeProbe?: () => Promise<void>;
   /** The `prefixes` option: a payload's prefix-form realm and URLs are resolved through it before they are emitted. */
   prefixes?: Readonly<Record<string, string>>;
+  /**
+   * Reconnects replay the fence log from the last applied sequence instead of clearing memory.
+   * `timeoutMs` bounds the whole replay (the fence lock wait included); without `read`, every
+   * (re)connect is a full resync.
+   */
+  replay?: { read: FenceLogReader; timeoutMs: number };
 }
 
-/** Sends one NOTIFY through the path peers use (the DataSource's pool). */
-export type ProbeSender = (channel: string, payload: string) => Promise<void>;
+/**
+ * Sends one NOTIFY through the path peers use (the DataSource's pool); may return the committed
+ * sequence read in the same snapshot (then a probe that arrives proves everything up to it applied).
+ */
+export type ProbeSender = (channel: string, payload: string) => Promise<string | void>;
 
 export interface ListenerProbe {
   ok: boolean | undefined;
@@ -50,6 +77,8 @@ export interface ListenerProbe {
 }
 
 const PREVIEW_CHARS = 200;
+/** Payloads held while a replay runs, at most: past this the replay becomes a full resync (a flood cannot grow memory). */
+const MAX_HELD = 10_000;
 const REJECT_LOGS_PER_MINUTE = 20;
 /** Distinct unmapped prefixes warned about (each once); past this many, all go to debug (payloads are untrusted). */
 const UNMAPPED_PREFIXES_WARNED = 32;
@@ -73,8 +102,13 @@ export class ModuleCacheInvalidationListener implements OnModuleInit, OnApplicat
   /** Strong consistency's markers (own echoes included), in delivery order with the messages. */
   readonly syncs$: Observable<SyncMarker> = this.syncs$$.asObservable();
   readonly state$: Observable<ListenerState>;
-  /** After every (re)connect: notifications sent while not listening are lost. */
-  readonly resync$: Observable<void>;
+  private readonly resync$$ = new Subject<Resync>();
+  /**
+   * After every (re)connect, once LISTEN is active and the fence log was read: what to forget,
+   * because notifications sent while not listening are lost. Emitted before any message that
+   * arrived on the new connection meanwhile.
+   */
+  readonly resync$: Observable<Resync> = this.resync$$.asObservable();
 
   private readonly subscription: Subscription;
   private readonly pendingProbes = new Map<string, () => void>();
@@ -85,7 +119,16 @@ export class ModuleCacheInvalidationListener implements OnModuleInit, OnApplicat
   /** The probe started when the connection last (re)connected. */
   private connectProbe: Promise<boolean> | undefined;
   private stopped = false;
-  private counters = { received: 0, rejected: 0, lastRejectReason: undefined as string | undefined };
+  private counters = { received: 0, rejected: 0, covered: 0, lastRejectReason: undefined as string | undefined };
+  /** Every invalidation up to this sequence has been applied locally (undefined: none known yet). */
+  private appliedSeq: string | undefined;
+  /** Bumped by every (re)connect: a probe or replay of an older connection changes nothing. */
+  private epoch = 0;
+  private replaying: Promise<void> | undefined;
+  /** Payloads that arrived while the replay ran, in order, and whether its marker had arrived before each. */
+  private held: Array<{ payload: string; channel: string; afterMarker: boolean }> | undefined;
+  private heldOverflow = false;
+  private marker: { payload: string; seen: boolean } | undefined;
   private rejectLog = { windowStart: 0, logged: 0, suppressed: 0 };
   private readonly resolver: UrlResolver;
   private readonly controlChannel: string;
@@ -98,7 +141,6 @@ export class ModuleCacheInvalidationListener implements OnModuleInit, OnApplicat
   ) {
     this.resolver = new UrlResolver([], config.prefixes ?? {});
     this.state$ = connection.state$;
-    this.resync$ = connection.resync$;
     this.controlChannel = config.controlChannel ?? config.channel;
     // One subscription for both channels: Postgres delivers them from one queue in commit order,
     // and a sync marker must be handled after the invalidations committed before it.
@@ -108,13 +150,8 @@ export class ModuleCacheInvalidationListener implements OnModuleInit, OnApplicat
     // Notifications sent while there is no connection are lost: memory stops being trusted the
     // moment it goes (not only once the next heartbeat is overdue), until a new one proves itself.
     this.subscription.add(connection.state$.pipe(filter((state) => state !== 'listening')).subscribe(() => (this.trustedUntil = 0)));
-    // A new connection has not proven itself yet: probe it at once.
-    this.subscription.add(
-      connection.resync$.subscribe(() => {
-        this.trustedUntil = 0;
-        this.connectProbe = this.selfProbe();
-      }),
-    );
+    // A new connection has missed what was sent before it: catch up, then probe it at once.
+    this.subscription.add(connection.resync$.subscribe(() => this.onConnected()));
   }
 
   get state(): ListenerState {
@@ -130,9 +167,17 @@ export class ModuleCacheInvalidationListener implements OnModuleInit, OnApplicat
     return now < this.trustedUntil;
   }
 
-  stats(): { received: number; rejected: number; reconnects: number; lastRejectReason?: string } {
+  /**
+   * `covered`: invalidations that arrived on a new connection before its replay's marker, applied
+   * through the replay's rows instead (once). `appliedSeq`: every invalidation up to it is applied.
+   */
+  stats(): { received: number; rejected: number; covered: number; reconnects: number; appliedSeq?: string; lastRejectReason?: string } {
     const { lastRejectReason, ...rest } = this.counters;
-    const base = { ...rest, reconnects: this.connection.reconnects };
+    const base = {
+      ...rest,
+      reconnects: this.connection.reconnects,
+      ...(this.appliedSeq === undefined ? {} : { appliedSeq: this.appliedSeq }),
+    };
     return lastRejectReason === undefined ? base : { ...base, lastRejectReason };
   }
 
@@ -158,11 +203,15 @@ export class ModuleCacheInvalidationListener implements OnModuleInit, OnApplicat
     await this.connection.stop();
     this.messages$$.complete();
     this.syncs$$.complete();
+    this.resync$$.complete();
   }
 
   /** NOTIFYs a probe through the DataSource pool and waits for it on the listener. */
   async selfProbe(): Promise<boolean> {
+    // Memory is trusted, and a lease joined, only once the replay applied what the connection missed.
+    if (this.replaying) await this.replaying;
     if (this.stopped || this.state !== 'listening') return this.recordProbe(false, `listener is ${this.stopped ? 'stopped' : this.state}`);
+    const epoch = this.epoch;
     const payload = encodeProbe(this.config.origin);
     const sentAt = performance.now();
     const { timeoutMs, intervalMs } = this.config.heartbeat;
@@ -179,10 +228,14 @@ export class ModuleCacheInvalidationListener implements OnModuleInit, OnApplicat
           timeout.expired,
         ]);
       }
-      await Promise.race([this.sendProbe(this.controlChannel, payload), timeout.expired]);
+      const seq = await Promise.race([this.sendProbe(this.controlChannel, payload), timeout.expired]);
       await Promise.race([arrived, timeout.expired]);
       if (this.stopped) return this.recordProbe(false, 'listener stopped during the probe');
+      // The connection was replaced meanwhile: the new one proves itself with its own probe.
+      if (epoch !== this.epoch || this.replaying) return false;
       this.trustedUntil = sentAt + intervalMs + timeoutMs;
+      // Everything committed before the probe was delivered (and applied) before it arrived.
+      if (typeof seq === 'string') this.advance(seq);
       return this.recordProbe(true);
     } catch (error) {
       const reason =
@@ -201,6 +254,86 @@ export class ModuleCacheInvalidationListener implements OnModuleInit, OnApplicat
       timeout.cancel();
       this.pendingProbes.delete(payload);
     }
+  }
+
+  /**
+   * LISTEN is active on a new connection: replay what it missed (or resync fully), then probe it.
+   * Until the replay is done, payloads on the channel are held (in order) and memory not trusted.
+   */
+  private onConnected(): void {
+    this.trustedUntil = 0;
+    const epoch = ++this.epoch;
+    if (!this.config.replay) {
+      this.resync$$.next({ mode: 'full', reason: 'no-fence-log' });
+      this.connectProbe = this.selfProbe();
+      return;
+    }
+    this.held = [];
+    this.heldOverflow = false;
+    const replay: Promise<void> = this.replay(epoch, this.config.replay)
+      .catch((error: unknown) => this.logger.error(`fence-log replay failed: ${describeError(error)}`))
+      .finally(() => {
+        if (this.replaying === replay) this.replaying = undefined;
+      });
+    this.replaying = replay;
+    this.connectProbe = replay.then(() => this.selfProbe());
+  }
+
+  /**
+   * Reads the log after the last applied sequence with a marker NOTIFY and waits for the marker.
+   * A payload held before the marker belongs to an invalidation the rows include (the read holds
+   * the fence lock shared: nothing commits between its snapshot and the marker), so it is applied
+   * through the rows, once; one held after it is applied as it would have been.
+   */
+  private async replay(epoch: number, { read, timeoutMs }: { read: FenceLogReader; timeoutMs: number }): Promise<void> {
+    const from = this.appliedSeq;
+    const marker = encodeProbe(this.config.origin);
+    this.marker = { payload: marker, seen: false };
+    const arrived = new Promise<void>((resolve) => this.pendingProbes.set(marker, resolve));
+    const timeout = deadline(timeoutMs, 'the fence-log replay');
+    let range: FenceLogRange | undefined;
+    let failure: unknown;
+    try {
+      range = await Promise.race([read(from, marker), timeout.expired]);
+      await Promise.race([arrived, timeout.expired]);
+    } catch (error) {
+      failure = error;
+    } finally {
+      timeout.cancel();
+      this.pendingProbes.delete(marker);
+    }
+    // A newer connection runs its own replay, from the same last sequence: it covers all of this one's.
+    if (this.stopped || epoch !== this.epoch) return;
+    const held = this.held ?? [];
+    const overflow = this.heldOverflow;
+    this.held = undefined;
+    this.marker = undefined;
+    if (range === undefined || failure !== undefined) {
+      this.logger.warn(`could not replay the fence log after reconnecting (${describeError(failure)}): full resync`);
+      this.resync$$.next({ mode: 'full', reason: 'replay-failed', ...(range ? { to: range.committed } : {}) });
+      // Cleared after every held payload arrived: each still applies (harmless twice); up to `to`, all is applied.
+      if (range) this.advance(range.committed);
+      for (const item of held) this.handle(item.payload, item.channel, false);
+      return;
+    }
+    const to = range.committed;
+    if (overflow) {
+      this.logger.warn(`over ${MAX_HELD} payloads arrived during the fence-log replay: full resync instead`);
+      this.resync$$.next({ mode: 'full', reason: 'overflow', to });
+    } else if (from !== undefined && BigInt(range.pruned) <= BigInt(from)) {
+      this.resync$$.next({ mode: 'targeted', from, to, rows: range.rows });
+    } else {
+      const reason = from === undefined ? 'no-sequence' : 'pruned';
+      if (from !== undefined) this.logger.warn(`the fence log was pruned past sequence ${from} (up to ${range.pruned}): full resync`);
+      this.resync$$.next({ mode: 'full', reason, to });
+    }
+    this.advance(to);
+    for (const item of held) this.handle(item.payload, item.channel, !item.afterMarker);
+  }
+
+  /** Every invalidation up to `seq` has been applied. */
+  private advance(seq: string): void {
+    if (this.appliedSeq === undefined || BigInt(seq) > BigInt(this.appliedSeq)) this.appliedSeq = seq;
   }
 
   private scheduleHeartbeat(): void {
@@ -222,11 +355,32 @@ export class ModuleCacheInvalidationListener implements OnModuleInit, OnApplicat
 
   /** The control channel (when it is not the invalidation channel) carries probes and sync markers only. */
   private onPayload(payload: string, channel: string): void {
-    try {
-      if (isProbePayload(payload)) {
-        this.pendingProbes.get(payload)?.();
+    if (isProbePayload(payload)) {
+      if (this.marker?.payload === payload) this.marker.seen = true;
+      this.pendingProbes.get(payload)?.();
+      return;
+    }
+    if (this.held) {
+      if (this.heldOverflow) return; // the full resync that follows covers it
+      if (this.held.length >= MAX_HELD) {
+        this.heldOverflow = true;
+        this.held = [];
         return;
       }
+      this.held.push({ payload, channel, afterMarker: this.marker?.seen ?? false });
+      return;
+    }
+    this.handle(payload, channel, false);
+  }
+
+  /**
+   * One payload. `covered`: it arrived before the replay's marker, so an invalidation in the
+   * library's format (one with an origin: every such sender writes the fence log) was applied
+   * through the replay's rows; the reference's format (no origin: its senders may write no log)
+   * is applied again, harmlessly.
+   */
+  private handle(payload: string, channel: string, covered: boolean): void {
+    try {
       if (isSyncPayload(payload)) {
         const sync = parseSync(payload, { signingSecret: this.config.signingSecret });
         if ('seq' in sync) this.syncs$$.next(sync);
@@ -241,6 +395,10 @@ export class ModuleCacheInvalidationListener implements OnModuleInit, OnApplicat
       const resolved = this.resolvePrefixes(result.message);
       if ('unmapped' in resolved) return this.rejectedUnmapped(resolved.unmapped, payload);
       this.counters.received++;
+      if (covered && resolved.message.origin !== undefined) {
+        this.counters.covered++;
+        return;
+      }
       this.messages$$.next(resolved.message);
     } catch (err) {
       // Subjects report subscriber errors themselves; this only guards our own bookkeeping.

@@ -66,6 +66,11 @@ export class Generations {
     this.global++;
   }
 
+  /** The aliases some snapshot watches (each once). */
+  watchedAliases(): IterableIterator<string> {
+    return this.modules.keys();
+  }
+
   /** Number of module counters alive (for tests and metrics). */
   get trackedModules(): number {
     return this.modules.size;

@@ -11,6 +11,8 @@ import type { FlightHints } from './hints';
 import { memoryKey, MemoryTier, type MemoryRecord } from './memory-tier';
 import { MAX_EXPLICIT_REALMS, parseRealmURL, RealmRegistry, UrlResolver } from '../config/urls';
 import { ModuleOutsideRealmError } from '../errors';
+import { urlHash } from '../persistence/entries';
+import type { FenceLogRow } from '../persistence/invalidations';
 
 const CONTEXT_CACHE_SIZE = 10_000;
 
@@ -184,6 +186,34 @@ export class LocalState {
     this.generations.bumpGlobal();
     this.memory.clear();
     this.flights.drop(() => true);
+  }
+
+  /**
+   * The local effect of fence-log rows a reconnect replayed: a global row forgets everything; a
+   * realm row, that realm prefix; a module row names aliases by hash (`urlHash`), so the aliases
+   * this process holds anything for — memory entries, watched generations, flights — are hashed
+   * and those that match are forgotten. Returns the memory entries evicted.
+   */
+  forgetFenceLogRows(rows: readonly FenceLogRow[]): number {
+    const before = this.memory.size;
+    if (rows.some((r) => r.kind === 'global')) {
+      this.forgetAll();
+      return before;
+    }
+    const hashes = new Set<string>();
+    for (const row of rows) {
+      if (row.kind === 'realm') this.forgetRealm(row.realm);
+      else if (row.kind === 'module') for (const h of row.aliasHashes) hashes.add(h.toLowerCase());
+    }
+    if (hashes.size > 0) {
+      const held = new Set<string>([
+        ...this.memory.aliases(),
+        ...this.generations.watchedAliases(),
+        ...this.flights.all().map((f) => f.alias),
+      ]);
+      this.forgetModules([...held].filter((alias) => hashes.has(urlHash(alias))));
+    }
+    return before - this.memory.size;
   }
 
   /** Starts serving a realm (each process registers its own); lookups, invalidations and broadcasts then cover it. */

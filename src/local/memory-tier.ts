@@ -63,6 +63,11 @@ export class MemoryTier {
     keys.add(key);
   }
 
+  /** The aliases that have entries (each once). */
+  aliases(): IterableIterator<string> {
+    return this.byAlias.keys();
+  }
+
   evictAlias(alias: string): void {
     const keys = this.byAlias.get(alias);
     if (!keys || !this.cache) return;

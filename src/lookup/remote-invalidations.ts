@@ -1,6 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { Subscription } from 'rxjs';
-import type { ModuleCacheInvalidationListener } from '../listener/invalidation-listener';
+import type { ModuleCacheInvalidationListener, Resync } from '../listener/invalidation-listener';
 import type { InvalidationMessage } from '../wire/invalidation';
 import type { Membership } from '../consistency/membership';
 import type { Recorder } from '../events/recorder';
@@ -35,11 +35,14 @@ export class RemoteInvalidations {
       }),
     );
     this.subscription.add(
-      listener.resync$.subscribe(() => {
-        // Notifications sent while we were not listening are lost: assume everything changed.
-        this.local.forgetAll();
-        this.logger.log('listener (re)connected: resynced (global generation bumped, memory cleared, in-flight dropped)');
-        this.recorder.record({ type: 'resync' });
+      listener.resync$.subscribe((resync) => {
+        try {
+          this.resync(resync);
+        } catch (error) {
+          // Never leave memory as it was after a failed targeted replay.
+          this.logger.error(`targeted resync failed, clearing everything: ${describeError(error)}`);
+          this.local.forgetAll();
+        }
       }),
     );
     this.subscription.add(listener.state$.subscribe((state) => this.recorder.record({ type: 'listener-state', state })));
@@ -55,6 +58,25 @@ export class RemoteInvalidations {
 
   close(): void {
     this.subscription.unsubscribe();
+  }
+
+  /** Notifications sent while we were not listening are lost: forget what they touched, or everything. */
+  private resync(resync: Resync): void {
+    if (resync.mode === 'targeted') {
+      const evicted = this.local.forgetFenceLogRows(resync.rows);
+      this.logger.log(
+        `listener (re)connected: replayed ${resync.rows.length} fence-log row(s) after sequence ${resync.from} up to ${resync.to}, ${evicted} memory entr${evicted === 1 ? 'y' : 'ies'} evicted`,
+      );
+      const { from, to } = resync;
+      this.recorder.record({ type: 'resync', mode: 'targeted', from, to, rows: resync.rows.length, evicted });
+      return;
+    }
+    const evicted = this.local.memory.size;
+    this.local.forgetAll();
+    this.logger.log(
+      `listener (re)connected: full resync (${resync.reason}): global generation bumped, ${evicted} memory entr${evicted === 1 ? 'y' : 'ies'} cleared, in-flight dropped`,
+    );
+    this.recorder.record({ type: 'resync', mode: 'full', reason: resync.reason, ...(resync.to ? { to: resync.to } : {}), evicted });
   }
 
   private apply(message: InvalidationMessage): void {

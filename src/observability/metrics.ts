@@ -54,6 +54,16 @@ const STAT_COUNTERS: { name: string; help: string; read(s: ModuleCacheStats): nu
     read: (s) => s.notifications.rejected,
   },
   { name: 'listener_reconnects_total', help: 'Times the LISTEN connection was re-established', read: (s) => s.reconnects },
+  {
+    name: 'resyncs_targeted_total',
+    help: 'Reconnects that replayed the fence log and evicted only what it touched',
+    read: (s) => s.resyncs.targeted,
+  },
+  {
+    name: 'resyncs_full_total',
+    help: 'Full resyncs (memory cleared): first connect, fence log pruned past the last sequence, or a failed replay',
+    read: (s) => s.resyncs.full,
+  },
 ];
 const TIERS = ['memory', 'table'] as const;
 const LATENCY_BUCKETS = [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120];

@@ -4,12 +4,15 @@ import type { SqlRunner } from './sql';
 import {
   CLEAR_ALL,
   CLEAR_REALM,
+  FENCE_LOG_SINCE,
   INVALIDATE_FENCED,
   INVALIDATE_MANY,
   NOTIFY,
   NOTIFY_EACH,
   NOTIFY_QUEUE_USAGE,
   NOTIFY_SYNC,
+  PROBE,
+  REPLAY_LOCK,
 } from './statements';
 
 /** A row an invalidation deleted. */
@@ -31,6 +34,21 @@ export interface InvalidationStoreConfig {
   retentionMs: number;
   /** How long a statement waits to enter the fence before it gives up (SQLSTATE 55P03); 0 waits forever. */
   fenceWaitMs: number;
+}
+
+/**
+ * One fence-log row: what an invalidation touched. A module row names the affected aliases (the
+ * fan-out included) by their md5 uuid (`urlHash`), not by text.
+ */
+export type FenceLogRow =
+  { seq: string; kind: 'module'; aliasHashes: string[] } | { seq: string; kind: 'realm'; realm: string } | { seq: string; kind: 'global' };
+
+/** The log after a sequence, as of one snapshot: its rows, and the fence's committed and pruned sequences. */
+export interface FenceLogRange {
+  committed: string;
+  /** Rows up to this sequence may be gone: a range starting below it is incomplete. */
+  pruned: string;
+  rows: FenceLogRow[];
 }
 
 /** What an invalidation statement deleted, and the fence sequence it committed. */
@@ -185,7 +203,55 @@ export class InvalidationStore {
     if (sent.length === 0) throw new InvalidationUnconfirmedError(messages.notInFenceLog(seq));
   }
 
-  /** One NOTIFY on the control channel through the pool: the path peers' invalidations take (heartbeat probes use it). */
+  /**
+   * A reconnect's replay: the fence-log rows after `after` (none when undefined), the committed and
+   * pruned sequences, and the `marker` NOTIFY, under the fence lock held shared (waited for at most
+   * `lockTimeoutMs`), so the marker separates the notifications of the rows' invalidations from
+   * those of later ones.
+   */
+  async replaySince({
+    after,
+    marker,
+    lockTimeoutMs,
+  }: {
+    after: string | undefined;
+    marker: string;
+    lockTimeoutMs: number;
+  }): Promise<FenceLogRange> {
+    return this.sql.readCommittedTransaction(async (query) => {
+      await query(REPLAY_LOCK, [String(Math.max(1, Math.round(lockTimeoutMs)))]);
+      const result = await query<{
+        committed: string;
+        pruned: string;
+        seq: string | null;
+        kind: string;
+        realm: string | null;
+        aliases: string[] | null;
+      }>(FENCE_LOG_SINCE, [after ?? null]);
+      if (result.length === 0) throw new ModuleCacheSchemaError(messages.schemaMissing());
+      await query(NOTIFY, [this.controlChannel, marker]);
+      const rows: FenceLogRow[] = [];
+      for (const r of result) {
+        if (r.seq === null) continue;
+        if (r.kind === 'module') rows.push({ seq: r.seq, kind: 'module', aliasHashes: r.aliases ?? [] });
+        else if (r.kind === 'realm' && r.realm !== null) rows.push({ seq: r.seq, kind: 'realm', realm: r.realm });
+        else rows.push({ seq: r.seq, kind: 'global' });
+      }
+      return { committed: result[0].committed, pruned: result[0].pruned, rows };
+    });
+  }
+
+  /**
+   * A heartbeat probe through the pool (the path peers' invalidations take), returning the
+   * committed watermark read in the same snapshot: once the probe arrives, every invalidation up
+   * to it has been delivered.
+   */
+  async probe(payload: string): Promise<string> {
+    const [row] = await this.sql.run<{ seq: string }>(PROBE, [this.controlChannel, payload]);
+    return row.seq;
+  }
+
+  /** One NOTIFY on the control channel through the pool: the path peers' invalidations take. */
   async notify(payload: string): Promise<void> {
     await this.sql.run(NOTIFY, [this.controlChannel, payload]);
   }

@@ -136,6 +136,43 @@ export const NOTIFY_SYNC = statement(
   { prepare: false },
 );
 
+/**
+ * A reconnect's replay, inside one READ COMMITTED transaction: the lock first (bounded by
+ * lock_timeout), then, in a snapshot taken once it is granted, the fence and the log rows after
+ * the process's last applied sequence, and a marker NOTIFY. Holding the fence's sequence lock
+ * (every invalidation holds it from nextval to commit; see docs/fence.md) and the global lock
+ * shared (the previous version's invalidations hold that one exclusively), no invalidation commits
+ * between that snapshot and this COMMIT: the marker arrives after the notification of every
+ * invalidation the rows include and before that of any later one.
+ * Values: lock timeout in ms (as text).
+ */
+export const REPLAY_LOCK = statement(
+  'replay_lock',
+  `SELECT set_config('lock_timeout', $1, true), pg_advisory_xact_lock_shared(28003, 0), pg_advisory_xact_lock(28003, 1)`,
+  {
+    prepare: false,
+  },
+);
+
+/** The fence and the log rows in (after, committed], oldest first (one row with null seq when there are none). Values: after (null: none). */
+export const FENCE_LOG_SINCE = statement(
+  'fence_log_since',
+  `SELECT f.committed_seq::text AS committed, f.pruned_seq::text AS pruned,
+          l.seq::text AS seq, l.kind, l.realm, l.aliases::text[] AS aliases
+     FROM module_cache_fence f
+     LEFT JOIN module_cache_fence_log l ON l.seq > $1::bigint AND l.seq <= f.committed_seq
+    ORDER BY l.seq`,
+  { prepare: false },
+);
+
+/**
+ * A heartbeat probe, and the committed watermark of the same snapshot: once the probe arrives,
+ * every invalidation up to that watermark has been delivered before it. Values: channel, payload.
+ */
+export const PROBE = statement('probe', `SELECT pg_notify($1, $2), (SELECT committed_seq::text FROM module_cache_fence) AS seq`, {
+  prepare: false,
+});
+
 /** Values: channel, payload. */
 export const NOTIFY = statement('notify', `SELECT pg_notify($1, $2)`, { prepare: false });
 

@@ -140,7 +140,13 @@ describe('a listener that goes deaf for good', () => {
     // (Health is down only between the failed probe and the new connection's first one: too brief to poll for here;
     // observability.test.ts holds it down with a proxy and checks it.)
     const seen = await b.call<ModuleCacheEvent[]>('events');
-    expect(seen).toEqual(expect.arrayContaining([{ type: 'listener-state', state: 'reconnecting' }, { type: 'resync' }]));
+    // The missed invalidation of d3 came back through the new connection's replay of the fence log.
+    expect(seen).toEqual(
+      expect.arrayContaining([
+        { type: 'listener-state', state: 'reconnecting' },
+        expect.objectContaining({ type: 'resync', mode: 'targeted' }),
+      ]),
+    );
     const [{ n }] = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'mc-avail-b'`);
     expect(n).toBe(2); // the frozen backend, and the new connection
   }, 60_000);

@@ -158,6 +158,7 @@ describe('faults and stress (separate OS processes)', () => {
     cleanups.push(() => Promise.all(workers.map((w) => w.stop())));
     const [a, b] = workers;
     await b.call('lookup', url(1));
+    await b.call('events'); // from here on
 
     await pg.pause();
     await waitFor(async () => (await b.call<{ state: string }>('listenerState')).state === 'reconnecting', 15_000, 'B to notice');
@@ -167,7 +168,18 @@ describe('faults and stress (separate OS processes)', () => {
     await waitFor(async () => (await a.call<{ state: string }>('listenerState')).state === 'listening', 30_000, 'A to listen again');
     process.stdout.write(`[restart] listeners back ${(performance.now() - restarted).toFixed(0)} ms after Postgres restarted\n`);
 
-    expect(await b.call('inMemory', url(1))).toBe(false); // resync cleared memory
+    // The fence log survived the restart and nothing was invalidated: B's replay kept its memory warm.
+    const resyncs: Array<{ type: string }> = [];
+    await waitFor(
+      async () => (
+        resyncs.push(...(await b.call<Array<{ type: string }>>('events')).filter((e) => e.type === 'resync')),
+        resyncs.length > 0
+      ),
+      30_000,
+      "B's resync",
+    );
+    expect(resyncs).toEqual([expect.objectContaining({ mode: 'targeted', rows: 0, evicted: 0 })]);
+    expect(await b.call('inMemory', url(1))).toBe(true);
     // The pools' connections died with the server: the first query may fail, the next ones work.
     await waitFor(() => b.call('lookup', url(1)).then(() => true), 15_000, 'lookups to work again');
     await a.call('invalidate', url(1));

@@ -140,7 +140,7 @@ describe('ModuleCacheInvalidationListener against a real Postgres', () => {
     expect(listener.probe).toMatchObject({ ok: true });
     expect(listener.probe.at).toBeInstanceOf(Date);
     expect(listener.isTrusted()).toBe(true);
-    expect(listener.stats()).toEqual({ received: 0, rejected: 0, reconnects: 0 });
+    expect(listener.stats()).toEqual({ received: 0, rejected: 0, covered: 0, reconnects: 0 });
     expect(await listener.selfProbe()).toBe(true);
     // One dedicated connection, nothing else.
     expect(await backendsNamed(applicationName)).toBe(1);
@@ -194,6 +194,7 @@ describe('ModuleCacheInvalidationListener against a real Postgres', () => {
     expect(listener.stats()).toEqual({
       received: 1,
       rejected: bad.length,
+      covered: 0,
       reconnects: 0,
       lastRejectReason: 'payload is not a JSON object',
     });

@@ -137,8 +137,22 @@ describe('cluster relay mode (a node:cluster primary and 3 workers)', () => {
     const [, b, c] = host.workers;
     await version(c, 'm5');
     expect(await c.call('inMemory', url('m5'))).toBe(true);
+    // A heartbeat: c has applied everything so far, so its replay starts here.
+    expect(await c.call('selfProbe')).toBe(true);
+    await c.call('events'); // from here on
     await db.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND datname = $2`, [RELAY, db.name]);
-    await waitFor(async () => !(await c.call('inMemory', url('m5'))), 10_000, 'resync cleared memory');
+    const resyncs: Array<{ type: string }> = [];
+    await waitFor(
+      async () => (
+        resyncs.push(...(await c.call<Array<{ type: string }>>('events')).filter((e) => e.type === 'resync')),
+        resyncs.length > 0
+      ),
+      10_000,
+      'the worker resynced',
+    );
+    // Nothing was invalidated meanwhile: the replay of the fence log kept its memory.
+    expect(resyncs).toEqual([expect.objectContaining({ mode: 'targeted', rows: 0, evicted: 0 })]);
+    expect(await c.call('inMemory', url('m5'))).toBe(true);
     await waitFor(async () => (await b.call<{ state: string }>('listenerState')).state === 'listening', 10_000, 'listening again');
     await version(b, 'm6');
     await db.query(`UPDATE truth SET version = 2 WHERE url = $1`, [url('m6')]);

@@ -180,6 +180,8 @@ async function main(): Promise<void> {
     sourceCalls: () => source.calls,
     setDelay: (ms: number) => void (source.delayMs = ms),
     listenerState: () => (listener ? { state: listener.state, probe: listener.probe, stats: listener.stats() } : { state: 'disabled' }),
+    /** A heartbeat now (it also moves the listener's applied sequence up to the committed one). */
+    selfProbe: () => listener?.selfProbe() ?? false,
     pid: () => process.pid,
     failRead: (n: number) => void (readsUntilFailure = n),
     health: () => health.check(),
