@@ -1,5 +1,5 @@
-import { BadRequestException, Body, Controller, Get, HttpCode, NotFoundException, Post, Query, Req } from '@nestjs/common';
-import { CachingDefinitionLookup, type ModuleCacheEntry } from '../src';
+import { BadRequestException, Body, Controller, Get, HttpCode, Post, Query, Req } from '@nestjs/common';
+import { CachingDefinitionLookup, ModuleNotFoundError, type ModuleCacheEntry } from '../src';
 
 type Params = Record<string, unknown> | undefined;
 
@@ -28,7 +28,7 @@ export class DefinitionsController {
     const name = optionalString(query, 'name');
     if (name !== undefined) return { url, name, definition: await this.lookup.lookupDefinition(url, name, options) };
     const entry = await this.lookup.lookup(url, options);
-    if (!entry) throw new NotFoundException(`no module at ${url} (nor at any of its extension candidates)`);
+    if (!entry) throw new ModuleNotFoundError(url);
     return entry;
   }
 

@@ -12,3 +12,10 @@ export type { ModuleCacheEvent, ModuleCacheStats, CacheTier } from './events/eve
 export { ModuleCacheHealth, type ModuleCacheHealthOptions, type ModuleCacheHealthReport } from './observability/health';
 export type { ModuleCacheMetricsOptions } from './config/metrics';
 export { moduleCacheEntities, moduleCacheMigrations } from './persistence';
+export {
+  ModuleCacheExceptionFilter,
+  MODULE_CACHE_HTTP_STATUS,
+  moduleCacheHttpStatus,
+  moduleCacheErrorBody,
+  type ModuleCacheErrorBody,
+} from './module-cache-exception.filter';

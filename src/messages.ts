@@ -20,6 +20,7 @@ export const messages = {
 
   // definitions
   definitionNotFound: (moduleURL: string, name: string, reason: string) => `definition "${name}" of ${moduleURL}: ${reason}`,
+  moduleNotFound: (moduleURL: string) => `no module at ${moduleURL} (nor at any of its extension candidates)`,
 
   // the source
   sourceTimeout: (url: string, ms: number) => `definition source did not answer for ${url} within ${ms} ms`,
