@@ -2,9 +2,10 @@ import { Module, type DynamicModule } from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
 import { TerminusModule } from '@nestjs/terminus';
 import { TypeOrmModule } from '@nestjs/typeorm';
-import { ModuleCacheExceptionFilter, ModuleCacheModule, moduleCacheEntities, moduleCacheMigrations } from '../src';
+import { ModuleCacheModule, moduleCacheEntities, moduleCacheMigrations } from '../src';
 import { ModuleCacheHealthIndicator } from '../src/health';
 import { DefinitionsController } from './definitions.controller';
+import { ServiceExceptionFilter } from './http-errors';
 import { scopeForRealms } from './realm-layout';
 import { RealmWatchService } from './realm-watch.service';
 import { RealmsDefinitionSource } from './realms-definition-source';
@@ -50,7 +51,8 @@ export class AppModule {
       controllers: [DefinitionsController, ServiceController],
       providers: [
         { provide: SERVICE_CONFIG, useValue: config },
-        { provide: APP_FILTER, useClass: ModuleCacheExceptionFilter },
+        // Every error in the library filter's body: ModuleCacheExceptionFilter for the library's own.
+        { provide: APP_FILTER, useClass: ServiceExceptionFilter },
         RealmsService,
         RealmWatchService,
         ModuleCacheHealthIndicator,

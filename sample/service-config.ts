@@ -29,6 +29,13 @@ export interface ServiceConfig {
 export const SAMPLE_DIR =
   path.basename(path.resolve(__dirname, '..')) === 'dist-sample' ? path.resolve(__dirname, '..', '..', 'sample') : __dirname;
 
+/** The one line the service stops with when it cannot listen on PORT (`code`: the listen error's). */
+export function portProblem({ port, host }: Pick<ServiceConfig, 'port' | 'host'>, code: string | undefined): string {
+  return code === 'EACCES'
+    ? `PORT ${port} on ${host} needs privileges this process does not have: set PORT to another port`
+    : `PORT ${port} on ${host} is already in use: stop what listens there or set PORT to a free port`;
+}
+
 export function readServiceConfig(env: NodeJS.ProcessEnv = process.env): ServiceConfig {
   const port = integer(env, 'PORT', 3000, 1, 65_535);
   const host = env.HOST || '127.0.0.1';
