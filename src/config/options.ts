@@ -56,8 +56,14 @@ const schema = z
     dependencyErrors: z.enum(['cached', 'compute']).default(DEFAULTS.dependencyErrors),
     /** Error documents are stored whole up to this many bytes of JSON, then clamped with a visible marker. */
     maxErrorBytes: z.number().int().min(1024).default(DEFAULTS.maxErrorBytes),
-    /** `seed`: emit payloads with the reference server's keys only (no origin, no signature), for a database shared with it. */
-    wireFormat: z.enum(['module-cache', 'seed']).default(DEFAULTS.wireFormat),
+    /**
+     * `boxel`: emit payloads with the Boxel realm server's keys only (no origin, no signature), for a
+     * database shared with it. `seed`, its former name, is a deprecated alias resolved to `boxel`.
+     */
+    wireFormat: z
+      .enum(['module-cache', 'boxel', 'seed'])
+      .default(DEFAULTS.wireFormat)
+      .transform((format) => (format === 'seed' ? 'boxel' : format)),
     /**
      * `strong`: invalidate(), clearRealm() and clearAll() resolve only once every live peer has
      * applied them, or its lease ran out; memory is trusted only while this process's lease holds.
@@ -143,11 +149,11 @@ const schema = z
         });
       }
     }
-    if (o.wireFormat === 'seed' && o.signingSecret !== undefined) {
+    if (o.wireFormat === 'boxel' && o.signingSecret !== undefined) {
       ctx.addIssue({
         code: 'custom',
         path: ['wireFormat'],
-        message: "'seed' payloads carry no signature: it cannot be combined with signingSecret",
+        message: "'boxel' payloads carry no signature: it cannot be combined with signingSecret",
       });
     }
     if (o.listener !== false && o.listener.relay && o.listener.connection !== undefined) {
@@ -170,11 +176,11 @@ const schema = z
           message: 'must exceed listener.heartbeat.intervalMs + timeoutMs plus a margin, or leases lapse between renewals',
         });
       }
-      if (o.wireFormat === 'seed') {
+      if (o.wireFormat === 'boxel') {
         ctx.addIssue({
           code: 'custom',
           path: ['consistency'],
-          message: "'strong' cannot be combined with wireFormat 'seed' (seed servers never acknowledge)",
+          message: "'strong' cannot be combined with wireFormat 'boxel' (realm servers never acknowledge)",
         });
       }
       if (o.ackChannel === o.channel || o.ackChannel === o.computedChannel) {

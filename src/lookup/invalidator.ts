@@ -37,7 +37,7 @@ export class Invalidator {
 
   /**
    * Invalidates the module, its URL variants and every transitive consumer (all scopes); returns
-   * the URLs invalidated: `[]` for a URL outside every registered realm, as the seed does.
+   * the URLs invalidated: `[]` for a URL outside every registered realm, as the reference (the Boxel realm server) does.
    */
   async invalidate(moduleURL: string): Promise<string[]> {
     const started = performance.now();
@@ -58,7 +58,7 @@ export class Invalidator {
         // Unsigned payloads: the database encodes them itself, one statement whatever the fan-out.
         const result = await this.deps.invalidations.invalidateEncoded({
           target: { alias, realm, variants },
-          encoding: { origin: this.deps.options.wireFormat === 'seed' ? null : this.deps.origin, budget: MAX_PAYLOAD_BYTES },
+          encoding: { origin: this.deps.options.wireFormat === 'boxel' ? null : this.deps.origin, budget: MAX_PAYLOAD_BYTES },
         });
         ({ seq, sent } = result);
         const urls = [...new Set(result.urls)];

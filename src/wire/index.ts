@@ -15,7 +15,7 @@
  *
  * On the invalidation channel the listener tells the shapes apart by their first key: probes
  * (`{"k":"probe",`) and sync markers (`{"k":"sync",`) first, everything else must parse as an
- * invalidation or is rejected and counted. In `wireFormat: 'seed'` only the invalidations take the
+ * invalidation or is rejected and counted. In `wireFormat: 'boxel'` only the invalidations take the
  * reference server's shape; probes still go on this channel (strong mode, and so sync markers, is
  * refused with that format). `signing.ts` holds the one HMAC that invalidations and sync markers
  * carry; `fields.ts` the rules every shape shares (byte counting, Postgres's limit, origin ids).

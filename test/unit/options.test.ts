@@ -32,6 +32,12 @@ describe('option validation', () => {
     expect(Object.isFrozen(DEFAULTS.listener.reconnect) && Object.isFrozen(DEFAULTS.extensions)).toBe(true);
   });
 
+  it("resolves the deprecated wireFormat 'seed' to 'boxel'", () => {
+    expect(resolveModuleCacheOptions({ source, wireFormat: 'seed' }).wireFormat).toBe('boxel');
+    expect(resolveModuleCacheOptions({ source, wireFormat: 'boxel' }).wireFormat).toBe('boxel');
+    expect(resolveModuleCacheOptions({ source }).wireFormat).toBe('module-cache');
+  });
+
   it("beats faster under consistency: 'strong' unless the heartbeat is given", () => {
     const strong = resolveModuleCacheOptions({ source, consistency: 'strong' });
     expect(strong.listener !== false && strong.listener.heartbeat).toEqual(DEFAULTS.strongHeartbeat);
@@ -40,7 +46,8 @@ describe('option validation', () => {
   });
 
   it.each([
-    [{ realms: [], wireFormat: 'seed', signingSecret: 'sixteen-chars-ok' }, /wireFormat: 'seed' payloads carry no signature/],
+    [{ realms: [], wireFormat: 'boxel', signingSecret: 'sixteen-chars-ok' }, /wireFormat: 'boxel' payloads carry no signature/],
+    [{ realms: [], wireFormat: 'seed', signingSecret: 'sixteen-chars-ok' }, /wireFormat: 'boxel' payloads carry no signature/],
     [{ realms: [], prefixes: { 'https://a.test/': 'https://b.test/' } }, /prefixes\.https:\/\/a\.test\/: keys must be prefix identifiers/],
     [{ realms: [], prefixes: { '@a/b/': 'not-a-url/' } }, /prefixes\.@a\/b\/: must be an absolute http\(s\) URL/],
     [{ realms: [], dependencyErrors: 'eager' }, /dependencyErrors/],
@@ -63,7 +70,7 @@ describe('option validation', () => {
     ],
     [{ realms: ['https://a.test/r/'], sourceTimeoutMs: 600_000 }, /fenceRetentionMs: must exceed/],
     [{ realms: ['https://a.test/r/'], typo: 1 }, /typo/],
-    [{ realms: [], consistency: 'strong', wireFormat: 'seed' }, /consistency: 'strong' cannot be combined with wireFormat 'seed'/],
+    [{ realms: [], consistency: 'strong', wireFormat: 'boxel' }, /consistency: 'strong' cannot be combined with wireFormat 'boxel'/],
     [{ realms: [], consistency: 'strong', listener: false }, /consistency: 'strong' needs the listener/],
     [{ realms: [], consistency: 'strong', leaseMs: 1_000 }, /leaseMs: must exceed listener\.heartbeat\.intervalMs \+ timeoutMs/],
     [{ realms: [], consistency: 'eventually' }, /consistency/],
