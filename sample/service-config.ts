@@ -16,7 +16,7 @@ export interface ServiceConfig {
   realmsURL: string;
   /** Unset: the primary starts an embedded Postgres. */
   databaseURL?: string;
-  /** RELAY (default 1): the primary holds the one dedicated connection and relays it to the workers (module-cache/cluster). 0: one per worker. */
+  /** RELAY (default 1): the primary holds the one dedicated connection and relays it to the workers (@module-cache/nestjs/cluster). 0: one per worker. */
   relay: boolean;
   /** CONSISTENCY (default eventual): `strong` makes invalidate() wait for every live worker's acknowledgement. */
   consistency: 'eventual' | 'strong';

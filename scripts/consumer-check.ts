@@ -22,9 +22,9 @@ const APP_TS = `import 'reflect-metadata';
 import { Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { TypeOrmModule } from '@nestjs/typeorm';
-import { CachingDefinitionLookup, ModuleCacheModule, moduleCacheEntities, moduleCacheMigrations } from 'module-cache';
-import type { DefinitionSource, ModuleCacheEntry } from 'module-cache';
-import { ModuleCacheClusterRelay } from 'module-cache/cluster';
+import { CachingDefinitionLookup, ModuleCacheModule, moduleCacheEntities, moduleCacheMigrations } from '@module-cache/nestjs';
+import type { DefinitionSource, ModuleCacheEntry } from '@module-cache/nestjs';
+import { ModuleCacheClusterRelay } from '@module-cache/nestjs/cluster';
 
 // No @types/node in this app: declare the little of Node it uses.
 declare const process: { env: Record<string, string | undefined>; exit(code: number): never };
@@ -64,12 +64,12 @@ const versionOf = (entry: ModuleCacheEntry | undefined) => (entry?.definitions.v
 async function main(): Promise<void> {
   let healthError = '';
   try {
-    require('module-cache/health');
+    require('@module-cache/nestjs/health');
   } catch (error) {
     healthError = error instanceof Error ? error.message : String(error);
   }
-  check("require('module-cache/health') fails naming @nestjs/terminus", healthError.includes('@nestjs/terminus'), healthError || 'it loaded');
-  check("'module-cache/cluster' exports the relay", typeof ModuleCacheClusterRelay === 'function', typeof ModuleCacheClusterRelay);
+  check("require('@module-cache/nestjs/health') fails naming @nestjs/terminus", healthError.includes('@nestjs/terminus'), healthError || 'it loaded');
+  check("'@module-cache/nestjs/cluster' exports the relay", typeof ModuleCacheClusterRelay === 'function', typeof ModuleCacheClusterRelay);
 
   // abortOnError: false, or a failed start would process.abort() instead of reporting.
   const app = await NestFactory.createApplicationContext(AppModule, { logger: ['error', 'warn'], abortOnError: false });
@@ -171,8 +171,10 @@ async function main(cleanups: Array<() => unknown>): Promise<void> {
   );
   console.log(`== npm install ${tarball.filename} ${peers.join(' ')}`);
   run('npm', ['install', '--no-audit', '--no-fund', tarballPath, ...peers], appDir);
-  const installed = readJson<{ dependencies?: Record<string, string> }>(path.join(appDir, 'node_modules', 'module-cache', 'package.json'));
-  console.log(`module-cache dependencies: ${JSON.stringify(installed.dependencies ?? {})}`);
+  const installed = readJson<{ dependencies?: Record<string, string> }>(
+    path.join(appDir, 'node_modules', '@module-cache', 'nestjs', 'package.json'),
+  );
+  console.log(`@module-cache/nestjs dependencies: ${JSON.stringify(installed.dependencies ?? {})}`);
 
   console.log('== tsc (consumer app, published types)');
   writeFileSync(path.join(appDir, 'app.ts'), APP_TS);
