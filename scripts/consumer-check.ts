@@ -326,7 +326,14 @@ async function runMinimal(dir: string, env: NodeJS.ProcessEnv, cleanups: Array<(
   expectThat('no url: 400 E_INVALID_MODULE_URL', bad.status === 400 && badBody.code === 'E_INVALID_MODULE_URL', badBody);
   child.kill('SIGTERM');
   // Nest's shutdown hooks close the app, then re-raise the signal: a clean stop ends by SIGTERM, not a crash.
-  const end = await exited;
+  let timer: NodeJS.Timeout | undefined;
+  const stuck = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`examples/minimal did not exit within ${CONSUMER_TIMEOUT_MS} ms of SIGTERM`)),
+      CONSUMER_TIMEOUT_MS,
+    );
+  });
+  const end = await Promise.race([exited, stuck]).finally(() => clearTimeout(timer));
   expectThat('SIGTERM: closed, ended by the signal', end.signal === 'SIGTERM' || end.code === 0, end);
 }
 
