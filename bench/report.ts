@@ -11,7 +11,7 @@ export interface BenchRow {
 export interface BenchResult {
   benchmark: string;
   rows: BenchRow[];
-  /** Rows worth a line in the README table (default: all). */
+  /** Rows worth a line in the docs/benchmarks.md table (default: all). */
   summary?: BenchRow[];
   notes?: string[];
   serverVersion?: string;

@@ -1,6 +1,6 @@
 /**
  * `npm run bench`: runs every benchmark in its own process (each with its own database and
- * cleanup), one after the other, then prints one markdown table of all results for the README
+ * cleanup), one after the other, then prints one markdown table of all results for docs/benchmarks.md
  * and the machine it ran on. `npm run bench -- memory table` runs only those.
  */
 import { spawn } from 'node:child_process';

@@ -1,7 +1,7 @@
 /**
  * The scale benchmark's results (bench/results.json, written by bench/scale.ts): their types,
  * the README table made from them and the chart. `npm run bench:scale-report` regenerates the
- * README table (between `<!-- scale:begin -->` and `<!-- scale:end -->`) and bench/scale.svg
+ * table in docs/benchmarks.md (between `<!-- scale:begin -->` and `<!-- scale:end -->`) and bench/scale.svg
  * from the committed results.json without measuring anything.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -63,10 +63,10 @@ export interface ScaleResults {
 
 export const RESULTS_FILE = join(__dirname, 'results.json');
 export const CHART_FILE = join(__dirname, 'scale.svg');
-export const README_FILE = join(__dirname, '../README.md');
+export const README_FILE = join(__dirname, '../docs/benchmarks.md');
 export const BEGIN = '<!-- scale:begin -->';
 export const END = '<!-- scale:end -->';
-const CHART_REFERENCE = '![propagation latency against process count](bench/scale.svg)';
+const CHART_REFERENCE = '![propagation latency against process count](../bench/scale.svg)';
 
 export const MODE_LABEL: Record<ScaleMode, string> = { 'no-relay': 'no relay (a LISTEN connection each)', relay: 'cluster relay' };
 
@@ -258,7 +258,7 @@ if (require.main === module) {
   (async () => {
     const results = JSON.parse(readFileSync(RESULTS_FILE, 'utf8')) as ScaleResults;
     await publish(results);
-    process.stdout.write(`README.md (between ${BEGIN} and ${END}) and ${CHART_FILE} regenerated from ${RESULTS_FILE}\n`);
+    process.stdout.write(`docs/benchmarks.md (between ${BEGIN} and ${END}) and ${CHART_FILE} regenerated from ${RESULTS_FILE}\n`);
   })().catch((error) => {
     console.error(error);
     process.exit(1);

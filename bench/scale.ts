@@ -7,7 +7,7 @@
  * Baselines, same run: raw NOTIFY fan-out to as many LISTENing pg clients, and the same
  * primary-key SELECT from as many plain `pg` processes with the same pool and concurrency.
  *
- * Writes bench/results.json, draws bench/scale.svg and regenerates the README table
+ * Writes bench/results.json, draws bench/scale.svg and regenerates the table in docs/benchmarks.md
  * (bench/scale-report.ts, which `npm run bench:scale-report` runs alone).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -721,7 +721,7 @@ runBench('scale', async () => {
   results.seconds = (performance.now() - benchStarted) / 1000;
   await writeResults(results);
   await publish(results);
-  progress(`wrote ${RESULTS_FILE}, ${CHART_FILE} and the README table`);
+  progress(`wrote ${RESULTS_FILE}, ${CHART_FILE} and the table in docs/benchmarks.md`);
   return { rows: benchRows, summary, notes: [...method, ...observations] };
 });
 

@@ -5,7 +5,7 @@ import { TypeOrmModule } from '@nestjs/typeorm';
 import { ModuleCacheModule, moduleCacheEntities, moduleCacheMigrations } from '../src';
 import { ModuleCacheHealthIndicator } from '../src/health';
 import { DefinitionsController } from './definitions.controller';
-import { ModuleCacheExceptionFilter } from './module-cache-exception.filter';
+import { ServiceExceptionFilter } from './http-errors';
 import { scopeForRealms } from './realm-layout';
 import { RealmWatchService } from './realm-watch.service';
 import { RealmsDefinitionSource } from './realms-definition-source';
@@ -51,7 +51,8 @@ export class AppModule {
       controllers: [DefinitionsController, ServiceController],
       providers: [
         { provide: SERVICE_CONFIG, useValue: config },
-        { provide: APP_FILTER, useClass: ModuleCacheExceptionFilter },
+        // Every error in the library filter's body: ModuleCacheExceptionFilter for the library's own.
+        { provide: APP_FILTER, useClass: ServiceExceptionFilter },
         RealmsService,
         RealmWatchService,
         ModuleCacheHealthIndicator,

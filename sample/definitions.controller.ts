@@ -1,5 +1,6 @@
-import { BadRequestException, Body, Controller, Get, HttpCode, NotFoundException, Post, Query, Req } from '@nestjs/common';
-import { CachingDefinitionLookup, type ModuleCacheEntry, type PrewarmSummary } from '../src';
+import { BadRequestException, Body, Controller, Get, HttpCode, HttpException, Post, Query, Req } from '@nestjs/common';
+import { CachingDefinitionLookup, ModuleNotFoundError, type ModuleCacheEntry, type PrewarmSummary } from '../src';
+import { errorBody } from './http-errors';
 
 type Params = Record<string, unknown> | undefined;
 
@@ -28,7 +29,12 @@ export class DefinitionsController {
     const name = optionalString(query, 'name');
     if (name !== undefined) return { url, name, definition: await this.lookup.lookupDefinition(url, name, options) };
     const entry = await this.lookup.lookup(url, options);
-    if (!entry) throw new NotFoundException(`no module at ${url} (nor at any of its extension candidates)`);
+    if (!entry) throw new ModuleNotFoundError(url);
+    // A module that failed (a syntax error is 422) answers its error's status, the entry alongside.
+    if (entry.error) {
+      const status = httpStatusOf(entry.error.status);
+      throw new HttpException({ ...errorBody(status, entry.error.message, 'E_MODULE_ERROR'), entry }, status);
+    }
     return entry;
   }
 
@@ -87,11 +93,19 @@ function optionalString(params: Params, key: string): string | undefined {
   return value;
 }
 
+function httpStatusOf(status: unknown): number {
+  return typeof status === 'number' && Number.isInteger(status) && status >= 400 && status <= 599 ? status : 500;
+}
+
 // Node joins repeated headers with ", " in `headers`; `headersDistinct` keeps them apart, so two
 // x-user headers are refused rather than read as one user named "alice, bob".
 function userOf(req: HeadersRequest): string | undefined {
   const values = req.headersDistinct['x-user'];
   if (values === undefined) return undefined;
   if (values.length !== 1 || values[0] === '') throw new BadRequestException('"x-user" must be one non-empty header');
-  return values[0];
+  // Node reads header bytes as Latin-1: take them back and read them as the UTF-8 they are.
+  const bytes = Buffer.from(values[0], 'latin1');
+  const user = bytes.toString('utf8');
+  if (!Buffer.from(user, 'utf8').equals(bytes)) throw new BadRequestException('"x-user" must be UTF-8');
+  return user;
 }

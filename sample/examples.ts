@@ -30,7 +30,7 @@ export const ENDPOINTS: Endpoint[] = [
 /**
  * Copy-paste commands, for the primary's banner and `GET /`, over the sample realms: `realm` (public)
  * and `private-notes` (private: a `.private` file, so one cache entry per x-user). Keep in step with
- * the README's "The sample service".
+ * docs/sample-service.md.
  */
 export function exampleCommands({ port, realmsURL }: Pick<ServiceConfig, 'port' | 'realmsURL'>): string[] {
   const base = `http://localhost:${port}`;

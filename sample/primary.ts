@@ -1,13 +1,14 @@
 import cluster, { type Worker } from 'node:cluster';
+import { createServer } from 'node:net';
 import { Logger } from '@nestjs/common';
 import { ModuleCacheClusterRelay } from '../src/cluster';
-import { isMessage, READY, type WorkerMessage } from './cluster-messages';
+import { FATAL, isMessage, READY, type WorkerMessage } from './cluster-messages';
 import { serveClusterMetrics } from './cluster-metrics';
 import { startDetachedEmbeddedDatabase, type EmbeddedDatabase } from './embedded-database';
 import { exampleCommands } from './examples';
 import { runMigrationsOnce } from './migrate';
 import { listRealms } from './realm-layout';
-import type { ServiceConfig } from './service-config';
+import { portProblem, type ServiceConfig } from './service-config';
 
 /** A worker that keeps crashing is a bug or a broken environment, not bad luck: stop restarting it. */
 const MAX_RESTARTS = 5;
@@ -23,6 +24,12 @@ const SIGNAL_REPEAT_MS = 1_000;
  * SIGINT/SIGTERM stops the workers first and the database last.
  */
 export async function runPrimary(config: ServiceConfig): Promise<void> {
+  // Before anything starts: a taken port is one line and exit 1, not a database and a crash loop.
+  const portError = await tryListen(config.port, config.host);
+  if (portError) {
+    process.stderr.write(`module-cache service: ${portProblem(config, portError)}\n`);
+    process.exit(1);
+  }
   const logger = new Logger('Primary');
   const workers = new Map<number, Worker>(); // by slot: a restarted worker keeps its slot (and WATCHER role)
   const ready = new Set<number>();
@@ -78,6 +85,10 @@ export async function runPrimary(config: ServiceConfig): Promise<void> {
     const worker = cluster.fork({ DATABASE_URL: databaseURL, WORKER_SLOT: String(slot), WATCHER: slot === 0 ? '1' : '0' });
     workers.set(slot, worker);
     worker.on('message', (message: unknown) => {
+      if (isMessage<Extract<WorkerMessage, { type: typeof FATAL }>>(message, FATAL)) {
+        logger.error(message.message);
+        return void stop(message.message, 1);
+      }
       if (!isMessage<Extract<WorkerMessage, { type: typeof READY }>>(message, READY)) return;
       ready.add(slot);
       if (ready.size === config.workers && !stopping && !announced) {
@@ -139,6 +150,15 @@ export async function runPrimary(config: ServiceConfig): Promise<void> {
     logger.error(`start-up failed: ${error instanceof Error ? error.message : String(error)}`);
     await stop('start-up failed', 1);
   }
+}
+
+/** Whether the port can be listened on (then let go at once): the error code when it cannot. */
+function tryListen(port: number, host: string): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message));
+    server.listen({ port, host, exclusive: true }, () => server.close(() => resolve(undefined)));
+  });
 }
 
 function exited(worker: Worker): Promise<void> {

@@ -16,7 +16,7 @@ export interface ServiceConfig {
   realmsURL: string;
   /** Unset: the primary starts an embedded Postgres. */
   databaseURL?: string;
-  /** RELAY (default 1): the primary holds the one dedicated connection and relays it to the workers (module-cache/cluster). 0: one per worker. */
+  /** RELAY (default 1): the primary holds the one dedicated connection and relays it to the workers (@module-cache/nestjs/cluster). 0: one per worker. */
   relay: boolean;
   /** CONSISTENCY (default eventual): `strong` makes invalidate() wait for every live worker's acknowledgement. */
   consistency: 'eventual' | 'strong';
@@ -28,6 +28,13 @@ export interface ServiceConfig {
  */
 export const SAMPLE_DIR =
   path.basename(path.resolve(__dirname, '..')) === 'dist-sample' ? path.resolve(__dirname, '..', '..', 'sample') : __dirname;
+
+/** The one line the service stops with when it cannot listen on PORT (`code`: the listen error's). */
+export function portProblem({ port, host }: Pick<ServiceConfig, 'port' | 'host'>, code: string | undefined): string {
+  return code === 'EACCES'
+    ? `PORT ${port} on ${host} needs privileges this process does not have: set PORT to another port`
+    : `PORT ${port} on ${host} is already in use: stop what listens there or set PORT to a free port`;
+}
 
 export function readServiceConfig(env: NodeJS.ProcessEnv = process.env): ServiceConfig {
   const port = integer(env, 'PORT', 3000, 1, 65_535);

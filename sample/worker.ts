@@ -3,10 +3,11 @@ import { ConsoleLogger, Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { AppModule } from './app.module';
-import { READY, type WorkerMessage } from './cluster-messages';
+import { FATAL, READY, type WorkerMessage } from './cluster-messages';
+import { answerUnparsableRequests, methodNotAllowed } from './http-errors';
 import { answerMetricsCollection } from './cluster-metrics';
 import { realmFiles } from './realm-files';
-import type { ServiceConfig } from './service-config';
+import { portProblem, type ServiceConfig } from './service-config';
 
 /** Nest's start-up chatter (one line per module and route) times WORKERS drowns the URLs the primary prints. */
 class QuietStartupLogger extends ConsoleLogger {
@@ -62,6 +63,16 @@ export async function runWorker(config: ServiceConfig & { databaseURL: string })
   });
   // Every realm's files at their module URLs' path, so a module URL also shows the source.
   app.use(new URL(config.realmsURL).pathname, realmFiles(config));
-  await app.listen(config.port, config.host);
+  app.use(methodNotAllowed());
+  answerUnparsableRequests(app.getHttpServer());
+  try {
+    await app.listen(config.port, config.host);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'EADDRINUSE' && code !== 'EACCES') throw error;
+    // Restarting would not help: tell the primary, which stops the service with this one line.
+    process.send?.({ type: FATAL, message: portProblem(config, code) } satisfies WorkerMessage);
+    return void close('cannot listen');
+  }
   if (!closing && cluster.isWorker) process.send?.({ type: READY, slot } satisfies WorkerMessage);
 }

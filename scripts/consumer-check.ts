@@ -1,34 +1,48 @@
 /**
  * The packed package, as a new user gets it: `npm pack`, install the tarball with only its required
- * peers into an empty app, type-check a small Nest app against the published types and exports map,
- * and run it on a fresh database. The repository's own tests cannot see a file missing from the
+ * peers, TypeScript and @types/node into an empty app, type-check a small Nest app against the published
+ * types and exports map as CommonJS and as ESM (module: nodenext, skipLibCheck: false), run both on a
+ * fresh database, then build and run examples/minimal (an HTTP app) from the same install. The repository's own tests cannot see a file missing from the
  * tarball, a runtime import of a devDependency, broken `types`, or an optional peer that is not.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
-import { startEmbeddedPostgres } from '../test/support/embedded-postgres';
+import { freePort, startEmbeddedPostgres } from '../test/support/embedded-postgres';
 
 const repo = path.resolve(__dirname, '..');
 // The required peers only: @nestjs/terminus and prom-client are optional and must stay so.
 const PEERS = ['@nestjs/common', '@nestjs/core', '@nestjs/typeorm', 'typeorm', 'pg', 'rxjs', 'reflect-metadata'];
 const LOCAL_URL = 'postgres://postgres@127.0.0.1:5432/test';
 const CONSUMER_TIMEOUT_MS = 120_000;
+const KINDS = [
+  ['cjs', 'commonjs'],
+  ['esm', 'module'],
+] as const;
 
+/**
+ * The strict consumer app, compiled twice from this one text: as CommonJS and as ESM (by the
+ * `type` of its folder's package.json), both with `module: nodenext` and `skipLibCheck: false`,
+ * so the package's own .d.ts files are checked too. A controller injects the lookup service.
+ */
 const APP_TS = `import 'reflect-metadata';
-import { Module } from '@nestjs/common';
+import { Controller, Get, Module, Query } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { TypeOrmModule } from '@nestjs/typeorm';
-import { CachingDefinitionLookup, ModuleCacheModule, moduleCacheEntities, moduleCacheMigrations } from 'module-cache';
-import type { DefinitionSource, ModuleCacheEntry } from 'module-cache';
-import { ModuleCacheClusterRelay } from 'module-cache/cluster';
-
-// No @types/node in this app: declare the little of Node it uses.
-declare const process: { env: Record<string, string | undefined>; exit(code: number): never };
-declare const require: (id: string) => unknown;
+import {
+  CachingDefinitionLookup,
+  ModuleCacheModule,
+  ModuleNotFoundError,
+  moduleCacheEntities,
+  moduleCacheMigrations,
+  type DefinitionSource,
+  type ModuleCacheEntry,
+  type ModuleCacheOptions,
+} from '@module-cache/nestjs';
+import { ModuleCacheClusterRelay } from '@module-cache/nestjs/cluster';
 
 const A = 'https://consumer.test/realm/a.ts';
 let version = 1;
@@ -38,6 +52,25 @@ const source: DefinitionSource = {
     return url === A ? { definitions: { value: { version } }, deps: [] } : null;
   },
 };
+
+// pg's ClientConfig, as the options declare it (@types/pg comes with the package).
+const options: ModuleCacheOptions = {
+  realms: ['https://consumer.test/realm/'],
+  source,
+  listener: { connection: { connectionString: process.env.DATABASE_URL, keepAlive: true } },
+};
+
+@Controller()
+class DefinitionsController {
+  constructor(private readonly lookup: CachingDefinitionLookup) {}
+
+  @Get('definitions')
+  async definitions(@Query('url') url: string): Promise<ModuleCacheEntry> {
+    const entry = await this.lookup.lookup(url);
+    if (!entry) throw new ModuleNotFoundError(url);
+    return entry;
+  }
+}
 
 @Module({
   imports: [
@@ -49,63 +82,70 @@ const source: DefinitionSource = {
       migrationsRun: true,
       retryAttempts: 1,
     }),
-    ModuleCacheModule.forRoot({ realms: ['https://consumer.test/realm/'], source }),
+    ModuleCacheModule.forRoot(options),
   ],
+  controllers: [DefinitionsController],
 })
 class AppModule {}
 
+const KIND = process.env.CONSUMER_KIND;
+
 function check(step: string, ok: boolean, got: unknown): void {
   if (!ok) throw new Error(step + ': got ' + JSON.stringify(got));
-  console.log('consumer: ' + step + ': ok');
+  console.log('consumer (' + KIND + '): ' + step + ': ok');
 }
 
 const versionOf = (entry: ModuleCacheEntry | undefined) => (entry?.definitions.value as { version?: number } | undefined)?.version;
 
 async function main(): Promise<void> {
-  let healthError = '';
-  try {
-    require('module-cache/health');
-  } catch (error) {
-    healthError = error instanceof Error ? error.message : String(error);
-  }
-  check("require('module-cache/health') fails naming @nestjs/terminus", healthError.includes('@nestjs/terminus'), healthError || 'it loaded');
-  check("'module-cache/cluster' exports the relay", typeof ModuleCacheClusterRelay === 'function', typeof ModuleCacheClusterRelay);
+  // A variable, so tsc does not load the subpath's types (they need the optional peer this app lacks).
+  const health = '@module-cache/nestjs/health';
+  const healthError = await import(health).then(
+    () => 'it loaded',
+    (error: unknown) => (error instanceof Error ? error.message : String(error)),
+  );
+  check("'@module-cache/nestjs/health' fails naming @nestjs/terminus", healthError.includes('@nestjs/terminus'), healthError);
+  check("'@module-cache/nestjs/cluster' exports the relay", typeof ModuleCacheClusterRelay === 'function', typeof ModuleCacheClusterRelay);
 
   // abortOnError: false, or a failed start would process.abort() instead of reporting.
   const app = await NestFactory.createApplicationContext(AppModule, { logger: ['error', 'warn'], abortOnError: false });
-  console.log('consumer: application context started (migrations ran)');
+  console.log('consumer (' + KIND + '): application context started (migrations ran)');
   try {
     const lookup = app.get(CachingDefinitionLookup);
-    const first = await lookup.lookup(A);
-    check('lookup a.ts is version 1', versionOf(first) === 1, first);
+    await lookup.clearAll(); // the other app ran on this database first
+    const controller = app.get(DefinitionsController);
+    const first = await controller.definitions(A);
+    check('the controller looks up a.ts: version 1', versionOf(first) === 1, first);
     version = 2;
     const invalidated = await lookup.invalidate(A);
     check('invalidate a.ts returns it', invalidated.includes(A), invalidated);
-    const second = await lookup.lookup(A);
-    check('lookup a.ts is version 2', versionOf(second) === 2, second);
+    const second = await controller.definitions(A);
+    check('the controller looks up a.ts: version 2', versionOf(second) === 2, second);
+    const missing = await controller.definitions('https://consumer.test/realm/nope.ts').catch((error: unknown) => error);
+    check('a missing module is ModuleNotFoundError', missing instanceof ModuleNotFoundError && missing.code === 'E_MODULE_NOT_FOUND', String(missing));
   } finally {
     await app.close();
   }
-  console.log('consumer: closed');
+  console.log('consumer (' + KIND + '): closed');
 }
 
 main().catch((error: unknown) => {
-  console.error('consumer: FAILED: ' + (error instanceof Error ? error.stack : String(error)));
+  console.error('consumer (' + KIND + '): FAILED: ' + (error instanceof Error ? error.stack : String(error)));
   process.exit(1);
 });
 `;
 
-// Nest's default compiler settings; types: [] so nothing but the installed packages' own types is seen.
-const TSCONFIG = {
+/** What a strict Nest 12 app compiles with: nodenext, the package's own declarations checked (skipLibCheck: false). */
+const STRICT_TSCONFIG = {
   compilerOptions: {
-    module: 'commonjs',
+    module: 'nodenext',
     target: 'ES2023',
     experimentalDecorators: true,
     emitDecoratorMetadata: true,
     strict: true,
-    skipLibCheck: true,
-    esModuleInterop: true,
-    types: [],
+    skipLibCheck: false,
+    types: ['node'],
+    rootDir: '.',
     outDir: 'dist',
   },
   files: ['app.ts'],
@@ -164,20 +204,43 @@ async function main(cleanups: Array<() => unknown>): Promise<void> {
 
   const appDir = mkdtempSync(path.join(os.tmpdir(), 'mc-consumer-app-'));
   cleanups.push(() => rmSync(appDir, { recursive: true, force: true }));
-  writeFileSync(path.join(appDir, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'commonjs' }, null, 2));
+  writeFileSync(path.join(appDir, 'package.json'), JSON.stringify({ name: 'consumer', private: true }, null, 2));
   // The versions the repository is tested with, so a failure here is about packaging, not a new peer release.
-  const peers = PEERS.map(
-    (name) => `${name}@${readJson<{ version: string }>(path.join(repo, 'node_modules', name, 'package.json')).version}`,
+  const pinned = (name: string) =>
+    `${name}@${readJson<{ version: string }>(path.join(repo, 'node_modules', name, 'package.json')).version}`;
+  // The required peers, TypeScript and @types/node: nothing else (pg's types come with the package).
+  const installs = [...PEERS, 'typescript', '@types/node'].map(pinned);
+  console.log(`== npm install ${tarball.filename} ${installs.join(' ')}`);
+  run('npm', ['install', '--no-audit', '--no-fund', tarballPath, ...installs], appDir);
+  const installed = readJson<{ dependencies?: Record<string, string> }>(
+    path.join(appDir, 'node_modules', '@module-cache', 'nestjs', 'package.json'),
   );
-  console.log(`== npm install ${tarball.filename} ${peers.join(' ')}`);
-  run('npm', ['install', '--no-audit', '--no-fund', tarballPath, ...peers], appDir);
-  const installed = readJson<{ dependencies?: Record<string, string> }>(path.join(appDir, 'node_modules', 'module-cache', 'package.json'));
-  console.log(`module-cache dependencies: ${JSON.stringify(installed.dependencies ?? {})}`);
+  console.log(`@module-cache/nestjs dependencies: ${JSON.stringify(installed.dependencies ?? {})}`);
+  const tsc = path.join(appDir, 'node_modules', '.bin', 'tsc');
 
-  console.log('== tsc (consumer app, published types)');
-  writeFileSync(path.join(appDir, 'app.ts'), APP_TS);
-  writeFileSync(path.join(appDir, 'tsconfig.json'), JSON.stringify(TSCONFIG, null, 2));
-  run(path.join(repo, 'node_modules', '.bin', 'tsc'), ['-p', appDir], appDir);
+  // One app text, two module systems: a folder's package.json `type` decides (node_modules is the parent's).
+  for (const [kind, type] of KINDS) {
+    const dir = path.join(appDir, kind);
+    mkdirSync(dir);
+    writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: `consumer-${kind}`, private: true, type }, null, 2));
+    writeFileSync(path.join(dir, 'app.ts'), APP_TS);
+    writeFileSync(path.join(dir, 'tsconfig.json'), JSON.stringify(STRICT_TSCONFIG, null, 2));
+    console.log(`== tsc (${kind} app: ${JSON.stringify({ type, module: 'nodenext', skipLibCheck: false })})`);
+    run(tsc, ['-p', dir], dir);
+  }
+
+  // examples/minimal, as a user copies it: its own package.json and tsconfig, ESM, an HTTP app.
+  const minimal = path.join(appDir, 'minimal');
+  cpSync(path.join(repo, 'examples', 'minimal'), minimal, {
+    recursive: true,
+    filter: (from) => !/node_modules|dist/.test(path.basename(from)),
+  });
+  const wanted = Object.keys(readJson<{ dependencies: Record<string, string> }>(path.join(minimal, 'package.json')).dependencies);
+  const extra = wanted.filter((name) => name !== '@module-cache/nestjs' && !PEERS.includes(name));
+  console.log(`== npm install ${extra.join(' ')} (examples/minimal's other dependencies)`);
+  run('npm', ['install', '--no-audit', '--no-fund', ...extra.map(pinned)], appDir);
+  console.log('== tsc (examples/minimal)');
+  run(tsc, ['-p', minimal], minimal);
 
   const server = await databaseServer();
   if (server.stop) cleanups.push(server.stop);
@@ -187,9 +250,91 @@ async function main(cleanups: Array<() => unknown>): Promise<void> {
   cleanups.push(() => withClient(server.url, (client) => client.query(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`)));
   const databaseUrl = new URL(server.url);
   databaseUrl.pathname = `/${database}`;
-  console.log(`== node dist/app.js (database ${database} on ${server.label})`);
-  // The timeout also catches an app that does not exit once closed (a leaked connection or timer).
-  run(process.execPath, ['dist/app.js'], appDir, { ...process.env, DATABASE_URL: databaseUrl.href }, CONSUMER_TIMEOUT_MS);
+  const env = { ...process.env, DATABASE_URL: databaseUrl.href };
+  for (const [kind] of KINDS) {
+    console.log(`== node ${kind}/dist/app.js (database ${database} on ${server.label})`);
+    // The timeout also catches an app that does not exit once closed (a leaked connection or timer).
+    run(process.execPath, ['dist/app.js'], path.join(appDir, kind), { ...env, CONSUMER_KIND: kind }, CONSUMER_TIMEOUT_MS);
+  }
+  console.log('== examples/minimal: node dist/main.js, then HTTP');
+  await runMinimal(minimal, env, cleanups);
+}
+
+/** Starts examples/minimal, asks it what its README shows, and stops it with SIGTERM (it must exit 0). */
+async function runMinimal(dir: string, env: NodeJS.ProcessEnv, cleanups: Array<() => unknown>): Promise<void> {
+  const port = await freePort();
+  const child = spawn(process.execPath, ['dist/main.js'], {
+    cwd: dir,
+    env: { ...env, PORT: String(port) },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  cleanups.push(() => child.exitCode === null && child.signalCode === null && child.kill('SIGKILL'));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
+  await new Promise<void>((resolve, reject) => {
+    let output = '';
+    const timer = setTimeout(
+      () => reject(new Error(`examples/minimal did not listen within ${CONSUMER_TIMEOUT_MS} ms:\n${output}`)),
+      CONSUMER_TIMEOUT_MS,
+    );
+    child.stdout!.on('data', (chunk: Buffer) => {
+      process.stdout.write(chunk);
+      output += chunk.toString();
+      if (!output.includes('minimal example: listening')) return;
+      clearTimeout(timer);
+      resolve();
+    });
+    exited.then(({ code }) => {
+      clearTimeout(timer);
+      reject(new Error(`examples/minimal exited (${code}) before listening:\n${output}`));
+    });
+  });
+  const base = `http://127.0.0.1:${port}`;
+  const realm = 'https://example.test/realm/';
+  const get = async (url: string) => {
+    const response = await fetch(`${base}/definitions?url=${encodeURIComponent(url)}`);
+    return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+  };
+  const expectThat = (what: string, ok: boolean, got: unknown) => {
+    if (!ok) throw new Error(`examples/minimal: ${what}: got ${JSON.stringify(got)}`);
+    console.log(`examples/minimal: ${what}: ok`);
+  };
+  const first = await get(`${realm}app.ts`);
+  expectThat(
+    'GET app.ts is 200 with its deps',
+    first.status === 200 && JSON.stringify(first.body.deps) === JSON.stringify([`${realm}util`]),
+    first,
+  );
+  const again = await get(`${realm}app.ts`);
+  expectThat('GET app.ts again is the cached entry', again.body.createdAt === first.body.createdAt, again);
+  const invalidated = await fetch(`${base}/invalidate`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ url: `${realm}util.ts` }),
+  });
+  const list = ((await invalidated.json()) as { invalidated?: string[] }).invalidated ?? [];
+  expectThat('POST /invalidate util.ts reaches its consumer app.ts', list.includes(`${realm}app.ts`), list);
+  const fresh = await get(`${realm}app.ts`);
+  expectThat('GET app.ts is recomputed', fresh.status === 200 && fresh.body.createdAt !== first.body.createdAt, fresh);
+  const missing = await get(`${realm}nope`);
+  expectThat('no module: 404 E_MODULE_NOT_FOUND', missing.status === 404 && missing.body.code === 'E_MODULE_NOT_FOUND', missing);
+  const elsewhere = await get('https://elsewhere.test/a.ts');
+  expectThat('unknown realm: 404 E_UNKNOWN_REALM', elsewhere.status === 404 && elsewhere.body.code === 'E_UNKNOWN_REALM', elsewhere);
+  const bad = await fetch(`${base}/definitions`);
+  const badBody = (await bad.json()) as Record<string, unknown>;
+  expectThat('no url: 400 E_INVALID_MODULE_URL', bad.status === 400 && badBody.code === 'E_INVALID_MODULE_URL', badBody);
+  child.kill('SIGTERM');
+  // Nest's shutdown hooks close the app, then re-raise the signal: a clean stop ends by SIGTERM, not a crash.
+  let timer: NodeJS.Timeout | undefined;
+  const stuck = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`examples/minimal did not exit within ${CONSUMER_TIMEOUT_MS} ms of SIGTERM`)),
+      CONSUMER_TIMEOUT_MS,
+    );
+  });
+  const end = await Promise.race([exited, stuck]).finally(() => clearTimeout(timer));
+  expectThat('SIGTERM: closed, ended by the signal', end.signal === 'SIGTERM' || end.code === 0, end);
 }
 
 (async () => {

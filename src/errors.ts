@@ -75,6 +75,18 @@ export class DefinitionNotFoundError extends ModuleCacheError {
   }
 }
 
+/**
+ * No module at the URL nor at any of its extension candidates. The lookups return `undefined` for
+ * that; an HTTP handler throws this so the exception filter answers 404 with the usual body.
+ */
+export class ModuleNotFoundError extends ModuleCacheError {
+  readonly code = 'E_MODULE_NOT_FOUND';
+
+  constructor(readonly moduleURL: string) {
+    super(messages.moduleNotFound(moduleURL));
+  }
+}
+
 /** The DefinitionSource threw, or returned something that is not a LoadedModule. Never cached. */
 export class DefinitionSourceError extends ModuleCacheError {
   readonly code: `E_${string}` = 'E_SOURCE_FAILED';

@@ -13,3 +13,10 @@ export { TRACING_CHANNELS, type TracingChannelName } from './events/tracing';
 export { ModuleCacheHealth, type ModuleCacheHealthOptions, type ModuleCacheHealthReport } from './observability/health';
 export type { ModuleCacheMetricsOptions } from './config/metrics';
 export { moduleCacheEntities, moduleCacheMigrations } from './persistence';
+export {
+  ModuleCacheExceptionFilter,
+  MODULE_CACHE_HTTP_STATUS,
+  moduleCacheHttpStatus,
+  moduleCacheErrorBody,
+  type ModuleCacheErrorBody,
+} from './module-cache-exception.filter';

@@ -27,6 +27,7 @@ export const messages = {
 
   // definitions
   definitionNotFound: (moduleURL: string, name: string, reason: string) => `definition "${name}" of ${moduleURL}: ${reason}`,
+  moduleNotFound: (moduleURL: string) => `no module at ${moduleURL} (nor at any of its extension candidates)`,
 
   // the source
   sourceTimeout: (url: string, ms: number) => `definition source did not answer for ${url} within ${ms} ms`,
@@ -35,7 +36,7 @@ export const messages = {
   shuttingDown: (what: string) => `shutting down: gave up on ${what}`,
 
   // the wire (encoding a payload with inputs the parser would reject is a caller bug)
-  wireSeedUnsigned: () => "the 'seed' format carries no signature",
+  wireBoxelUnsigned: () => "the 'boxel' format carries no signature",
   wireBadOrigin: (max: number) => `invalidation origin must be 1-${max} characters without control characters`,
   wireBadMaxBytes: (limit: number, got: number) => `maxBytes must be an integer of at most ${limit}, got ${got}`,
   wireBudgetTooSmall: (maxBytes: number) => `maxBytes ${maxBytes} cannot hold even a global invalidation message`,
@@ -69,6 +70,8 @@ export const messages = {
   dataSourceNameFromFactory: () =>
     'invalid module-cache options: dataSourceName: pass it to forRootAsync({ dataSourceName, useFactory }) itself, not in what useFactory returns (the DataSource to inject must be known when the module is declared)',
   noSource: () => 'invalid module-cache options: source: pass options.source or provide DEFINITION_SOURCE in an imported module',
+  wireFormatSeed: () =>
+    "wireFormat: 'seed' is deprecated (it will be removed in the next minor version): use 'boxel', the same payloads under the name of the realm server that reads them",
   promClientMissing: (why: string) =>
     `invalid module-cache options: metrics: needs the optional peer dependency prom-client (npm install prom-client@^15): ${why}`,
 } as const;

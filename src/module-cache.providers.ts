@@ -1,4 +1,4 @@
-import type { OnModuleInit, Provider } from '@nestjs/common';
+import { Logger, type OnModuleInit, type Provider } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
 import { randomUUID } from 'node:crypto';
 import type { DataSource } from 'typeorm';
@@ -65,8 +65,15 @@ class DeferredDefinitionSource implements DefinitionSource, OnModuleInit {
   }
 }
 
+/** The options resolved once per module instance, with one warning for a deprecated spelling. */
+function resolveOptionsAtStartup(options: unknown): ResolvedModuleCacheOptions {
+  const resolved = resolveModuleCacheOptions(options);
+  if ((options as { wireFormat?: unknown }).wireFormat === 'seed') new Logger('ModuleCacheModule').warn(messages.wireFormatSeed());
+  return resolved;
+}
+
 export const moduleCacheProviders: Provider[] = [
-  { provide: RESOLVED_MODULE_CACHE_OPTIONS, useFactory: resolveModuleCacheOptions, inject: [MODULE_CACHE_OPTIONS] },
+  { provide: RESOLVED_MODULE_CACHE_OPTIONS, useFactory: resolveOptionsAtStartup, inject: [MODULE_CACHE_OPTIONS] },
   { provide: MODULE_CACHE_ORIGIN, useFactory: () => randomUUID() },
   { provide: MODULE_CACHE_RECORDER, useFactory: () => new Recorder() },
   {

@@ -5,13 +5,13 @@ import type { LoadedModule, ModuleError } from '../types';
  * the way each `dependencyErrors` mode wants, and a byte budget with a visible marker.
  */
 
-/** The seed's identity of an error: the same (id, message, status) is one error. */
+/** The reference's (Boxel realm server's) identity of an error: the same (id, message, status) is one error. */
 function errorKey(e: ModuleError): string {
   return JSON.stringify([e.id ?? null, e.message ?? null, e.status ?? null]);
 }
 
 /**
- * `dependencyErrors: 'cached'` (the seed's way): the module's own error document, whole, with the
+ * `dependencyErrors: 'cached'` (the reference's way): the module's own error document, whole, with the
  * cached errors of its dependencies appended to its `additionalErrors`, de-duplicated by
  * (id, message, status), the module's own error included.
  */

@@ -17,7 +17,7 @@ function deepFreeze<T>(value: T): T {
 /**
  * Every option default, once (as node-postgres keeps them in `lib/defaults.js`). The option schema
  * (`config/options.ts`, `config/listener.ts`) and the cluster relay take their defaults from here,
- * and a test checks that README's options list says the same. Frozen: schemas hand out copies.
+ * and a test checks that docs/options.md says the same. Frozen: schemas hand out copies.
  */
 export const DEFAULTS = deepFreeze({
   /** No realm until registered: a lookup outside every realm fails with UnknownRealmError. */

@@ -48,7 +48,7 @@ export const listenerSchema = z
     queryTimeoutMs: positiveInt.default(DEFAULTS.listener.queryTimeoutMs),
     /**
      * Cluster relay mode: this node:cluster worker uses its primary's connection (a
-     * ModuleCacheClusterRelay from `module-cache/cluster`) instead of one of its own.
+     * ModuleCacheClusterRelay from `@module-cache/nestjs/cluster`) instead of one of its own.
      */
     relay: z.boolean().default(DEFAULTS.listener.relay),
   })

@@ -58,8 +58,9 @@ const schema = z
     /** Error documents are stored whole up to this many bytes of JSON, then clamped with a visible marker. */
     maxErrorBytes: z.number().int().min(1024).default(DEFAULTS.maxErrorBytes),
     /**
-     * `seed`: emit payloads with the reference server's keys only (no origin, no signature), for a
+     * `boxel`: emit payloads with the Boxel realm server's keys only (no origin, no signature), for a
      * database shared with it; heartbeat probes and sync markers then go on `<channel>__control`.
+     * `seed`, its former name, is a deprecated alias resolved to `boxel`.
      */
     wireFormat: wireFormat.default(DEFAULTS.wireFormat),
     /**
@@ -158,11 +159,11 @@ const schema = z
         });
       }
     }
-    if (o.wireFormat === 'seed' && o.signingSecret !== undefined) {
+    if (o.wireFormat === 'boxel' && o.signingSecret !== undefined) {
       ctx.addIssue({
         code: 'custom',
         path: ['wireFormat'],
-        message: "'seed' payloads carry no signature: it cannot be combined with signingSecret",
+        message: "'boxel' payloads carry no signature: it cannot be combined with signingSecret",
       });
     }
     if (o.listener !== false && o.listener.relay && o.listener.connection !== undefined) {

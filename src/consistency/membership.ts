@@ -31,7 +31,7 @@ const MAX_PENDING_MARKERS = 64;
  * before its probe goes out), its acknowledgements of sync markers, and the wait of an
  * invalidation for every live peer's acknowledgement or lease.
  *
- * Invariants (see README "Guarantees"):
+ * Invariants (see docs/how-it-works.md, "Guarantees and their limits"):
  *  - a process trusts its memory only until `renewal sent + leaseMs - margin` by its own monotonic
  *    clock, and only once a probe sent after that renewal came back (so every invalidation
  *    committed before the renewal has been applied); the database records the renewal later

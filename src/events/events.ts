@@ -43,7 +43,7 @@ export type ModuleCacheEvent =
       /** Strong consistency: how many peers acknowledged, how many ran out of lease instead, how long it waited. */
       acknowledgements?: { acknowledged: number; expired: number; waitedMs: number };
     }
-  /** `origin` is absent for the seed's payloads. */
+  /** `origin` is absent for the realm server's (`boxel`) payloads. */
   | { type: 'remote-invalidated'; kind: 'module' | 'realm' | 'global'; realm?: string; urls: string[]; origin?: string }
   /** prewarm(): one module done (`completed` of `total` in-realm modules), and how. */
   | {

@@ -43,7 +43,7 @@ export interface ListenerConfig {
   channel: string;
   /**
    * Where this process's probes (and sync markers) go, and where it hears peers' too: `channel`
-   * itself (the default), or its control channel in `wireFormat: 'seed'`, which carries probes and
+   * itself (the default), or its control channel in `wireFormat: 'boxel'`, which carries probes and
    * sync markers only. Both must be among the connection's channels.
    */
   controlChannel?: string;

@@ -58,7 +58,7 @@ export class Invalidator {
 
   /**
    * Invalidates the module, its URL variants and every transitive consumer (all scopes); returns
-   * the URLs invalidated: `[]` for a URL outside every registered realm, as the seed does.
+   * the URLs invalidated: `[]` for a URL outside every registered realm, as the reference (the Boxel realm server) does.
    */
   invalidate(moduleURL: string): Promise<string[]> {
     return this.invalidateMany([moduleURL], `invalidate(${String(moduleURL)})`);
@@ -162,7 +162,7 @@ export class Invalidator {
       // Unsigned payloads: the database encodes them itself, one statement whatever the fan-out.
       return this.deps.invalidations.invalidateMany({
         seeds,
-        encoding: { origin: this.deps.options.wireFormat === 'seed' ? null : this.deps.origin, budget: MAX_PAYLOAD_BYTES },
+        encoding: { origin: this.deps.options.wireFormat === 'boxel' ? null : this.deps.origin, budget: MAX_PAYLOAD_BYTES },
         ...(strong ? { syncOrigin: this.deps.origin } : {}),
       });
     }

@@ -37,7 +37,7 @@ const DEFAULTS = { maxNotifyQueueUsage: 0.5, timeoutMs: 3_000 };
  * The cache's health, without any health-check framework: down while the invalidation listener
  * is not LISTENing (peer invalidations would be missed), when its self-probe failed (NOTIFY
  * delivery does not work, e.g. behind a transaction-pooling proxy), or when the cluster's NOTIFY
- * queue fills up (a full queue makes every invalidation fail). `module-cache/health` wraps it
+ * queue fills up (a full queue makes every invalidation fail). `@module-cache/nestjs/health` wraps it
  * for @nestjs/terminus.
  */
 @Injectable()

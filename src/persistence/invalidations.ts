@@ -28,7 +28,7 @@ export type PayloadBuilder<T> = (result: T) => string[];
 export interface InvalidationStoreConfig {
   /** The channel invalidations are NOTIFYed on. */
   channel: string;
-  /** The channel of heartbeat probes and sync markers: `channel` itself, or its control channel in `wireFormat: 'seed'`. */
+  /** The channel of heartbeat probes and sync markers: `channel` itself, or its control channel in `wireFormat: 'boxel'`. */
   controlChannel?: string;
   /** How long fence-log rows are kept: in-flight computations older than this are refused. */
   retentionMs: number;
@@ -197,7 +197,7 @@ export class InvalidationStore {
    * database puts the invalidation's token between `before` and `after`.
    */
   async notifySync({ seq, before, after }: { seq: string; before: string; after: string }): Promise<void> {
-    // On the control channel in 'seed': still after the invalidation it confirms, because Postgres
+    // On the control channel in 'boxel': still after the invalidation it confirms, because Postgres
     // delivers every channel's notifications from one queue, in commit order (docs/wire-format.md).
     const sent = await this.sql.run(NOTIFY_SYNC, [this.controlChannel, before, after, seq]);
     if (sent.length === 0) throw new InvalidationUnconfirmedError(messages.notInFenceLog(seq));

@@ -7,7 +7,7 @@
  * | channel (option, default)                             | shape           | sent by                                   | file            |
  * | ----------------------------------------------------- | --------------- | ----------------------------------------- | --------------- |
  * | invalidation (`channel`, module_cache_invalidated)    | invalidation    | an invalidating process (or the database) | invalidation.ts |
- * | the same, or in `wireFormat: 'seed'` its control      | probe           | the listener's heartbeat, via the pool    | probe.ts        |
+ * | the same, or in `wireFormat: 'boxel'` its control      | probe           | the listener's heartbeat, via the pool    | probe.ts        |
  * | channel (`<channel>__control`)                        | sync marker     | a strong invalidation, after it commits   | sync-marker.ts  |
  * | computed (`computedChannel`, module_cache_computed)   | wake-up         | whoever releases a claim                  | wake-up.ts      |
  * | ack (`ackChannel`, module_cache_acked)                | acknowledgement | the database, recording a peer's ack      | sync-marker.ts  |
@@ -15,7 +15,7 @@
  *
  * On the invalidation channel the listener tells the shapes apart by their first key: probes
  * (`{"k":"probe",`) and sync markers (`{"k":"sync",`) first, everything else must parse as an
- * invalidation or is rejected and counted. In `wireFormat: 'seed'` the invalidations take the
+ * invalidation or is rejected and counted. In `wireFormat: 'boxel'` the invalidations take the
  * reference server's shape, and probes and sync markers go on the control channel instead, so the
  * reference's servers (which LISTEN on the invalidation channel) see only payloads they parse; on
  * the control channel anything but a probe or a sync marker is rejected. Postgres delivers every

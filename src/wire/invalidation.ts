@@ -28,8 +28,11 @@ import { SIGNATURE, isSignedBy, sign } from './signing';
 export type InvalidationTarget = { kind: 'module'; realm: string; urls: string[] } | { kind: 'realm'; realm: string } | { kind: 'global' };
 /** `origin` is absent in the reference server's format (then a process cannot tell its own echo from a peer's). */
 export type InvalidationMessage = InvalidationTarget & { origin?: string };
-/** `seed`: the reference server's payload shape (the keys k, r, m only). */
-export type WireFormat = 'module-cache' | 'seed';
+/**
+ * `boxel`: the payload shape of the Boxel realm server's listener, the reference this package grew
+ * from (the keys k, r, m only). `seed` is its deprecated former name, resolved to `boxel`.
+ */
+export type WireFormat = 'module-cache' | 'boxel';
 
 /** Our own budget per payload, in UTF-8 bytes; Postgres refuses payloads of 8000 bytes or more. */
 export const MAX_PAYLOAD_BYTES = 7000;
@@ -37,8 +40,8 @@ export const MAX_PAYLOAD_BYTES = 7000;
 export interface EncodeOptions {
   origin: string;
   signingSecret?: string;
-  /** `seed`: only the reference server's keys (k, r, m): no origin, no signature. */
-  format?: WireFormat;
+  /** `boxel`: only the realm server's keys (k, r, m): no origin, no signature. (`seed`: deprecated alias of `boxel`.) */
+  format?: WireFormat | 'seed';
   /** Byte budget per payload; defaults to MAX_PAYLOAD_BYTES, at most 7999. */
   maxBytes?: number;
 }
@@ -57,7 +60,7 @@ const signedParts = (wire: Wire): unknown[] => [wire.k, wire.r ?? null, wire.m ?
 
 function serialise(wire: Wire, secret: string | undefined, format: WireFormat = 'module-cache'): string {
   // Key order k, r, m, o, s is part of the documented shape (and of the size arithmetic below).
-  if (format === 'seed') return JSON.stringify({ k: wire.k, r: wire.r, m: wire.m });
+  if (format === 'boxel') return JSON.stringify({ k: wire.k, r: wire.r, m: wire.m });
   return JSON.stringify(secret === undefined ? wire : { ...wire, s: sign(signedParts(wire), secret) });
 }
 
@@ -87,8 +90,9 @@ const isRealmURL = (s: string): boolean => {
  * encodes to no payloads. Throws on inputs the parser would reject: that is a caller bug.
  */
 export function encodeInvalidations(target: InvalidationTarget, options: EncodeOptions): string[] {
-  const { origin, format } = options;
-  if (format === 'seed' && options.signingSecret !== undefined) throw new TypeError(messages.wireSeedUnsigned());
+  const { origin } = options;
+  const format: WireFormat | undefined = options.format === 'seed' ? 'boxel' : options.format;
+  if (format === 'boxel' && options.signingSecret !== undefined) throw new TypeError(messages.wireBoxelUnsigned());
   const signingSecret = options.signingSecret;
   const maxBytes = options.maxBytes ?? MAX_PAYLOAD_BYTES;
   if (!isOrigin(origin)) throw new TypeError(messages.wireBadOrigin(MAX_ORIGIN_LENGTH));

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 
 /**
  * A listener's self-probe: `{"k":"probe","o":ORIGIN,"n":NONCE}` on the invalidation channel (its
- * control channel in `wireFormat: 'seed'`),
+ * control channel in `wireFormat: 'boxel'`),
  * sent through the DataSource pool (the path peers' invalidations take) and awaited on the
  * dedicated connection. The nonce makes each probe unique, so the listener matches the payload
  * itself. Not an invalidation (parseInvalidation rejects it), so listeners filter probes out first.

@@ -4,7 +4,7 @@ import { SIGNATURE, isSignedBy, sign } from './signing';
 /**
  * Strong consistency's two shapes.
  *
- * The sync marker, on the invalidation channel (its control channel in `wireFormat: 'seed'`), sent
+ * The sync marker, on the invalidation channel (its control channel in `wireFormat: 'boxel'`), sent
  * after an invalidation with sequence `q` committed: `{"k":"sync","q":"SEQ","o":ORIGIN,"t":TOKEN[,"s":SIG]}`
  * (SIG over ["sync", q, null, o]: the token is not signed, because the database adds it).
  * Notifications arrive in commit order, across channels too (Postgres has one queue for all of

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
+import { createServer, request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -407,6 +407,51 @@ describe('the service: two workers on a shared database', () => {
     }
   });
 
+  it('every error answers { statusCode, code, message }: a syntax error 422, a wrong method 405, a huge URL 414', async () => {
+    const broken = await call(service.port, 'GET', definitions('broken.ts'));
+    expect(broken.status).toBe(422);
+    expect(broken.json()).toMatchObject({
+      statusCode: 422,
+      code: 'E_MODULE_ERROR',
+      message: expect.stringMatching(/SyntaxError/),
+      entry: { url: moduleURL('broken.ts'), error: { status: 422 } },
+    });
+    const cases: [string, string, number, string, string?][] = [
+      ['GET', '/definitions', 400, 'E_BAD_REQUEST'],
+      ['GET', definitionsOf('https://elsewhere.test/realm/a.ts'), 404, 'E_UNKNOWN_REALM'],
+      ['GET', definitions('no-such-module.ts'), 404, 'E_MODULE_NOT_FOUND'],
+      ['GET', '/no-such-route', 404, 'E_NOT_FOUND'],
+      ['PUT', definitions('pet.ts'), 405, 'E_METHOD_NOT_ALLOWED', 'GET'],
+      ['GET', '/invalidate', 405, 'E_METHOD_NOT_ALLOWED', 'POST'],
+      ['DELETE', '/clear', 405, 'E_METHOD_NOT_ALLOWED', 'POST'],
+      ['GET', `/definitions?url=${'a'.repeat(100_000)}`, 414, 'E_URI_TOO_LONG'],
+      ['GET', '/health', 431, 'E_REQUEST_HEADER_FIELDS_TOO_LARGE'],
+    ];
+    for (const [method, target, status, code, allow] of cases) {
+      const headers: Record<string, string> = status === 431 ? { 'x-padding': 'p'.repeat(100_000) } : {};
+      const answer = await call(service.port, method, target, undefined, headers);
+      const what = `${method} ${target.slice(0, 60)}`;
+      expect({ what, status: answer.status, allow: answer.headers.allow }).toEqual({ what, status, allow });
+      expect(Object.keys(answer.json()).sort(), what).toEqual(['code', 'message', 'statusCode']);
+      expect(answer.json(), what).toMatchObject({ statusCode: status, code, message: expect.any(String) });
+    }
+  });
+
+  it('reads x-user as UTF-8, and refuses one that is not', async () => {
+    const note = at('private-notes/note.ts');
+    // Node's client sends a header string's characters as bytes: these are élève's UTF-8 bytes.
+    const utf8 = Buffer.from('élève', 'utf8').toString('latin1');
+    const answer = await call(service.port, 'GET', definitionsOf(note), undefined, { 'x-user': utf8 });
+    expect(answer.status).toBe(200);
+    expect(answer.json()).toMatchObject({ scope: 'user:élève' });
+    expect(await scopesOf(note)).toContain('user:élève');
+    const latin1 = await call(service.port, 'GET', definitionsOf(note), undefined, { 'x-user': 'élève' });
+    expect({ status: latin1.status, body: latin1.json() }).toMatchObject({
+      status: 400,
+      body: { code: 'E_BAD_REQUEST', message: '"x-user" must be UTF-8' },
+    });
+  });
+
   it('POST /invalidate, /realms/clear and /clear', async () => {
     const invalidated = await call(service.port, 'POST', '/invalidate', { url: moduleURL('pet.ts') });
     expect(invalidated.status).toBe(200);
@@ -496,6 +541,55 @@ describe('the service without DATABASE_URL: an embedded PostgreSQL', () => {
     },
     START_TIMEOUT_MS + 60_000,
   );
+});
+
+describe('the service cannot listen, or is asked to migrate nothing in particular', () => {
+  it('a port in use is one line naming PORT and exit 1, before anything starts', async () => {
+    const port = await freePort();
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(port, '127.0.0.1', resolve));
+    try {
+      const service = startService({ WORKERS: '2', PORT: String(port), DATABASE_URL: undefined });
+      expect(await service.exited).toEqual({ code: 1, signal: null });
+      const lines = service.output().trim().split('\n');
+      expect(lines, service.output()).toEqual([
+        `module-cache service: PORT ${port} on 127.0.0.1 is already in use: stop what listens there or set PORT to a free port`,
+      ]);
+    } finally {
+      await new Promise((resolve) => blocker.close(resolve));
+    }
+  }, 60_000);
+
+  it('ormconfig.ts (npm run migration:run) refuses to guess a database, and says which one it migrates', async () => {
+    const show = (env: Record<string, string | undefined>) =>
+      new Promise<{ code: number | null; output: string }>((resolve) => {
+        const child = spawn(
+          process.execPath,
+          [path.join(ROOT, 'node_modules/typeorm/cli-ts-node-commonjs.js'), 'migration:show', '-d', 'ormconfig.ts'],
+          {
+            cwd: ROOT,
+            env: { ...process.env, TS_NODE_TRANSPILE_ONLY: '1', ...env },
+            stdio: ['ignore', 'pipe', 'pipe'],
+          },
+        );
+        let output = '';
+        child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+        child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+        child.once('exit', (code) => resolve({ code, output }));
+      });
+    const unset = await show({ DATABASE_URL: undefined });
+    expect(unset.code).not.toBe(0);
+    expect(unset.output).toMatch(/DATABASE_URL is unset/);
+    const db = await createTestDatabase();
+    try {
+      const set = await show({ DATABASE_URL: db.url });
+      expect(set.code, set.output).toBe(0);
+      expect(set.output).toContain(`ormconfig.ts: module-cache migrations on`);
+      expect(set.output).toContain(`/${db.name}`);
+    } finally {
+      await db.drop();
+    }
+  }, 60_000);
 });
 
 function openEvents(port: number): { received(): Record<string, unknown>[]; close(): void } {

@@ -6,7 +6,7 @@ import { spawnWorkers, TRUTH_SQL, type WorkerHandle } from '../processes/harness
 
 /**
  * The reference's wire format: invalidation payloads with only its keys (no origin), sent by a
- * plain client or emitted by a process with wireFormat: 'seed', are obeyed by every process.
+ * plain client or emitted by a process with wireFormat: 'boxel' (the Boxel realm server's shape), are obeyed by every process.
  */
 // Its database only: the apps under test are worker processes, on a realm they register at runtime.
 const bed = useCacheTestBed({ realms: [], listener: false });
@@ -14,22 +14,22 @@ const bed = useCacheTestBed({ realms: [], listener: false });
 describe('across processes: the reference’s wire format', () => {
   const LIVE = 'https://example.test/live/';
   let workers: WorkerHandle[];
-  let seedWorker: WorkerHandle[];
+  let boxelWorker: WorkerHandle[];
 
   beforeAll(async () => {
     await bed.db.query(TRUTH_SQL);
     await bed.db.query(`INSERT INTO truth (url) SELECT $1 || 'r' || i || '.ts' FROM generate_series(0, 9) i`, [LIVE]);
     workers = await spawnWorkers(2, bed.db.url, (i) => ({ realms: [], listener: { applicationName: `mc-wire-${i}` } }));
-    seedWorker = await spawnWorkers(1, bed.db.url, () => ({
+    boxelWorker = await spawnWorkers(1, bed.db.url, () => ({
       realms: [],
-      wireFormat: 'seed',
-      listener: { applicationName: 'mc-wire-seed-emitter' },
+      wireFormat: 'boxel',
+      listener: { applicationName: 'mc-wire-boxel-emitter' },
     }));
-    for (const w of [...workers, ...seedWorker]) await w.call('registerRealm', LIVE);
+    for (const w of [...workers, ...boxelWorker]) await w.call('registerRealm', LIVE);
   }, 120_000);
 
   afterAll(async () => {
-    await Promise.all([...(workers ?? []), ...(seedWorker ?? [])].map((w) => w.stop()));
+    await Promise.all([...(workers ?? []), ...(boxelWorker ?? [])].map((w) => w.stop()));
   });
 
   it('a raw reference-format NOTIFY sent by a plain client evicts in every process', async () => {
@@ -43,7 +43,7 @@ describe('across processes: the reference’s wire format', () => {
     );
   });
 
-  it("wireFormat 'seed' emits payloads with the reference's keys only, which peers obey", async () => {
+  it("wireFormat 'boxel' emits payloads with the reference's keys only, which peers obey", async () => {
     const spy = new Client({ connectionString: bed.db.url });
     const heard: string[] = [];
     await spy.connect();
@@ -51,9 +51,9 @@ describe('across processes: the reference’s wire format', () => {
     await spy.query('LISTEN module_cache_invalidated');
     try {
       await workers[0].call('lookup', `${LIVE}r2.ts`);
-      await seedWorker[0].call('invalidate', `${LIVE}r2.ts`);
-      await seedWorker[0].call('clearRealm', LIVE);
-      await seedWorker[0].call('clearAll');
+      await boxelWorker[0].call('invalidate', `${LIVE}r2.ts`);
+      await boxelWorker[0].call('clearRealm', LIVE);
+      await boxelWorker[0].call('clearAll');
       await waitFor(() => heard.filter((p) => !p.includes('"probe"')).length >= 3, 10_000, 'three payloads');
       const payloads = heard.filter((p) => !p.includes('"probe"')).map((p) => JSON.parse(p) as Record<string, unknown>);
       expect(payloads.map((p) => Object.keys(p).sort())).toEqual([['k', 'm', 'r'], ['k', 'r'], ['k']]);

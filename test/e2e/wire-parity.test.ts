@@ -13,7 +13,7 @@ import { waitFor } from '../support/wait';
  * and every realm/global message by `encodeInvalidations`: peers must not be able to tell which
  * one wrote a payload, so for the same realm, URL list, origin and budget both must produce the
  * same payloads, byte for byte, in the same order. The invalidator calls the database with
- * `origin` null for the reference server's format ('seed') and its own origin otherwise.
+ * `origin` null for the reference server's format ('boxel') and its own origin otherwise.
  */
 
 interface PayloadCase {
@@ -44,7 +44,7 @@ afterAll(async () => {
 });
 
 async function sqlPayloads(c: PayloadCase): Promise<string[]> {
-  const origin = c.format === 'seed' ? null : c.origin;
+  const origin = c.format === 'boxel' ? null : c.origin;
   const { rows } = await client.query<{ p: string[] }>('SELECT module_cache_module_payloads($1, $2::text[], $3, $4::int) AS p', [
     c.realm,
     c.urls,
@@ -61,7 +61,7 @@ const tsPayloads = (c: PayloadCase): string[] =>
 function room(format: WireFormat, realm = REALM, origin = ORIGIN, budget = MAX_PAYLOAD_BYTES): number {
   const [empty] = encodeInvalidations(
     { kind: 'module', realm, urls: [`${realm}x`] },
-    { origin, format: format === 'seed' ? 'seed' : undefined, maxBytes: budget },
+    { origin, format: format === 'boxel' ? 'boxel' : undefined, maxBytes: budget },
   );
   return budget - (bytes(empty) - bytes(JSON.stringify(`${realm}x`)));
 }
@@ -73,7 +73,7 @@ function urlCosting(cost: number, pad = 'x'): string {
 }
 
 const cases: Array<[string, Omit<PayloadCase, 'realm' | 'origin' | 'budget'> & Partial<PayloadCase>]> = [];
-for (const format of ['module-cache', 'seed'] as const) {
+for (const format of ['module-cache', 'boxel'] as const) {
   const fits = room(format);
   cases.push(
     [`${format}: no URLs`, { format, urls: [] }],
@@ -137,7 +137,7 @@ describe('module_cache_module_payloads and encodeInvalidations write the same by
       // Realms too long for a realm message under small budgets: the degraded message becomes global.
       { weight: 1, arbitrary: fc.integer({ min: 300, max: 7000 }).map((n) => `https://host.example/${'r'.repeat(n)}/`) },
     );
-    const format = fc.constantFrom<WireFormat>('module-cache', 'seed');
+    const format = fc.constantFrom<WireFormat>('module-cache', 'boxel');
     const origin = fc.string({ unit: 'grapheme-ascii', minLength: 1, maxLength: 40 }).filter((s) => !/\p{Cc}/u.test(s));
     const budget = fc.oneof(fc.constant(MAX_PAYLOAD_BYTES), fc.integer({ min: 400, max: 7999 }));
     const input = fc.tuple(realm, format, origin, budget).chain(([r, f, o, b]) => {
@@ -169,7 +169,7 @@ describe('module_cache_module_payloads and encodeInvalidations write the same by
   // realm, first occurrences first: the variants, then one URL per deleted row, of which a module
   // cached in 3 scopes has 3. So both paths send the same bytes.
   it('for a module cached in several scopes, the transaction names each URL once, as the TS encoder does', async () => {
-    for (const format of ['module-cache', 'seed'] as const) {
+    for (const format of ['module-cache', 'boxel'] as const) {
       await client.query(
         `INSERT INTO module_cache_entries (url, scope, alias, realm, definitions, deps)
          SELECT $1, s, $2, $3, '{}'::json, '{}' FROM unnest(ARRAY['public', 'user:1', 'user:2']) s`,
@@ -182,7 +182,7 @@ describe('module_cache_module_payloads and encodeInvalidations write the same by
       await listener.query('LISTEN parity_channel');
       try {
         const variants = [`${REALM}a`, `${REALM}a.gts`];
-        const origin = format === 'seed' ? null : ORIGIN;
+        const origin = format === 'boxel' ? null : ORIGIN;
         const [{ payloads }] = (
           await client.query<{ payloads: number }>(
             `SELECT payloads FROM module_cache_invalidate_many($1::text[], $2::int[], $3::text[], $4::text[], $5, $6, 60000, 'parity_channel', 0, NULL, NULL)`,

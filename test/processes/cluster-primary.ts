@@ -12,7 +12,7 @@ const databaseUrl = process.env.DATABASE_URL!;
 const count = Number(process.env.CLUSTER_WORKERS ?? 2);
 const relayName = process.env.RELAY_APPLICATION_NAME ?? 'mc-test-relay';
 /** The relay LISTENs on what its workers need: their wire format decides whether that includes the control channel. */
-const { wireFormat } = JSON.parse(process.env.WORKER_OPTIONS ?? '{}') as { wireFormat?: 'module-cache' | 'seed' };
+const { wireFormat } = JSON.parse(process.env.WORKER_OPTIONS ?? '{}') as { wireFormat?: 'module-cache' | 'boxel' | 'seed' };
 
 async function main(): Promise<void> {
   const relay = new ModuleCacheClusterRelay({

@@ -26,7 +26,7 @@ describe('ModuleCacheClusterRelay options', () => {
       'module_cache_acked',
     ]);
     expect(() => new ModuleCacheClusterRelay({ connection: {}, wireFormat: 'seed', channel: 'x'.repeat(60) })).toThrow(
-      /channel with wireFormat 'seed', .* exceeds Postgres's 63-byte identifier limit/,
+      /channel with wireFormat 'boxel', .* exceeds Postgres's 63-byte identifier limit/,
     );
   });
 

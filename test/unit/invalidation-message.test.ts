@@ -365,11 +365,16 @@ describe('parseInvalidation (examples)', () => {
     expect(parseInvalidation(payload).ok).toBe(false);
   });
 
-  it("writes the reference's keys only in the 'seed' format, and refuses to sign it", () => {
+  it("writes the realm server's keys only in the 'boxel' format (and its alias 'seed'), and refuses to sign it", () => {
+    for (const format of ['boxel', 'seed'] as const) {
+      expect(encodeInvalidations({ kind: 'realm', realm: REALM }, { origin: ORIGIN, format })).toEqual([
+        JSON.stringify({ k: 'realm', r: REALM }),
+      ]);
+    }
     const payloads = [
-      ...encodeInvalidations({ kind: 'module', realm: REALM, urls: [`${REALM}a.gts`, `${REALM}b`] }, { origin: ORIGIN, format: 'seed' }),
-      ...encodeInvalidations({ kind: 'realm', realm: REALM }, { origin: ORIGIN, format: 'seed' }),
-      ...encodeInvalidations({ kind: 'global' }, { origin: ORIGIN, format: 'seed' }),
+      ...encodeInvalidations({ kind: 'module', realm: REALM, urls: [`${REALM}a.gts`, `${REALM}b`] }, { origin: ORIGIN, format: 'boxel' }),
+      ...encodeInvalidations({ kind: 'realm', realm: REALM }, { origin: ORIGIN, format: 'boxel' }),
+      ...encodeInvalidations({ kind: 'global' }, { origin: ORIGIN, format: 'boxel' }),
     ];
     expect(payloads).toEqual([
       `{"k":"module","r":"${REALM}","m":["${REALM}a.gts","${REALM}b"]}`,
@@ -377,7 +382,7 @@ describe('parseInvalidation (examples)', () => {
       '{"k":"global"}',
     ]);
     expect(payloads.map((p) => parseInvalidation(p).ok)).toEqual([true, true, true]);
-    expect(() => encodeInvalidations({ kind: 'global' }, { origin: ORIGIN, format: 'seed', signingSecret: SECRET })).toThrow(
+    expect(() => encodeInvalidations({ kind: 'global' }, { origin: ORIGIN, format: 'boxel', signingSecret: SECRET })).toThrow(
       /no signature/,
     );
   });
@@ -391,7 +396,7 @@ describe('parseInvalidation (examples)', () => {
     const url = `${REALM}a.gts`;
     const [signed] = encodeInvalidations({ kind: 'module', realm: REALM, urls: [url] }, { origin: ORIGIN, signingSecret: SECRET });
 
-    it("rejects a payload without an origin (signed payloads always carry one), so the 'seed' format is refused", () => {
+    it("rejects a payload without an origin (signed payloads always carry one), so the 'boxel' format is refused", () => {
       expect(parseInvalidation('{"k":"global"}', { signingSecret: SECRET })).toEqual({
         ok: false,
         reason: 'missing or invalid origin "o"',

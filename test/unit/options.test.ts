@@ -32,6 +32,12 @@ describe('option validation', () => {
     expect(Object.isFrozen(DEFAULTS.listener.reconnect) && Object.isFrozen(DEFAULTS.extensions)).toBe(true);
   });
 
+  it("resolves the deprecated wireFormat 'seed' to 'boxel'", () => {
+    expect(resolveModuleCacheOptions({ source, wireFormat: 'seed' }).wireFormat).toBe('boxel');
+    expect(resolveModuleCacheOptions({ source, wireFormat: 'boxel' }).wireFormat).toBe('boxel');
+    expect(resolveModuleCacheOptions({ source }).wireFormat).toBe('module-cache');
+  });
+
   it("beats faster under consistency: 'strong' unless the heartbeat is given", () => {
     const strong = resolveModuleCacheOptions({ source, consistency: 'strong' });
     expect(strong.listener !== false && strong.listener.heartbeat).toEqual(DEFAULTS.strongHeartbeat);
@@ -40,7 +46,8 @@ describe('option validation', () => {
   });
 
   it.each([
-    [{ realms: [], wireFormat: 'seed', signingSecret: 'sixteen-chars-ok' }, /wireFormat: 'seed' payloads carry no signature/],
+    [{ realms: [], wireFormat: 'boxel', signingSecret: 'sixteen-chars-ok' }, /wireFormat: 'boxel' payloads carry no signature/],
+    [{ realms: [], wireFormat: 'seed', signingSecret: 'sixteen-chars-ok' }, /wireFormat: 'boxel' payloads carry no signature/],
     [{ realms: [], prefixes: { 'https://a.test/': 'https://b.test/' } }, /prefixes\.https:\/\/a\.test\/: keys must be prefix identifiers/],
     [{ realms: [], prefixes: { '@a/b/': 'not-a-url/' } }, /prefixes\.@a\/b\/: must be an absolute http\(s\) URL/],
     [{ realms: [], dependencyErrors: 'eager' }, /dependencyErrors/],
@@ -64,15 +71,15 @@ describe('option validation', () => {
     [{ realms: ['https://a.test/r/'], sourceTimeoutMs: 600_000 }, /fenceRetentionMs: must exceed/],
     [{ realms: ['https://a.test/r/'], typo: 1 }, /typo/],
     [
-      { realms: [], wireFormat: 'seed', channel: 'x'.repeat(55) },
-      /channel: with wireFormat 'seed', probes and sync markers go on the control channel "x{55}__control" derived from it, which exceeds Postgres's 63-byte identifier limit: use a channel of at most 54 characters/,
+      { realms: [], wireFormat: 'boxel', channel: 'x'.repeat(55) },
+      /channel: with wireFormat 'boxel', probes and sync markers go on the control channel "x{55}__control" derived from it, which exceeds Postgres's 63-byte identifier limit: use a channel of at most 54 characters/,
     ],
     [
-      { realms: [], wireFormat: 'seed', computedChannel: 'module_cache_invalidated__control' },
-      /channel: with wireFormat 'seed', its control channel "module_cache_invalidated__control" must differ from computedChannel and ackChannel/,
+      { realms: [], wireFormat: 'boxel', computedChannel: 'module_cache_invalidated__control' },
+      /channel: with wireFormat 'boxel', its control channel "module_cache_invalidated__control" must differ from computedChannel and ackChannel/,
     ],
     [
-      { realms: [], wireFormat: 'seed', consistency: 'strong', ackChannel: 'module_cache_invalidated__control' },
+      { realms: [], wireFormat: 'boxel', consistency: 'strong', ackChannel: 'module_cache_invalidated__control' },
       /must differ from computedChannel and ackChannel/,
     ],
     [{ realms: [], consistency: 'strong', listener: false }, /consistency: 'strong' needs the listener/],
