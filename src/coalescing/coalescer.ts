@@ -2,7 +2,7 @@ import { Logger } from '@nestjs/common';
 import { createHash } from 'node:crypto';
 import { filter, type Subscription } from 'rxjs';
 import type { DedicatedConnection } from '../connection/dedicated-connection';
-import { CoalesceTimeoutError } from '../errors';
+import { CoalesceTimeoutError, ModuleCacheShutdownError } from '../errors';
 import type { Recorder } from '../events/recorder';
 import { messages } from '../messages';
 import type { ReadResult, StoredRow } from '../persistence/entries';
@@ -31,6 +31,8 @@ export type Coalescing =
  * takes over; no pooled connection is held while a module computes or while a caller waits.
  * Finishing (persisted, discarded, failed, or nothing found) NOTIFYs the key's hash on the
  * computed channel; waiters subscribe before they check, so no wake-up is lost.
+ *
+ * Shutdown releases every waiter at once (E_SHUTTING_DOWN).
  */
 export class Coalescer {
   private readonly logger = new Logger('ModuleCacheCoalescer');
@@ -59,14 +61,17 @@ export class Coalescer {
 
   /**
    * Claims `key` across processes, or waits to be woken by the claimant and reads its result
-   * with `read`. A claim is released on every path that does not hand it to the caller.
+   * with `read`. A claim is released on every path that does not hand it to the caller. Once
+   * `shutdown` fires, the wait (and a claim statement in flight) is given up at once:
+   * ModuleCacheShutdownError, whatever the claimant is doing.
    */
-  async coordinate(key: string, read: () => Promise<ReadResult>, url: string): Promise<Coalescing> {
+  async coordinate(key: string, read: () => Promise<ReadResult>, url: string, shutdown: AbortSignal): Promise<Coalescing> {
     const deadline = Date.now() + this.config.waitTimeoutMs;
     for (let round = 0; ; round++) {
-      const wake = this.subscribe(key);
+      if (shutdown.aborted) throw this.shuttingDown(url);
+      const wake = this.subscribe(key, shutdown);
       try {
-        const claim = await this.transport.tryLock(key);
+        const claim = await this.tryClaim(key, url, shutdown);
         if (claim === 'unavailable') return this.alone();
         this.available();
         if (claim) {
@@ -91,7 +96,9 @@ export class Coalescer {
           this.logger.warn(error.message);
           throw error;
         }
-        if ((await wake.wait(Math.min(this.config.takeoverCheckMs, remaining))) === 'woken') {
+        const why = await wake.wait(Math.min(this.config.takeoverCheckMs, remaining));
+        if (why === 'shutdown') throw this.shuttingDown(url);
+        if (why === 'woken') {
           const again = await read();
           if (again.row) return { kind: 'row', row: again.row, watermark: again.watermark, woken: true };
           // Finished without a row (discarded, failed or not found): claim it ourselves.
@@ -119,6 +126,29 @@ export class Coalescer {
     this.subscription.unsubscribe();
   }
 
+  /** `pg_try_advisory_lock`; shutdown does not wait for the statement: a claim it wins afterwards is let go at once. */
+  private async tryClaim(key: string, url: string, shutdown: AbortSignal): Promise<boolean | 'unavailable'> {
+    const statement = this.transport.tryLock(key);
+    let onAbort!: () => void;
+    const aborted = new Promise<'shutdown'>((resolve) => (onAbort = () => resolve('shutdown')));
+    shutdown.addEventListener('abort', onAbort, { once: true });
+    let claim: boolean | 'unavailable' | 'shutdown';
+    try {
+      claim = await Promise.race([statement, aborted]);
+    } finally {
+      shutdown.removeEventListener('abort', onAbort);
+    }
+    if (claim === 'shutdown') {
+      void statement.then((won) => won === true && this.release(key));
+      throw this.shuttingDown(url);
+    }
+    return claim;
+  }
+
+  private shuttingDown(url: string): ModuleCacheShutdownError {
+    return new ModuleCacheShutdownError(messages.shuttingDown(`waiting for the claim on ${url}`));
+  }
+
   private alone(): Coalescing {
     this.recorder.record({ type: 'uncoordinated' });
     if (this.unavailableSince === undefined) {
@@ -134,10 +164,10 @@ export class Coalescer {
     this.unavailableSince = undefined;
   }
 
-  /** Registers interest in the key's wake-ups; call before checking the table or the claim. */
-  private subscribe(key: string): { wait(ms: number): Promise<'woken' | 'tick'>; cancel(): void } {
+  /** Registers interest in the key's wake-ups; call before checking the table or the claim. A wait ends at once on shutdown. */
+  private subscribe(key: string, shutdown: AbortSignal): { wait(ms: number): Promise<'woken' | 'tick' | 'shutdown'>; cancel(): void } {
     let woken = false;
-    let resolveWait: ((why: 'woken' | 'tick') => void) | undefined;
+    let resolveWait: ((why: 'woken' | 'tick' | 'shutdown') => void) | undefined;
     const wake = () => {
       woken = true;
       resolveWait?.('woken');
@@ -145,18 +175,24 @@ export class Coalescer {
     let set = this.waiters.get(key);
     if (!set) this.waiters.set(key, (set = new Set()));
     set.add(wake);
+    let onAbort: (() => void) | undefined;
     return {
       wait: (ms) =>
-        new Promise<'woken' | 'tick'>((resolve) => {
+        new Promise<'woken' | 'tick' | 'shutdown'>((resolve) => {
+          if (shutdown.aborted) return resolve('shutdown');
           if (woken) return resolve('woken');
           const timer = setTimeout(() => resolve('tick'), Math.max(1, ms));
           resolveWait = (why) => {
             clearTimeout(timer);
             resolve(why);
           };
+          onAbort = () => resolveWait?.('shutdown');
+          shutdown.addEventListener('abort', onAbort, { once: true });
         }).finally(() => {
           woken = false;
           resolveWait = undefined;
+          if (onAbort) shutdown.removeEventListener('abort', onAbort);
+          onAbort = undefined;
         }),
       cancel: () => {
         set!.delete(wake);

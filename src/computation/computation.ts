@@ -153,7 +153,7 @@ export class Computation {
     attempt: number,
     started: number,
   ): Promise<Outcome> {
-    const { entries, recorder, coalescer } = this.deps;
+    const { entries, recorder, coalescer, local } = this.deps;
     const where = { url: ctx.url, realm: ctx.realm, scope: ctx.scope };
     const read = () => entries.read({ candidates: ctx.candidates, scope: ctx.scope });
     const first = await read();
@@ -164,7 +164,9 @@ export class Computation {
     }
     if (attempt === 1) recorder.record({ type: 'miss', ...where, durationMs: performance.now() - started });
     const coordination: Coalescing =
-      flight.coalesce && coalescer ? await coalescer.coordinate(Coalescer.keyOf(flight.key), read, ctx.url) : { kind: 'alone' };
+      flight.coalesce && coalescer
+        ? await coalescer.coordinate(Coalescer.keyOf(flight.key), read, ctx.url, local.shutdown)
+        : { kind: 'alone' };
     if (coordination.kind === 'row') {
       recorder.record({ type: 'coalesced', ...where, woken: coordination.woken, durationMs: performance.now() - started });
       return this.serveRow(coordination.row, coordination.watermark, ctx, snapshot);

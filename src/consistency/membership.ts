@@ -4,6 +4,8 @@ import type { DedicatedConnection } from '../connection/dedicated-connection';
 import type { PeerStore } from '../persistence/peers';
 import { leaseMargin } from '../config/lease';
 import { describeError } from '../describe-error';
+import { ModuleCacheShutdownError } from '../errors';
+import { messages } from '../messages';
 
 export interface MembershipConfig {
   /** This process's origin id: its row in module_cache_peers. */
@@ -103,16 +105,25 @@ export class Membership {
    * clock): never longer than a lease. Woken by acknowledgements, re-checked at the earliest
    * lease end. An acknowledgement heard while the peers were being read may have committed after
    * that read's snapshot: the peers are read again at once instead of waiting for the next one.
+   * Shutdown (`shutdown` fired, or this process left) ends the wait at once with
+   * ModuleCacheShutdownError: an unconfirmed invalidation never resolves as if confirmed.
    */
-  async awaitAcknowledgements(seq: string): Promise<Acknowledged> {
+  async awaitAcknowledgements(seq: string, shutdown?: AbortSignal): Promise<Acknowledged> {
     const started = performance.now();
+    const stopping = () => this.stopped || shutdown?.aborted === true;
     let heard = this.acksHeard;
     const first = await this.peers.awaitedPeers(seq);
     let last = first;
-    while (last.waiting.length > 0 && !this.stopped) {
-      if (this.acksHeard === heard) await this.wakeOrAfter(Math.max(1, last.expiresInMs));
+    while (last.waiting.length > 0 && !stopping()) {
+      if (this.acksHeard === heard) await this.wakeOrAfter(Math.max(1, last.expiresInMs), shutdown);
+      if (stopping()) break;
       heard = this.acksHeard;
       last = await this.peers.awaitedPeers(seq);
+    }
+    if (last.waiting.length > 0) {
+      throw new ModuleCacheShutdownError(
+        messages.shuttingDown(`waiting for ${last.waiting.length} peer(s) to acknowledge invalidation ${seq}`),
+      );
     }
     const expired = first.waiting.length ? await this.peers.unacknowledged({ ids: first.waiting, seq }) : 0;
     return { acknowledged: first.live - expired, expired, waitedMs: performance.now() - started };
@@ -148,15 +159,17 @@ export class Membership {
     }
   }
 
-  private wakeOrAfter(ms: number): Promise<void> {
+  private wakeOrAfter(ms: number, shutdown?: AbortSignal): Promise<void> {
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(timer);
         this.wakers.delete(done);
+        shutdown?.removeEventListener('abort', done);
         resolve();
       };
       const timer = setTimeout(done, ms);
       this.wakers.add(done);
+      shutdown?.addEventListener('abort', done, { once: true });
     });
   }
 }

@@ -2,7 +2,7 @@ import { Logger } from '@nestjs/common';
 import { encodeInvalidations, MAX_PAYLOAD_BYTES, type InvalidationTarget } from '../wire/invalidation';
 import { syncMarkerAround } from '../wire/sync-marker';
 import type { Acknowledged, Membership } from '../consistency/membership';
-import { InvalidationBroadcastError, InvalidationUnconfirmedError, type ModuleCacheError } from '../errors';
+import { InvalidationBroadcastError, InvalidationUnconfirmedError, ModuleCacheShutdownError, type ModuleCacheError } from '../errors';
 import { messages } from '../messages';
 import type { ResolvedModuleCacheOptions } from '../config/options';
 import type { Recorder } from '../events/recorder';
@@ -167,8 +167,12 @@ export class Invalidator {
         seq,
         ...syncMarkerAround(seq, { origin: this.deps.origin, signingSecret: this.deps.options.signingSecret }),
       });
-      return { acknowledgements: await membership.awaitAcknowledgements(seq) };
+      return { acknowledgements: await membership.awaitAcknowledgements(seq, this.deps.local.shutdown) };
     } catch (error) {
+      if (error instanceof ModuleCacheShutdownError) {
+        this.logger.warn(`${what} committed, but this process is shutting down before every peer acknowledged it: ${error.message}`);
+        throw error;
+      }
       const message = describeError(error);
       this.logger.error(`${what} committed, but peers could not be confirmed: ${message}`);
       throw new InvalidationUnconfirmedError(messages.invalidationUnconfirmed(what, message), { cause: error });

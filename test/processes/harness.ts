@@ -48,7 +48,7 @@ export async function spawnWorker(
         id?: number;
         ok?: boolean;
         result?: unknown;
-        error?: { message: string; name: string };
+        error?: { message: string; name: string; code?: string };
       }) => {
         if (message.ready) {
           clearTimeout(timer);
@@ -59,7 +59,13 @@ export async function spawnWorker(
         if (!waiter) return;
         pending.delete(message.id!);
         if (message.ok) waiter.resolve(message.result);
-        else waiter.reject(Object.assign(new Error(`[${name}] ${message.error!.message}`), { name: message.error!.name }));
+        else
+          waiter.reject(
+            Object.assign(new Error(`[${name}] ${message.error!.message}`), {
+              name: message.error!.name,
+              ...(message.error!.code ? { code: message.error!.code } : {}),
+            }),
+          );
       },
     );
   });

@@ -16,6 +16,7 @@ import {
   ModuleCacheModule,
   moduleCacheEntities,
   type DefinitionSource,
+  type DefinitionSourceContext,
   type LoadedModule,
   type ModuleCacheEvent,
   type ModuleCacheOptions,
@@ -51,6 +52,8 @@ class TruthSource implements DefinitionSource {
   private readonly gates = new Map<string, { promise: Promise<void>; open: () => void }>();
   private readonly waitingFor = new Map<string, number>();
   calls = 0;
+  /** Calls whose AbortSignal fired while they were held at a gate (timeout or shutdown). */
+  aborted = 0;
   delayMs = 0;
 
   /** Holds later calls (for `url`, or for every module when absent) until release(). */
@@ -72,7 +75,7 @@ class TruthSource implements DefinitionSource {
     return url === '*' ? [...this.waitingFor.values()].reduce((a, b) => a + b, 0) : (this.waitingFor.get(url) ?? 0);
   }
 
-  async load(url: string): Promise<LoadedModule | null> {
+  async load(url: string, { signal }: DefinitionSourceContext): Promise<LoadedModule | null> {
     this.calls++;
     const { rows } = await this.pool.query<{ version: number; deps: string[]; broken: boolean }>(
       `SELECT version, deps, broken FROM truth WHERE url = $1`,
@@ -94,7 +97,10 @@ class TruthSource implements DefinitionSource {
     const gate = this.gates.get(url) ?? this.gates.get('*');
     if (gate) {
       this.waitingFor.set(url, (this.waitingFor.get(url) ?? 0) + 1);
-      await gate.promise;
+      // An aborted call stops waiting and answers as if nothing happened: whatever it returns
+      // after its signal fired must never be stored.
+      const aborted = new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+      if ((await Promise.race([gate.promise.then(() => 'opened'), aborted.then(() => 'aborted')])) === 'aborted') this.aborted++;
       this.waitingFor.set(url, this.waitingFor.get(url)! - 1);
     }
     if (this.delayMs) await new Promise((r) => setTimeout(r, Math.random() * this.delayMs));
@@ -173,6 +179,7 @@ async function main(): Promise<void> {
     release: (url?: string) => source.release(url),
     waiting: (url?: string) => source.waiting(url),
     sourceCalls: () => source.calls,
+    abortedCalls: () => source.aborted,
     setDelay: (ms: number) => void (source.delayMs = ms),
     listenerState: () => (listener ? { state: listener.state, probe: listener.probe, stats: listener.stats() } : { state: 'disabled' }),
     pid: () => process.pid,
@@ -217,11 +224,28 @@ async function main(): Promise<void> {
     process.exit(code);
   };
 
+  /**
+   * Closes the app as a deployment would (gates stay shut: computations held at them are still
+   * in flight), answers with how long app.close() took, then exits.
+   */
+  const closeMeasured = async (id: number) => {
+    if (closing) return;
+    closing = true;
+    const started = performance.now();
+    await app.close();
+    const closeMs = performance.now() - started;
+    process.send!({ id, ok: true, result: { closeMs, abortedCalls: source.aborted } });
+    source.release();
+    await source.pool.end();
+    process.exit(0);
+  };
+
   process.on('message', async (raw) => {
     const { id, cmd, args } = raw as WorkerRequest;
     // In a node:cluster worker the same channel also carries the relay's messages: not ours.
     if (typeof cmd !== 'string') return;
     if (cmd === 'exit') return void close(0);
+    if (cmd === 'close') return void closeMeasured(id);
     try {
       const command = commands[cmd];
       if (!command) throw new Error(`unknown command ${cmd}`);
@@ -229,7 +253,8 @@ async function main(): Promise<void> {
       process.send!({ id, ok: true, result: result === undefined ? null : JSON.parse(JSON.stringify(result)) });
     } catch (error) {
       const e = error as Error;
-      process.send!({ id, ok: false, error: { name: e.name, message: e.message } });
+      const code = (error as { code?: unknown }).code;
+      process.send!({ id, ok: false, error: { name: e.name, message: e.message, ...(typeof code === 'string' ? { code } : {}) } });
     }
   });
   process.on('disconnect', () => void close(0));
