@@ -40,6 +40,7 @@ export class Coalescer {
   private readonly subscription: Subscription;
   private readonly releasing = new Set<Promise<void>>();
   private unavailableSince: number | undefined;
+  private parkedCount = 0;
 
   constructor(
     private readonly config: CoalescerConfig,
@@ -52,6 +53,11 @@ export class Coalescer {
       if (key === undefined) return;
       for (const wake of this.waiters.get(key) ?? []) wake();
     });
+  }
+
+  /** Flights of this process parked on a claim right now (waiting for a wake-up or their next claim attempt). */
+  get parked(): number {
+    return this.parkedCount;
   }
 
   /** A signed 64-bit lock key from the flight key. */
@@ -176,11 +182,14 @@ export class Coalescer {
     if (!set) this.waiters.set(key, (set = new Set()));
     set.add(wake);
     let onAbort: (() => void) | undefined;
+    let parked = false;
     return {
       wait: (ms) =>
         new Promise<'woken' | 'tick' | 'shutdown'>((resolve) => {
           if (shutdown.aborted) return resolve('shutdown');
           if (woken) return resolve('woken');
+          parked = true;
+          this.parkedCount++;
           const timer = setTimeout(() => resolve('tick'), Math.max(1, ms));
           resolveWait = (why) => {
             clearTimeout(timer);
@@ -193,6 +202,8 @@ export class Coalescer {
           resolveWait = undefined;
           if (onAbort) shutdown.removeEventListener('abort', onAbort);
           onAbort = undefined;
+          if (parked) this.parkedCount--;
+          parked = false;
         }),
       cancel: () => {
         set!.delete(wake);

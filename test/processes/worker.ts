@@ -21,7 +21,8 @@ import {
   type ModuleCacheEvent,
   type ModuleCacheOptions,
 } from '../../src';
-import { MODULE_CACHE_DEDICATED_CONNECTION, MODULE_CACHE_ENTRIES } from '../../src/module-cache.constants';
+import { MODULE_CACHE_COALESCER, MODULE_CACHE_DEDICATED_CONNECTION, MODULE_CACHE_ENTRIES } from '../../src/module-cache.constants';
+import type { Coalescer } from '../../src/coalescing/coalescer';
 import type { EntryStore } from '../../src/persistence/entries';
 import type { DedicatedConnection } from '../../src/connection/dedicated-connection';
 import type { WorkerSourceOptions } from './harness';
@@ -162,6 +163,7 @@ async function main(): Promise<void> {
     return realRead(...args);
   };
   const health = app.get(ModuleCacheHealth);
+  const coalescer = app.get<Coalescer | null>(MODULE_CACHE_COALESCER, { strict: false });
 
   const commands: Record<string, (...args: never[]) => unknown> = {
     lookup: (url: string, scope?: string) => lookup.lookup(url, { scope }),
@@ -180,6 +182,8 @@ async function main(): Promise<void> {
     waiting: (url?: string) => source.waiting(url),
     sourceCalls: () => source.calls,
     abortedCalls: () => source.aborted,
+    /** Flights of this process parked on a claim (a peer's, or one of its own flights'). */
+    parked: () => coalescer?.parked ?? 0,
     setDelay: (ms: number) => void (source.delayMs = ms),
     listenerState: () => (listener ? { state: listener.state, probe: listener.probe, stats: listener.stats() } : { state: 'disabled' }),
     pid: () => process.pid,
