@@ -32,13 +32,18 @@ export type Coalescing =
  * Finishing (persisted, discarded, failed, or nothing found) NOTIFYs the key's hash on the
  * computed channel; waiters subscribe before they check, so no wake-up is lost.
  *
- * Shutdown releases every waiter at once (E_SHUTTING_DOWN).
+ * An advisory lock is re-entrant within its session: a second `pg_try_advisory_lock` of a key
+ * this process already holds (or is taking) would "win" beside the first. So the process keeps
+ * its own claims (`held`), and a second flight of a held key waits like a peer's waiter, woken
+ * when the first lets go. Shutdown releases every waiter at once (E_SHUTTING_DOWN).
  */
 export class Coalescer {
   private readonly logger = new Logger('ModuleCacheCoalescer');
   private readonly waiters = new Map<string, Set<() => void>>();
   private readonly subscription: Subscription;
   private readonly releasing = new Set<Promise<void>>();
+  /** Keys this process holds a claim on, or is asking for one (set before the statement goes out). */
+  private readonly held = new Set<string>();
   private unavailableSince: number | undefined;
   private parkedCount = 0;
 
@@ -77,7 +82,8 @@ export class Coalescer {
       if (shutdown.aborted) throw this.shuttingDown(url);
       const wake = this.subscribe(key, shutdown);
       try {
-        const claim = await this.tryClaim(key, url, shutdown);
+        // A key this process holds already is not asked for again (the lock would say yes).
+        const claim = this.held.has(key) ? false : await this.tryClaim(key, url, shutdown);
         if (claim === 'unavailable') return this.alone();
         this.available();
         if (claim) {
@@ -115,8 +121,9 @@ export class Coalescer {
     }
   }
 
-  /** Wakes the key's waiters everywhere and lets go of the claim, in one statement. */
+  /** Wakes the key's waiters everywhere (this process's directly) and lets go of the claim, in one statement. */
   release(key: string): void {
+    this.held.delete(key);
     const payload = encodeWakeUp(key, this.config.origin);
     const done: Promise<void> = this.transport
       .unlockAndNotify(key, this.config.computedChannel, payload)
@@ -124,6 +131,8 @@ export class Coalescer {
       .catch((error: unknown) => this.logger.debug(`could not release claim ${key}: ${describeError(error)}`))
       .finally(() => this.releasing.delete(done));
     this.releasing.add(done);
+    // Queued after the unlock on the same connection: a woken local waiter's claim follows it.
+    this.wakeLocal(key);
   }
 
   /** Waits for releases in flight (so peers are woken), then stops listening for wake-ups. */
@@ -132,8 +141,13 @@ export class Coalescer {
     this.subscription.unsubscribe();
   }
 
-  /** `pg_try_advisory_lock`; shutdown does not wait for the statement: a claim it wins afterwards is let go at once. */
+  /**
+   * `pg_try_advisory_lock`, marked as this process's before it goes out (a second flight of the
+   * key waits instead of asking too). Shutdown does not wait for the statement: a claim it wins
+   * afterwards is let go at once.
+   */
   private async tryClaim(key: string, url: string, shutdown: AbortSignal): Promise<boolean | 'unavailable'> {
+    this.held.add(key);
     const statement = this.transport.tryLock(key);
     let onAbort!: () => void;
     const aborted = new Promise<'shutdown'>((resolve) => (onAbort = () => resolve('shutdown')));
@@ -145,10 +159,19 @@ export class Coalescer {
       shutdown.removeEventListener('abort', onAbort);
     }
     if (claim === 'shutdown') {
-      void statement.then((won) => won === true && this.release(key));
+      void statement.then((won) => (won === true ? this.release(key) : this.held.delete(key)));
       throw this.shuttingDown(url);
     }
+    if (claim !== true) {
+      this.held.delete(key);
+      // Local waiters of the key deferred to this attempt: let them try (or go alone) themselves.
+      this.wakeLocal(key);
+    }
     return claim;
+  }
+
+  private wakeLocal(key: string): void {
+    for (const wake of this.waiters.get(key) ?? []) wake();
   }
 
   private shuttingDown(url: string): ModuleCacheShutdownError {
