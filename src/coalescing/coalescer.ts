@@ -83,7 +83,7 @@ export class Coalescer {
       const wake = this.subscribe(key, shutdown);
       try {
         // A key this process holds already is not asked for again (the lock would say yes).
-        const claim = this.held.has(key) ? false : await this.tryClaim(key, url, shutdown);
+        const claim = this.held.has(key) ? false : await this.tryClaim(key, url, shutdown, wake.own);
         if (claim === 'unavailable') return this.alone();
         this.available();
         if (claim) {
@@ -146,7 +146,7 @@ export class Coalescer {
    * key waits instead of asking too). Shutdown does not wait for the statement: a claim it wins
    * afterwards is let go at once.
    */
-  private async tryClaim(key: string, url: string, shutdown: AbortSignal): Promise<boolean | 'unavailable'> {
+  private async tryClaim(key: string, url: string, shutdown: AbortSignal, own: () => void): Promise<boolean | 'unavailable'> {
     this.held.add(key);
     const statement = this.transport.tryLock(key);
     let onAbort!: () => void;
@@ -162,16 +162,15 @@ export class Coalescer {
       void statement.then((won) => (won === true ? this.release(key) : this.held.delete(key)));
       throw this.shuttingDown(url);
     }
-    if (claim !== true) {
-      this.held.delete(key);
-      // Local waiters of the key deferred to this attempt: let them try (or go alone) themselves.
-      this.wakeLocal(key);
-    }
+    if (claim !== true) this.held.delete(key);
+    // Local waiters of the key deferred to this attempt: without claims, let them go alone too.
+    // (Lost to a peer, they wait for the peer's wake-up, as this attempt does; never wake oneself.)
+    if (claim === 'unavailable') this.wakeLocal(key, own);
     return claim;
   }
 
-  private wakeLocal(key: string): void {
-    for (const wake of this.waiters.get(key) ?? []) wake();
+  private wakeLocal(key: string, except?: () => void): void {
+    for (const wake of this.waiters.get(key) ?? []) if (wake !== except) wake();
   }
 
   private shuttingDown(url: string): ModuleCacheShutdownError {
@@ -194,7 +193,10 @@ export class Coalescer {
   }
 
   /** Registers interest in the key's wake-ups; call before checking the table or the claim. A wait ends at once on shutdown. */
-  private subscribe(key: string, shutdown: AbortSignal): { wait(ms: number): Promise<'woken' | 'tick' | 'shutdown'>; cancel(): void } {
+  private subscribe(
+    key: string,
+    shutdown: AbortSignal,
+  ): { wait(ms: number): Promise<'woken' | 'tick' | 'shutdown'>; cancel(): void; own: () => void } {
     let woken = false;
     let resolveWait: ((why: 'woken' | 'tick' | 'shutdown') => void) | undefined;
     const wake = () => {
@@ -207,6 +209,7 @@ export class Coalescer {
     let onAbort: (() => void) | undefined;
     let parked = false;
     return {
+      own: wake,
       wait: (ms) =>
         new Promise<'woken' | 'tick' | 'shutdown'>((resolve) => {
           if (shutdown.aborted) return resolve('shutdown');

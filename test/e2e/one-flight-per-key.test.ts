@@ -37,13 +37,14 @@ class CountingSource extends FakeSource {
  * How many times the process's claims session holds each key (an advisory lock counts its
  * re-entries), and the most ever: 2 means two flights of one key both "won" the claim.
  */
-function spyOnClaims(app: CacheApp): { maxHeld: number } {
+function spyOnClaims(app: CacheApp): { maxHeld: number; attempts: number } {
   const connection = app.app.get<DedicatedConnection>(MODULE_CACHE_DEDICATED_CONNECTION);
   const held = new Map<string, number>();
-  const spy = { maxHeld: 0 };
+  const spy = { maxHeld: 0, attempts: 0 };
   const tryLock = connection.tryLock.bind(connection);
   const unlock = connection.unlockAndNotify.bind(connection);
   connection.tryLock = async (key) => {
+    spy.attempts++;
     const won = await tryLock(key);
     if (won === true) {
       held.set(key, (held.get(key) ?? 0) + 1);
@@ -143,5 +144,27 @@ describe('claims are single-flight even under retries (the claims session is re-
       [url],
     );
     expect(rows).toEqual([{ v: 3 }]);
+  });
+
+  it("a flight that lost the claim to a peer waits for the peer's wake-up: one claim attempt, no polling", async () => {
+    const url = `${REALM}peer-held.ts`;
+    const holder = new CountingSource().define(url);
+    const a = await start(holder, { listener: { applicationName: 'mc-one-flight-a' }, coalesceTakeoverCheckMs: 60_000 });
+    const b = await start(new CountingSource().define(url), {
+      listener: { applicationName: 'mc-one-flight-b' },
+      coalesceTakeoverCheckMs: 60_000,
+    });
+    const claims = spyOnClaims(b);
+    holder.hold();
+    const computing = a.lookup.lookup(url);
+    await waitFor(() => holder.waiting === 1, 5000, "the peer's computation");
+    const waiting = b.lookup.lookup(url);
+    // A waiter that woke itself would loop (read, claim, read, claim…) instead of parking.
+    await waitFor(() => parked(b) === 1 || claims.attempts > 3, 5000, 'B parked on the peer’s claim');
+    expect(claims.attempts).toBe(1);
+    holder.release();
+    const [entry, served] = await Promise.all([computing, waiting]);
+    expect(served?.createdAt).toEqual(entry?.createdAt);
+    expect(claims.attempts).toBe(1);
   });
 });
