@@ -189,7 +189,7 @@ describe('cross-process populate coalescing (4 OS processes)', () => {
     ).toEqual([true, true]);
   });
 
-  it("a retry after a discard joins its process's newer flight; the peer waits: 2 source calls in all, not 3", async () => {
+  it("a retry after a discard joins its process's newer flight; the peer waits: 2 source calls in all, never 2 at once", async () => {
     const [a, b] = workers;
     const retried = url('retried');
     const before = await totalCalls();
@@ -214,8 +214,11 @@ describe('cross-process populate coalescing (4 OS processes)', () => {
     const computations = (await totalCalls()) - before;
     process.stdout.write(`[coalesce] discard + newer flight + a waiting peer: ${computations} source call(s)\n`);
     expect(entries.map((e) => e.definitions.value.version)).toEqual([2, 2, 2]);
-    // The doomed one, and one more that all three callers share.
+    // The doomed one, and one more that all three callers share; A's newer flight waited for the
+    // doomed one's claim instead of computing beside it (a re-entrant claim), which left the
+    // retry a third computation whenever it started before the newer one had persisted.
     expect(computations).toBe(2);
+    expect(await a.call<number>('maxConcurrent', retried)).toBe(1);
   });
 });
 

@@ -53,6 +53,9 @@ class TruthSource implements DefinitionSource {
   private readonly gates = new Map<string, { promise: Promise<void>; open: () => void }>();
   private readonly waitingFor = new Map<string, number>();
   calls = 0;
+  /** Calls in progress per URL, and the most ever at once. */
+  private readonly active = new Map<string, number>();
+  readonly maxActive = new Map<string, number>();
   /** Calls whose AbortSignal fired while they were held at a gate (timeout or shutdown). */
   aborted = 0;
   delayMs = 0;
@@ -76,7 +79,18 @@ class TruthSource implements DefinitionSource {
     return url === '*' ? [...this.waitingFor.values()].reduce((a, b) => a + b, 0) : (this.waitingFor.get(url) ?? 0);
   }
 
-  async load(url: string, { signal }: DefinitionSourceContext): Promise<LoadedModule | null> {
+  async load(url: string, context: DefinitionSourceContext): Promise<LoadedModule | null> {
+    const active = (this.active.get(url) ?? 0) + 1;
+    this.active.set(url, active);
+    this.maxActive.set(url, Math.max(active, this.maxActive.get(url) ?? 0));
+    try {
+      return await this.compute(url, context);
+    } finally {
+      this.active.set(url, this.active.get(url)! - 1);
+    }
+  }
+
+  private async compute(url: string, { signal }: DefinitionSourceContext): Promise<LoadedModule | null> {
     this.calls++;
     const { rows } = await this.pool.query<{ version: number; deps: string[]; broken: boolean }>(
       `SELECT version, deps, broken FROM truth WHERE url = $1`,
@@ -182,6 +196,8 @@ async function main(): Promise<void> {
     waiting: (url?: string) => source.waiting(url),
     sourceCalls: () => source.calls,
     abortedCalls: () => source.aborted,
+    /** The most calls of the source for `url` that ever ran at once in this process. */
+    maxConcurrent: (url: string) => source.maxActive.get(url) ?? 0,
     /** Flights of this process parked on a claim (a peer's, or one of its own flights'). */
     parked: () => coalescer?.parked ?? 0,
     setDelay: (ms: number) => void (source.delayMs = ms),
