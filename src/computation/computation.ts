@@ -17,6 +17,9 @@ import { traced } from '../events/tracing';
 
 export { DEPENDENCY_CYCLE };
 
+/** An attempt that did not compute: its snapshot moved before the source was called (while it waited for a claim, or read). */
+type AttemptOutcome = Outcome | { done: false; moved: true };
+
 export interface ComputationDeps {
   options: ResolvedModuleCacheOptions;
   local: LocalState;
@@ -30,9 +33,11 @@ export interface ComputationDeps {
  * The way to an entry past the hot path: memory, else a flight (joined or started). A flight
  * reads the table (rows come with the fence watermark they are valid as of), else coalesces
  * across processes and computes: the source, dependency errors, the entry, the persist through
- * the fence. A discarded attempt is retried with a new snapshot, at most `maxRetries` times; when
- * every attempt was discarded, the callers already waiting get the last result anyway (neither
- * stored nor kept in memory): churn alone never fails a lookup.
+ * the fence. A discarded attempt joins the key's newest flight when one is running (started after
+ * this one was dropped, so from a newer snapshot), else it is retried with a new snapshot, at most
+ * `maxRetries` times; when every attempt was discarded, the callers already waiting get the last
+ * result anyway (neither stored nor kept in memory): churn alone never fails a lookup. An attempt
+ * whose snapshot moved before it reached the source does not compute at all: it is known stale.
  */
 export class Computation {
   private readonly logger = new Logger('ModuleCacheComputation');
@@ -83,13 +88,7 @@ export class Computation {
     const hit = local.memoryHit(ctx, scope, started);
     if (hit) return hit;
     const coalesce = waiter === undefined;
-    let flight = coalesce
-      ? (local.flights.get(flightKey(ctx.realm, ctx.url, scope, { coalesce: true })) ??
-        local.flights.get(flightKey(ctx.realm, ctx.url, scope, { coalesce: false })))
-      : local.urls
-          .variants(ctx.url)
-          .map((variant) => local.flights.get(flightKey(ctx.realm, variant, scope, { coalesce: false })))
-          .find((f) => f !== undefined);
+    let flight = this.registered(ctx.realm, ctx.url, scope, coalesce);
     if (!flight) {
       flight = this.start(flightKey(ctx.realm, ctx.url, scope, { coalesce }), { ...ctx, scope }, started, coalesce, hints);
       local.flights.add(flight);
@@ -109,6 +108,33 @@ export class Computation {
     } finally {
       waiter.waitingOn.delete(flight);
     }
+  }
+
+  /**
+   * The flight a lookup of (realm, url, scope) joins now: a top-level lookup (`coalesce`) joins
+   * either kind; a dependency lookup joins a local flight for any spelling of the module.
+   */
+  private registered(realm: string, url: string, scope: string, coalesce: boolean): FencedFlight | undefined {
+    const { flights, urls } = this.deps.local;
+    if (coalesce)
+      return (
+        flights.get(flightKey(realm, url, scope, { coalesce: true })) ?? flights.get(flightKey(realm, url, scope, { coalesce: false }))
+      );
+    return urls
+      .variants(url)
+      .map((variant) => flights.get(flightKey(realm, variant, scope, { coalesce: false })))
+      .find((f) => f !== undefined);
+  }
+
+  /**
+   * The key's newest flight, when it is not `flight` itself: one started after `flight` was
+   * dropped by an invalidation, so from a newer snapshot. Never one that waits on `flight`
+   * (joining it would deadlock).
+   */
+  private newerFlight(flight: FencedFlight): FencedFlight | undefined {
+    const newer = this.registered(flight.realm, flight.url, flight.scope, flight.coalesce);
+    if (!newer || newer === flight || Flights.reaches(newer, flight)) return undefined;
+    return newer;
   }
 
   /** `coalesce: false` for dependency lookups: a computation never waits on a peer's claim. */
@@ -141,29 +167,43 @@ export class Computation {
     const where = { url: ctx.url, realm: ctx.realm, scope: ctx.scope };
     let snapshot = first;
     for (let attempt = 1; ; attempt++) {
-      let outcome: Outcome;
+      let outcome: AttemptOutcome;
       try {
         outcome = await this.attempt(flight, ctx, snapshot, attempt, started);
       } finally {
         local.generations.release(snapshot);
       }
       if (outcome.done) return outcome.fenced;
-      recorder.record({ type: 'discarded', reason: outcome.reason, attempt, ...where });
-      if (outcome.reason === 'fence-busy') {
+      if (!('moved' in outcome)) recorder.record({ type: 'discarded', reason: outcome.reason, attempt, ...where });
+      if (!('moved' in outcome) && outcome.reason === 'fence-busy') {
         // Waiting longer would stall this lookup behind someone else's invalidation: serve it now.
         this.warnFenceBusy(ctx);
         recorder.record({ type: 'served-unpersisted', reason: outcome.reason, attempts: attempt, ...where });
         return { ...outcome.last, unpersisted: true };
       }
-      if (attempt > options.maxRetries) {
+      // One computation per key, through retries: a newer flight of the key is already running.
+      const newer = this.newerFlight(flight);
+      if (newer) {
+        this.logger.debug(`${ctx.url} (${ctx.scope}): invalidated meanwhile, joining the newer computation`);
+        flight.waitingOn.add(newer);
+        try {
+          return await newer.promise;
+        } finally {
+          flight.waitingOn.delete(newer);
+        }
+      }
+      if ('moved' in outcome) {
+        this.logger.debug(`${ctx.url} (${ctx.scope}): invalidated before it was computed, reading again`);
+      } else if (attempt > options.maxRetries) {
         this.logger.warn(
           `${ctx.url} (${ctx.scope}) was invalidated during each of ${attempt} computations: serving the last result to the ` +
             `callers already waiting, neither stored nor kept in memory (maxRetries = ${options.maxRetries})`,
         );
         recorder.record({ type: 'served-unpersisted', reason: outcome.reason, attempts: attempt, ...where });
         return { ...outcome.last, unpersisted: true };
+      } else {
+        this.logger.debug(`${ctx.url} (${ctx.scope}): computation discarded (${outcome.reason}), retrying`);
       }
-      this.logger.debug(`${ctx.url} (${ctx.scope}): computation discarded (${outcome.reason}), retrying`);
       snapshot = local.generations.snapshot(ctx.realm, ctx.alias);
     }
   }
@@ -185,8 +225,8 @@ export class Computation {
     snapshot: GenerationSnapshot,
     attempt: number,
     started: number,
-  ): Promise<Outcome> {
-    const { entries, recorder, coalescer } = this.deps;
+  ): Promise<AttemptOutcome> {
+    const { entries, recorder, coalescer, local, options } = this.deps;
     const where = { url: ctx.url, realm: ctx.realm, scope: ctx.scope };
     const read = () => entries.read({ candidates: ctx.candidates, scope: ctx.scope });
     const first = await read();
@@ -201,7 +241,7 @@ export class Computation {
         ? await traced(
             'claimWait',
             () => ({ url: ctx.url, key: flight.key }),
-            () => coalescer.coordinate(Coalescer.keyOf(flight.key), read, ctx.url),
+            () => coalescer.coordinate(Coalescer.keyOf(flight.key), read, ctx.url, local.shutdown),
           )
         : { kind: 'alone' };
     if (coordination.kind === 'row') {
@@ -212,6 +252,10 @@ export class Computation {
     // at least as new, and every invalidation it could have missed has a higher sequence.
     const watermark = coordination.kind === 'claimed' ? coordination.watermark : first.watermark;
     try {
+      // Invalidated while it waited for the claim (or read): what it would compute is known stale.
+      // It lets go of the claim, and joins the key's newest flight or reads again (within the
+      // retry budget: past it, it computes, so churn cannot keep it from ever computing).
+      if (attempt <= options.maxRetries && !local.generations.isCurrent(snapshot)) return { done: false, moved: true };
       return await this.compute(flight, ctx, snapshot, attempt, watermark);
     } finally {
       if (coordination.kind === 'claimed') coalescer!.release(coordination.key);

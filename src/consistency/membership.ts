@@ -4,6 +4,8 @@ import type { DedicatedConnection } from '../connection/dedicated-connection';
 import type { PeerStore } from '../persistence/peers';
 import { leaseMargin } from '../config/lease';
 import { describeError } from '../describe-error';
+import { ModuleCacheShutdownError } from '../errors';
+import { messages } from '../messages';
 
 export interface MembershipConfig {
   /** This process's origin id: its row in module_cache_peers. */
@@ -107,25 +109,34 @@ export class Membership {
    * as many were heard as peers are waited for), re-checked at the earliest lease end. An
    * acknowledgement heard while the peers were being read counts towards the next read, so none
    * that committed after that read's snapshot is missed.
+   * Shutdown (`shutdown` fired, or this process left) ends the wait at once with
+   * ModuleCacheShutdownError: an unconfirmed invalidation never resolves as if confirmed.
    */
-  async awaitAcknowledgements(seq: string): Promise<Acknowledged> {
+  async awaitAcknowledgements(seq: string, shutdown?: AbortSignal): Promise<Acknowledged> {
     const started = performance.now();
+    const stopping = () => this.stopped || shutdown?.aborted === true;
     let heard = this.acksHeard;
     const first = await this.peers.awaitedPeers(seq);
     let last = first;
-    while (last.waiting.length > 0 && !this.stopped) {
+    while (last.waiting.length > 0 && !stopping()) {
       // Each waiting peer sends one acknowledgement: read again once that many were heard since
       // the last read (one read for a whole round of acknowledgements, not one each), or at the
       // earliest lease end, or after ACK_RECHECK_MS (a peer that re-joined moved its acked_seq
       // without a notification).
       const readAt = performance.now();
-      while (this.acksHeard - heard < last.waiting.length && !this.stopped) {
+      while (this.acksHeard - heard < last.waiting.length && !stopping()) {
         const left = Math.min(last.expiresInMs, ACK_RECHECK_MS) - (performance.now() - readAt);
         if (left <= 0) break;
-        await this.wakeOrAfter(Math.max(1, left));
+        await this.wakeOrAfter(Math.max(1, left), shutdown);
       }
+      if (stopping()) break;
       heard = this.acksHeard;
       last = await this.peers.awaitedPeers(seq);
+    }
+    if (last.waiting.length > 0) {
+      throw new ModuleCacheShutdownError(
+        messages.shuttingDown(`waiting for ${last.waiting.length} peer(s) to acknowledge invalidation ${seq}`),
+      );
     }
     const expired = first.waiting.length ? await this.peers.unacknowledged({ ids: first.waiting, seq }) : 0;
     return { acknowledged: first.live - expired, expired, waitedMs: performance.now() - started };
@@ -161,15 +172,17 @@ export class Membership {
     }
   }
 
-  private wakeOrAfter(ms: number): Promise<void> {
+  private wakeOrAfter(ms: number, shutdown?: AbortSignal): Promise<void> {
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(timer);
         this.wakers.delete(done);
+        shutdown?.removeEventListener('abort', done);
         resolve();
       };
       const timer = setTimeout(done, ms);
       this.wakers.add(done);
+      shutdown?.addEventListener('abort', done, { once: true });
     });
   }
 }

@@ -7,6 +7,7 @@ import {
   InvalidationBroadcastError,
   InvalidationUnconfirmedError,
   InvalidModuleURLError,
+  ModuleCacheShutdownError,
   type ModuleCacheError,
 } from '../errors';
 import { messages } from '../messages';
@@ -263,8 +264,12 @@ export class Invalidator {
           ...syncMarkerAround(seq, { origin: this.deps.origin, signingSecret: this.deps.options.signingSecret }),
         });
       }
-      return { acknowledgements: await membership.awaitAcknowledgements(seq) };
+      return { acknowledgements: await membership.awaitAcknowledgements(seq, this.deps.local.shutdown) };
     } catch (error) {
+      if (error instanceof ModuleCacheShutdownError) {
+        this.logger.warn(`${what} committed, but this process is shutting down before every peer acknowledged it: ${error.message}`);
+        throw error;
+      }
       const message = describeError(error);
       this.logger.error(`${what} committed, but peers could not be confirmed: ${message}`);
       throw new InvalidationUnconfirmedError(messages.invalidationUnconfirmed(what, message), { cause: error });

@@ -32,6 +32,11 @@ async function totalCalls(ws = workers): Promise<number> {
   return (await Promise.all(alive(ws).map((w) => w.call<number>('sourceCalls')))).reduce((a, b) => a + b, 0);
 }
 
+/** Invalidation notifications the worker has applied so far. */
+async function received(w: WorkerHandle): Promise<number> {
+  return (await w.call<{ notifications: { received: number } }>('stats')).notifications.received;
+}
+
 async function totalStat(ws: WorkerHandle[], read: (s: { takeovers: number; coalescedWaits: number }) => number): Promise<number> {
   return (await Promise.all(alive(ws).map((w) => w.call<{ takeovers: number; coalescedWaits: number }>('stats')))).reduce(
     (n, s) => n + read(s),
@@ -61,7 +66,7 @@ beforeAll(async () => {
   await migrate(db.url);
   await db.query(TRUTH_SQL);
   await db.query(`INSERT INTO truth (url) SELECT $1 || 'k' || i || '.ts' FROM generate_series(0, 99) i`, [REALM]);
-  await db.query(`INSERT INTO truth (url) VALUES ($1), ($2), ($3)`, [url('fresh'), url('victim'), url('changing')]);
+  await db.query(`INSERT INTO truth (url) VALUES ($1), ($2), ($3), ($4)`, [url('fresh'), url('victim'), url('changing'), url('retried')]);
   workers = await spawn('main', 4, NO_TAKEOVER_CHECK_MS);
 }, 120_000);
 
@@ -141,11 +146,22 @@ describe('cross-process populate coalescing (4 OS processes)', () => {
     const waiters = [b.call<Entry>('lookup', changing), c.call<Entry>('lookup', changing)];
     await waitForClaimAttempts(db, names.slice(1), since, 'B and C to wait for A');
     await db.query(`UPDATE truth SET version = 2 WHERE url = $1`, [changing]);
+    const heard = await Promise.all([a, b].map(received));
     await c.call('invalidate', changing);
+    // A and B drop their flights (their snapshots move) when they hear of it: wait for that, so
+    // that which of them may compute does not depend on how fast a notification travels.
+    await waitFor(
+      async () => (await Promise.all([a, b].map(received))).every((n, i) => n > heard[i]),
+      10_000,
+      'A and B to hear the invalidation',
+    );
 
     // A's result is discarded (stale) and its claim let go without a row: A (retrying), B and C
-    // race for the claim again. Hold whichever wins (a gate for this URL only: A's first
-    // computation waits at the gate for every URL), until the other two have lost.
+    // race for the claim again. B and C were invalidated while they waited: whichever of them wins
+    // lets go at once and tries again with a fresh snapshot, never computing from the stale one
+    // (it would be discarded too, a round that ends without a row and with an extra
+    // computation). Hold whichever computes (a gate for this URL only: A's first computation
+    // waits at the gate for every URL), until the other two have lost.
     await Promise.all(racers.map((w) => w.call('hold', changing)));
     const again = await databaseClock(db);
     await a.call('release', '*');
@@ -171,6 +187,38 @@ describe('cross-process populate coalescing (4 OS processes)', () => {
       coalescedFor(events.flat(), changing).map((e) => e.woken),
       `events for ${changing}: ${JSON.stringify(forChanging)}`,
     ).toEqual([true, true]);
+  });
+
+  it("a retry after a discard joins its process's newer flight; the peer waits: 2 source calls in all, never 2 at once", async () => {
+    const [a, b] = workers;
+    const retried = url('retried');
+    const before = await totalCalls();
+    const since = await databaseClock(db);
+    await a.call('hold');
+    const first = a.call<Entry>('lookup', retried);
+    await waitFor(async () => (await a.call<number>('waiting')) === 1, 10_000, 'A computing');
+    const peer = b.call<Entry>('lookup', retried);
+    await waitForClaimAttempts(db, [applicationName('main', 1)], since, 'B to wait for A');
+    await db.query(`UPDATE truth SET version = 2 WHERE url = $1`, [retried]);
+    // A's first computation is doomed; A's next lookup starts a newer flight of the key, which
+    // either parks on A's own claim or (a re-entrant claim) computes beside the doomed one.
+    await a.call('invalidate', retried);
+    const newer = a.call<Entry>('lookup', retried);
+    await waitFor(
+      async () => (await a.call<number>('waiting')) === 2 || (await a.call<number>('parked')) === 1,
+      10_000,
+      "A's newer flight at the claim",
+    );
+    await a.call('release');
+    const entries = await within(Promise.all([first, newer, peer]), 20_000, 'every caller');
+    const computations = (await totalCalls()) - before;
+    process.stdout.write(`[coalesce] discard + newer flight + a waiting peer: ${computations} source call(s)\n`);
+    expect(entries.map((e) => e.definitions.value.version)).toEqual([2, 2, 2]);
+    // The doomed one, and one more that all three callers share; A's newer flight waited for the
+    // doomed one's claim instead of computing beside it (a re-entrant claim), which left the
+    // retry a third computation whenever it started before the newer one had persisted.
+    expect(computations).toBe(2);
+    expect(await a.call<number>('maxConcurrent', retried)).toBe(1);
   });
 });
 

@@ -61,7 +61,10 @@ export async function spawnWorker(
         if (message.ok) waiter.resolve(message.result);
         else
           waiter.reject(
-            Object.assign(new Error(`[${name}] ${message.error!.message}`), { name: message.error!.name, code: message.error!.code }),
+            Object.assign(new Error(`[${name}] ${message.error!.message}`), {
+              name: message.error!.name,
+              ...(message.error!.code ? { code: message.error!.code } : {}),
+            }),
           );
       },
     );

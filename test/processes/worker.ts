@@ -16,11 +16,13 @@ import {
   ModuleCacheModule,
   moduleCacheEntities,
   type DefinitionSource,
+  type DefinitionSourceContext,
   type LoadedModule,
   type ModuleCacheEvent,
   type ModuleCacheOptions,
 } from '../../src';
-import { MODULE_CACHE_DEDICATED_CONNECTION, MODULE_CACHE_ENTRIES } from '../../src/module-cache.constants';
+import { MODULE_CACHE_COALESCER, MODULE_CACHE_DEDICATED_CONNECTION, MODULE_CACHE_ENTRIES } from '../../src/module-cache.constants';
+import type { Coalescer } from '../../src/coalescing/coalescer';
 import type { EntryStore } from '../../src/persistence/entries';
 import type { DedicatedConnection } from '../../src/connection/dedicated-connection';
 import type { WorkerSourceOptions } from './harness';
@@ -51,6 +53,11 @@ class TruthSource implements DefinitionSource {
   private readonly gates = new Map<string, { promise: Promise<void>; open: () => void }>();
   private readonly waitingFor = new Map<string, number>();
   calls = 0;
+  /** Calls in progress per URL, and the most ever at once. */
+  private readonly active = new Map<string, number>();
+  readonly maxActive = new Map<string, number>();
+  /** Calls whose AbortSignal fired while they were held at a gate (timeout or shutdown). */
+  aborted = 0;
   delayMs = 0;
 
   /** Holds later calls (for `url`, or for every module when absent) until release(). */
@@ -72,7 +79,18 @@ class TruthSource implements DefinitionSource {
     return url === '*' ? [...this.waitingFor.values()].reduce((a, b) => a + b, 0) : (this.waitingFor.get(url) ?? 0);
   }
 
-  async load(url: string): Promise<LoadedModule | null> {
+  async load(url: string, context: DefinitionSourceContext): Promise<LoadedModule | null> {
+    const active = (this.active.get(url) ?? 0) + 1;
+    this.active.set(url, active);
+    this.maxActive.set(url, Math.max(active, this.maxActive.get(url) ?? 0));
+    try {
+      return await this.compute(url, context);
+    } finally {
+      this.active.set(url, this.active.get(url)! - 1);
+    }
+  }
+
+  private async compute(url: string, { signal }: DefinitionSourceContext): Promise<LoadedModule | null> {
     this.calls++;
     const { rows } = await this.pool.query<{ version: number; deps: string[]; broken: boolean }>(
       `SELECT version, deps, broken FROM truth WHERE url = $1`,
@@ -94,7 +112,10 @@ class TruthSource implements DefinitionSource {
     const gate = this.gates.get(url) ?? this.gates.get('*');
     if (gate) {
       this.waitingFor.set(url, (this.waitingFor.get(url) ?? 0) + 1);
-      await gate.promise;
+      // An aborted call stops waiting and answers as if nothing happened: whatever it returns
+      // after its signal fired must never be stored.
+      const aborted = new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+      if ((await Promise.race([gate.promise.then(() => 'opened'), aborted.then(() => 'aborted')])) === 'aborted') this.aborted++;
       this.waitingFor.set(url, this.waitingFor.get(url)! - 1);
     }
     if (this.delayMs) await new Promise((r) => setTimeout(r, Math.random() * this.delayMs));
@@ -156,6 +177,7 @@ async function main(): Promise<void> {
     return realRead(...args);
   };
   const health = app.get(ModuleCacheHealth);
+  const coalescer = app.get<Coalescer | null>(MODULE_CACHE_COALESCER, { strict: false });
 
   const commands: Record<string, (...args: never[]) => unknown> = {
     lookup: (url: string, scope?: string) => lookup.lookup(url, { scope }),
@@ -178,6 +200,11 @@ async function main(): Promise<void> {
     release: (url?: string) => source.release(url),
     waiting: (url?: string) => source.waiting(url),
     sourceCalls: () => source.calls,
+    abortedCalls: () => source.aborted,
+    /** The most calls of the source for `url` that ever ran at once in this process. */
+    maxConcurrent: (url: string) => source.maxActive.get(url) ?? 0,
+    /** Flights of this process parked on a claim (a peer's, or one of its own flights'). */
+    parked: () => coalescer?.parked ?? 0,
     setDelay: (ms: number) => void (source.delayMs = ms),
     listenerState: () => (listener ? { state: listener.state, probe: listener.probe, stats: listener.stats() } : { state: 'disabled' }),
     /** A heartbeat now (it also moves the listener's applied sequence up to the committed one). */
@@ -224,19 +251,37 @@ async function main(): Promise<void> {
     process.exit(code);
   };
 
+  /**
+   * Closes the app as a deployment would (gates stay shut: computations held at them are still
+   * in flight), answers with how long app.close() took, then exits.
+   */
+  const closeMeasured = async (id: number) => {
+    if (closing) return;
+    closing = true;
+    const started = performance.now();
+    await app.close();
+    const closeMs = performance.now() - started;
+    process.send!({ id, ok: true, result: { closeMs, abortedCalls: source.aborted } });
+    source.release();
+    await source.pool.end();
+    process.exit(0);
+  };
+
   process.on('message', async (raw) => {
     const { id, cmd, args } = raw as WorkerRequest;
     // In a node:cluster worker the same channel also carries the relay's messages: not ours.
     if (typeof cmd !== 'string') return;
     if (cmd === 'exit') return void close(0);
+    if (cmd === 'close') return void closeMeasured(id);
     try {
       const command = commands[cmd];
       if (!command) throw new Error(`unknown command ${cmd}`);
       const result = await (command as (...a: unknown[]) => unknown)(...args);
       process.send!({ id, ok: true, result: result === undefined ? null : JSON.parse(JSON.stringify(result)) });
     } catch (error) {
-      const e = error as Error & { code?: unknown };
-      process.send!({ id, ok: false, error: { name: e.name, message: e.message, code: typeof e.code === 'string' ? e.code : undefined } });
+      const e = error as Error;
+      const code = (error as { code?: unknown }).code;
+      process.send!({ id, ok: false, error: { name: e.name, message: e.message, ...(typeof code === 'string' ? { code } : {}) } });
     }
   });
   process.on('disconnect', () => void close(0));
