@@ -185,6 +185,8 @@ export class Computation {
       const newer = this.newerFlight(flight);
       if (newer) {
         this.logger.debug(`${ctx.url} (${ctx.scope}): invalidated meanwhile, joining the newer computation`);
+        // Its callers' priority and "store errors" carry over to the computation they now wait on.
+        newer.hints.join({ priority: flight.hints.priority, user: flight.hints.user, persistErrors: flight.hints.persistErrors });
         flight.waitingOn.add(newer);
         try {
           return await newer.promise;
