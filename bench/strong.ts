@@ -448,7 +448,7 @@ runBench('strong', async () => {
         `shorter here only so that a missing acknowledgement costs at most ~${LEASE_MS / 1000} s instead of ~10 s); every process of the strong set strong; ` +
         `all ${PEERS + 1} had joined before the first sample`,
       `strong invalidate() = the invalidation statement, which sends the sync marker after its payloads in the same transaction (committed) + the wait ` +
-        `(an awaitedPeers query, then one more per ack wake-up) until all ${PEERS} peers' acks (UPDATE + NOTIFY each, a commit each) are recorded, ` +
+        `(an awaitedPeers query, then one more per round of acknowledgements heard) until all ${PEERS} peers' acks (UPDATE + NOTIFY each, a commit each) are recorded, ` +
         `then a count of the peers whose lease expired instead`,
       `where a strong invalidate() spends its time, medians from the call's start (the observer is a raw LISTEN client in this process, itself competing ` +
         `for the 2 cores, so its stamps are upper bounds; ${fullyObserved}/${sp.length} samples with the sync marker and all ${PEERS} acks seen): ` +
