@@ -87,9 +87,9 @@ async function bareDeleteAndNotify(pool: Pool, urls: string[], payloads: string[
   }
 }
 
-/** The fan-out alone: the migration's module_cache_affected_aliases(), the recursive query invalidate() runs. */
+/** The fan-out alone: module_cache_consumers() (migration 8), the recursive query invalidate() walks before taking its partitions. */
 async function discoverOnly(pool: Pool, root: string): Promise<number> {
-  const { rows } = await pool.query<{ n: string }>(`SELECT count(*) AS n FROM module_cache_affected_aliases($1::text[])`, [[root]]);
+  const { rows } = await pool.query<{ n: string }>(`SELECT count(*) AS n FROM module_cache_consumers(ARRAY[md5($1)::uuid])`, [root]);
   return Number(rows[0].n);
 }
 
@@ -99,6 +99,8 @@ runBench('fan-out', async () => {
   onCleanup('the Nest app', () => app.close());
   const pool = new Pool({ connectionString: db.url, max: 2 });
   onCleanup('the pg pool', () => pool.end());
+  // An idle pooled client may hear the server's shutdown at cleanup before the pool has ended it.
+  pool.on('error', () => undefined);
   const root = `${REALM}m0`;
 
   await db.query(`CREATE TABLE bench_bare (LIKE module_cache_entries INCLUDING ALL)`);
@@ -154,21 +156,21 @@ runBench('fan-out', async () => {
       ours: ms(o),
       baseline: ms(b),
       ratio: times(o / b),
-      goal: goal('≤ 1.5×', o / b <= 1.5),
+      goal: goal('≤ 1.2×', o / b <= 1.2),
     },
     {
       measure: `fan-out of a ${MODULES.toLocaleString('en')}-module graph: invalidate(root) vs one-query-per-node walk`,
       ours: ms(o),
       baseline: ms(w),
       ratio: `${times(w / o)} faster`,
-      goal: goal('≥ 50× faster', w / o >= 50),
+      goal: '— (information: the bare delete itself is only ' + times(w / b) + ' faster than the walk)',
     },
     {
-      measure: 'fan-out query alone (module_cache_affected_aliases) vs the walk',
+      measure: 'fan-out query alone (module_cache_consumers) vs the walk',
       ours: ms(median(discovery)),
       baseline: ms(w),
       ratio: `${times(w / median(discovery))} faster`,
-      goal: goal('≥ 50× faster', w / median(discovery) >= 50),
+      goal: '—',
     },
     {
       measure: 'round trips: fan-out statement / whole invalidate()',
@@ -182,9 +184,10 @@ runBench('fan-out', async () => {
     rows,
     notes: [
       `median of ${REPS} reps, each on a freshly seeded graph (${MODULES} modules in a 4-ary tree + ${UNRELATED} unrelated)`,
-      'ours does more than find the consumers: the first statement hands back the fan-out, the second logs the fence for, deletes and NOTIFYs the 10,000 rows; the walk only finds them',
-      'the second row times only the fan-out query (module_cache_affected_aliases)',
-      `round trips counted on pg's Client.prototype.query: the statement that hands back the fan-out, then fence log + delete + NOTIFY batch (1 statement) = ${roundTrips}`,
+      'ours does more than find the consumers: one statement walks the fan-out, takes its fence partitions, walks again for consumers persisted meanwhile, deletes the 10,000 rows, logs the fence and NOTIFYs; the walk only finds them',
+      'the walk rows are information, not goals: a walk only finds the consumers, and the bare delete of the same rows is itself only a few tens of times faster than it, so no invalidate() can be 50× faster',
+      'the third row times only the fan-out query (module_cache_consumers)',
+      `round trips counted on pg's Client.prototype.query: fan-out, fence, delete, fence log and NOTIFY batch in one statement = ${roundTrips}`,
     ],
   };
 });

@@ -14,6 +14,8 @@ const BENCHMARKS: Array<{ name: string; gc?: boolean }> = [
   { name: 'table' },
   { name: 'invalidation-latency' },
   { name: 'fan-out' },
+  { name: 'burst' },
+  { name: 'edges' },
   { name: 'batch-notify' },
   { name: 'coalescing' },
   { name: 'generations', gc: true },

@@ -92,20 +92,30 @@ export async function benchDatabase(): Promise<BenchDatabase> {
   return { url, serverVersion, query: (sql, params) => queryOnce(url, sql, params) };
 }
 
-/** Worker processes (test/processes/harness.ts), stopped at cleanup. */
+/**
+ * Worker processes (test/processes/harness.ts), stopped at cleanup; at most `parallel` starting at
+ * a time (each must be up within the harness's 60 s, which 9 ts-node processes starting at once
+ * on a loaded 2-core machine can miss).
+ */
 export async function benchWorkers(
   count: number,
   url: string,
   options: (i: number) => Omit<ModuleCacheOptions, 'source'>,
+  parallel = count,
 ): Promise<WorkerHandle[]> {
-  // Each is registered as soon as it is up; one still starting when we die exits on its own (IPC disconnect).
-  return Promise.all(
-    Array.from({ length: count }, async (_, i) => {
-      const worker = await spawnWorker(`w${i}`, url, options(i));
-      onCleanup(`worker process ${worker.name}`, () => worker.stop());
-      return worker;
-    }),
-  );
+  const workers: WorkerHandle[] = [];
+  for (let first = 0; first < count; first += parallel) {
+    // Each is registered as soon as it is up; one still starting when we die exits on its own (IPC disconnect).
+    const started = await Promise.all(
+      Array.from({ length: Math.min(parallel, count - first) }, async (_, k) => {
+        const worker = await spawnWorker(`w${first + k}`, url, options(first + k));
+        onCleanup(`worker process ${worker.name}`, () => worker.stop());
+        return worker;
+      }),
+    );
+    workers.push(...started);
+  }
+  return workers;
 }
 
 /** A pg client connected to `url`, ended at cleanup. */
