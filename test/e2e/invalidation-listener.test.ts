@@ -223,6 +223,7 @@ describe('ModuleCacheInvalidationListener against a real Postgres', () => {
       expect(listener.stats()).toEqual({
         received: 3,
         rejected: 7,
+        covered: 0,
         reconnects: 0,
         lastRejectReason: 'no configured prefix maps "@elsewhere/x/"',
       });
@@ -263,6 +264,7 @@ describe('ModuleCacheInvalidationListener against a real Postgres', () => {
     expect(listener.stats()).toEqual({
       received: 1,
       rejected: 1,
+      covered: 0,
       reconnects: 0,
       lastRejectReason: 'not a probe or a sync marker (the control channel carries nothing else)',
     });
