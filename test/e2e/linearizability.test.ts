@@ -10,7 +10,7 @@ import { recordHistory, type RecordedRun } from '../support/history-run';
  * in test/support/history.ts. Strong mode: no read that started after an invalidate() completed
  * sees an older version, in any process. Eventual mode: the same comparison measures staleness.
  */
-const SECONDS = Number(process.env.HISTORY_SECONDS ?? 30);
+const SECONDS = Number(process.env.HISTORY_SECONDS ?? 24);
 
 let db: TestDatabase;
 const out = (line: string) => process.stdout.write(`${line}\n`);
@@ -87,6 +87,7 @@ describe('recorded histories, checked (real processes, faults)', () => {
     const verdict = checkHistory(run.ops, { toleranceMs: run.toleranceMs });
     const s = staleness(verdict);
     out(summary('eventual', run, verdict));
+    if (verdict.failedReads + verdict.failedUpdates) out(`[linearizability] eventual: failures: ${failures(run)}`);
     out(
       `[linearizability] eventual: stale reads ${s.staleReads} of ${s.judgedReads} (${s.per10k.toFixed(1)} per 10k reads); ` +
         `staleness window p50 ${s.p50.toFixed(1)} ms, p99 ${s.p99.toFixed(1)} ms, max ${s.max.toFixed(1)} ms`,

@@ -270,6 +270,20 @@ async function main(): Promise<void> {
       for (let i = 0; i < config.loops; i++) void loop();
     },
     historyDrain: () => ({ ops: history.splice(0), running: historyLoopsRunning }),
+    /**
+     * This process's wallClock() minus the kernel's realtime clock (Date.now(), whole ms: the
+     * smallest difference over a 5 ms spin is the error to within microseconds). Processes'
+     * wallClock() readings compare to within the spread of their errors.
+     */
+    clockError: () => {
+      let error = Infinity;
+      // Date.now() first: a preemption between the two readings can only make a sample larger, never smaller.
+      for (const end = performance.now() + 5; performance.now() < end;) {
+        const kernel = Date.now();
+        error = Math.min(error, wallClock() - kernel);
+      }
+      return error;
+    },
   });
 
   let closing = false;

@@ -10,7 +10,7 @@
  * undrained operations are lost with it, which only means fewer operations judged.
  */
 import { spawnWorker, TRUTH_SQL, type WorkerHandle } from '../processes/harness';
-import { clockOffset, type Op } from './history';
+import type { Op } from './history';
 
 export const HISTORY_REALM = 'https://example.test/history/';
 
@@ -44,7 +44,7 @@ export interface Fault {
 export interface RecordedRun {
   ops: Op[];
   faults: Fault[];
-  /** Largest |clock offset| + uncertainty of any worker against this process, in ms. */
+  /** Spread (max − min) of the workers' clock errors against the kernel's realtime clock, at their start and at the end, in ms. */
   toleranceMs: number;
   workers: string[];
   seconds: number;
@@ -97,15 +97,19 @@ export async function recordHistory(o: RecordedRunOptions): Promise<RecordedRun>
   let until = Infinity;
   let started = 0;
 
+  const clockErrors: number[] = [];
   const measure = async (w: WorkerHandle) => {
-    const { offset, uncertainty } = await clockOffset(w);
-    toleranceMs = Math.max(toleranceMs, Math.abs(offset) + uncertainty);
+    clockErrors.push(await w.call<number>('clockError'));
+    toleranceMs = Math.max(...clockErrors) - Math.min(...clockErrors);
   };
   const run = (w: WorkerHandle) =>
     w.call('historyRun', { urls, until, loops: o.loops ?? 3, updateRatio: o.updateRatio ?? 0.03, pauseMs: o.pauseMs ?? 5 });
+  const killed = new Set<WorkerHandle>();
   const drain = async (w: WorkerHandle) => {
+    // A send on the channel of a process killed but not yet reaped would be an unhandled 'error' event.
+    w.child.on('error', () => undefined);
     try {
-      for (;;) {
+      while (!killed.has(w)) {
         const { ops: batch, running } = await w.call<{ ops: Op[]; running: number }>('historyDrain');
         ops.push(...batch);
         if (now() >= until && running === 0) return;
@@ -137,6 +141,7 @@ export async function recordHistory(o: RecordedRunOptions): Promise<RecordedRun>
     return rows[0]?.n ?? 0;
   };
 
+  const begun = now();
   try {
     const initial = await Promise.all(Array.from({ length: count }, (_, i) => spawn(`w${i}`)));
     for (const w of initial) {
@@ -159,7 +164,10 @@ export async function recordHistory(o: RecordedRunOptions): Promise<RecordedRun>
     until = started + seconds * 1000;
     await Promise.all(initial.map(run));
     drains.push(...initial.map(drain));
-    log(`[history] ${o.consistency}: ${count} workers × ${o.loops ?? 3} loops for ${seconds} s, ${modules} modules`);
+    log(
+      `[history] ${o.consistency}: ${count} workers × ${o.loops ?? 3} loops for ${seconds} s, ${modules} modules ` +
+        `(set up in ${((started - begun) / 1000).toFixed(1)} s)`,
+    );
 
     if (o.faults !== false) {
       const at = async (fraction: number) => sleep(Math.max(0, started + fraction * seconds * 1000 - now()));
@@ -177,6 +185,7 @@ export async function recordHistory(o: RecordedRunOptions): Promise<RecordedRun>
       const victim = pick([...live.values()].filter((w) => !frozen.has(w.pid)));
       fault('kill', victim.name, 'SIGKILL, respawned');
       live.delete(victim.name);
+      killed.add(victim);
       victim.child.kill('SIGKILL');
       schedule.push(
         (async () => {
@@ -207,9 +216,13 @@ export async function recordHistory(o: RecordedRunOptions): Promise<RecordedRun>
     await sleep(Math.max(0, until - now()));
     // Drains started late (the respawned worker) are in `drains` by now.
     for (let i = 0; i < drains.length; i++) await drains[i];
+    // Clocks again at the end: a slew during the run shows as a wider spread.
+    for (const w of live.values()) await measure(w);
     return { ops, faults, toleranceMs, workers: everyone.map((w) => w.name), seconds };
   } finally {
     for (const pid of frozen) process.kill(pid, 'SIGCONT');
+    const stopping = now();
     await Promise.all(everyone.map((w) => w.stop().catch(() => undefined)));
+    log(`[history] ${o.consistency}: workers stopped in ${((now() - stopping) / 1000).toFixed(1)} s`);
   }
 }

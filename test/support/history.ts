@@ -5,10 +5,11 @@
  * `historyRun`), with invoke and complete times on `performance.timeOrigin + performance.now()`:
  * monotonic within a process (it keeps counting through SIGSTOP), aligned to the wall clock
  * when the process started. Processes on one machine then agree to well under a millisecond
- * unless the wall clock was stepped between their starts; the run measures each worker's offset
- * from the test process (IPC ping) and the checker only counts a read as "after" an update when
- * it started more than `toleranceMs` (the largest offset plus its uncertainty) after the
- * update completed, so skew can hide a violation but never invent one.
+ * unless the wall clock was stepped between their starts. The run checks that assumption: each
+ * worker measures its clock against the kernel's realtime clock (`clockError`, no IPC latency
+ * involved) at its start and at the end, and the checker only counts a read as "after" an
+ * update when it started more than `toleranceMs` (the spread of those errors) after the update
+ * completed, so skew can hide a violation but never invent one.
  *
  * The model (strong mode): an update of module u is `UPDATE truth SET version = version + 1`
  * (the version it made current, v) then `invalidate(u)`. Once that invalidate() completed, every
@@ -17,8 +18,6 @@
  * from memory at all, so no read is excused. In eventual mode the same comparison measures the
  * staleness window: how long after the (earliest) update it missed had completed a stale read started.
  */
-import type { WorkerHandle } from '../processes/harness';
-
 export interface ReadOp {
   kind: 'read';
   process: string;
@@ -210,17 +209,4 @@ export function describeViolation(v: Violation): string {
     `but invalidate() of v${v.required} had completed in ${u.process} at ${u.complete.toFixed(3)} ` +
     `(${(r.invoke - u.complete).toFixed(3)} ms before the read started; stale for ${v.staleForMs.toFixed(3)} ms)`
   );
-}
-
-/** A worker's clock offset from ours (smallest-round-trip IPC ping), and its uncertainty. */
-export async function clockOffset(worker: WorkerHandle, pings = 20): Promise<{ offset: number; uncertainty: number }> {
-  let best = { offset: 0, uncertainty: Infinity };
-  const now = () => performance.timeOrigin + performance.now();
-  for (let i = 0; i < pings; i++) {
-    const before = now();
-    const theirs = await worker.call<number>('now');
-    const after = now();
-    if ((after - before) / 2 < best.uncertainty) best = { offset: theirs - (before + after) / 2, uncertainty: (after - before) / 2 };
-  }
-  return best;
 }
