@@ -59,6 +59,17 @@ describe('recorded histories, checked (real processes, faults)', () => {
     const verdict = checkHistory(run.ops, { toleranceMs: run.toleranceMs });
     out(summary('strong', run, verdict));
     if (verdict.failedReads + verdict.failedUpdates) out(`[linearizability] strong: failures: ${failures(run)}`);
+    // The moments strong mode is about: a process just thawed (after a long freeze its lease has lapsed).
+    const thawed = run.faults.filter((f) => f.kind === 'freeze-long' && f.end !== undefined);
+    const afterThaw = run.ops.filter(
+      (op) =>
+        op.kind === 'read' &&
+        op.ok &&
+        thawed.some((f) => op.process === f.target && op.invoke >= f.end! && op.invoke < f.end! + run.leaseMs),
+    ).length;
+    out(
+      `[linearizability] strong: ${afterThaw} reads judged in a process within a lease after it thawed from a freeze longer than the lease`,
+    );
     for (const v of verdict.violations.slice(0, 5)) out(`[linearizability] VIOLATION ${describeViolation(v)}`);
     // The run judged something: reads after completed updates in every kind of process.
     expect(verdict.updates - verdict.failedUpdates).toBeGreaterThan(50);
@@ -72,6 +83,7 @@ describe('recorded histories, checked (real processes, faults)', () => {
       'freeze-short',
       'kill',
     ]);
+    expect(afterThaw).toBeGreaterThan(0);
     expect(verdict.violations.map(describeViolation).slice(0, 5)).toEqual([]);
   }, 240_000);
 

@@ -39,10 +39,14 @@ export interface Fault {
   kind: 'freeze-long' | 'freeze-short' | 'kill' | 'cut-listener' | 'cut-all';
   target: string;
   detail: string;
+  /** Wall clock (as the histories) when it was injected, and when a freeze ended. */
+  start: number;
+  end?: number;
 }
 
 export interface RecordedRun {
   ops: Op[];
+  leaseMs: number;
   faults: Fault[];
   /** Spread (max − min) of the workers' clock errors against the kernel's realtime clock, at their start and at the end, in ms. */
   toleranceMs: number;
@@ -120,17 +124,19 @@ export async function recordHistory(o: RecordedRunOptions): Promise<RecordedRun>
     }
   };
   const fault = (kind: Fault['kind'], target: string, detail: string) => {
-    const f = { at: (now() - started) / 1000, kind, target, detail };
+    const f: Fault = { at: (now() - started) / 1000, kind, target, detail, start: now() };
     faults.push(f);
     log(`[history] ${f.at.toFixed(1)} s: ${kind} ${target} (${detail})`);
+    return f;
   };
   const freeze = async (w: WorkerHandle, ms: number, kind: 'freeze-long' | 'freeze-short') => {
-    fault(kind, w.name, `SIGSTOP for ${ms} ms, lease ${leaseMs} ms`);
+    const f = fault(kind, w.name, `SIGSTOP for ${ms} ms, lease ${leaseMs} ms`);
     process.kill(w.pid, 'SIGSTOP');
     frozen.add(w.pid);
     await sleep(ms);
     process.kill(w.pid, 'SIGCONT');
     frozen.delete(w.pid);
+    f.end = now();
   };
   const terminate = async (names: string[]) => {
     const rows = await o.query<{ n: number }>(
@@ -218,7 +224,7 @@ export async function recordHistory(o: RecordedRunOptions): Promise<RecordedRun>
     for (let i = 0; i < drains.length; i++) await drains[i];
     // Clocks again at the end: a slew during the run shows as a wider spread.
     for (const w of live.values()) await measure(w);
-    return { ops, faults, toleranceMs, workers: everyone.map((w) => w.name), seconds };
+    return { ops, leaseMs, faults, toleranceMs, workers: everyone.map((w) => w.name), seconds };
   } finally {
     for (const pid of frozen) process.kill(pid, 'SIGCONT');
     const stopping = now();
