@@ -4,8 +4,10 @@
  * lookup(url) and updates (truth version + 1, then invalidate(url)) over pairs of modules (the
  * odd one imports the even one), while this process injects faults on a fixed schedule with
  * randomly chosen targets: SIGSTOP/SIGCONT of a worker for longer than the lease and for
- * shorter, SIGKILL of one (respawned under a new name), and connection cuts
- * (`pg_terminate_backend` of a worker's listener, then of all its pooled connections).
+ * shorter, SIGSTOP of one's listener backend for longer than the lease (a deaf peer; only when
+ * this process may signal the server's processes), SIGKILL of one (respawned under a new name),
+ * and connection cuts (`pg_terminate_backend` of a worker's listener, then of all its pooled
+ * connections).
  * The histories come back over IPC (`historyDrain`, every 500 ms); a killed worker's last
  * undrained operations are lost with it, which only means fewer operations judged.
  */
@@ -36,7 +38,7 @@ export interface RecordedRunOptions {
 export interface Fault {
   /** Seconds since the run started. */
   at: number;
-  kind: 'freeze-long' | 'freeze-short' | 'kill' | 'cut-listener' | 'cut-all';
+  kind: 'freeze-long' | 'freeze-short' | 'kill' | 'cut-listener' | 'cut-all' | 'deaf-listener';
   target: string;
   detail: string;
   /** Wall clock (as the histories) when it was injected, and when a freeze ended. */
@@ -94,6 +96,8 @@ export async function recordHistory(o: RecordedRunOptions): Promise<RecordedRun>
   const live = new Map<string, WorkerHandle>();
   const everyone: WorkerHandle[] = [];
   const frozen = new Set<number>();
+  /** Workers whose listener backend is stopped (the kill spares them: their deafness should play out). */
+  const deaf = new Set<number>();
   const ops: Op[] = [];
   const faults: Fault[] = [];
   const drains: Promise<void>[] = [];
@@ -183,12 +187,41 @@ export async function recordHistory(o: RecordedRunOptions): Promise<RecordedRun>
       await at(0.1);
       schedule.push(freeze(target(), Math.round(leaseMs * 0.3), 'freeze-short'));
       await at(0.2);
-      const deaf = target();
-      fault('cut-listener', deaf.name, `pg_terminate_backend: ${await terminate([listenerName(deaf.name)])} backend(s)`);
+      const cutOff = target();
+      fault('cut-listener', cutOff.name, `pg_terminate_backend: ${await terminate([listenerName(cutOff.name)])} backend(s)`);
       await at(0.3);
       schedule.push(freeze(target(), Math.round(leaseMs * 1.6), 'freeze-long'));
+      await at(0.4);
+      // A deaf peer: its listener's backend stopped (the server on this machine, and the right to signal it), for longer than the lease.
+      const deafened = pick([...live.values()].filter((w) => !frozen.has(w.pid)));
+      const [backend] = await o.query<{ pid: number }>(
+        `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1`,
+        [listenerName(deafened.name)],
+      );
+      let signalled = false;
+      try {
+        if (backend) process.kill(backend.pid, 0);
+        signalled = backend !== undefined;
+      } catch {
+        log(`[history] cannot signal the database server's processes: no deaf-listener fault`);
+      }
+      if (signalled) {
+        const ms = Math.round(leaseMs * 1.3);
+        const f = fault('deaf-listener', deafened.name, `listener backend ${backend.pid} SIGSTOP for ${ms} ms`);
+        process.kill(backend.pid, 'SIGSTOP');
+        frozen.add(backend.pid);
+        deaf.add(deafened.pid);
+        schedule.push(
+          sleep(ms).then(() => {
+            process.kill(backend.pid, 'SIGCONT');
+            frozen.delete(backend.pid);
+            deaf.delete(deafened.pid);
+            f.end = now();
+          }),
+        );
+      }
       await at(0.5);
-      const victim = pick([...live.values()].filter((w) => !frozen.has(w.pid)));
+      const victim = pick([...live.values()].filter((w) => !frozen.has(w.pid) && !deaf.has(w.pid)));
       fault('kill', victim.name, 'SIGKILL, respawned');
       live.delete(victim.name);
       killed.add(victim);
