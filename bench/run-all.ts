@@ -23,6 +23,7 @@ const BENCHMARKS: Array<{ name: string; gc?: boolean }> = [
   { name: 'replay' },
   { name: 'scale' },
   { name: 'strong' },
+  { name: 'staleness' },
 ];
 
 function run(name: string, gc: boolean, resultsFile: string): Promise<number | null> {

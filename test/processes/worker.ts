@@ -241,6 +241,78 @@ async function main(): Promise<void> {
     },
   };
 
+  /**
+   * Recorded histories (test/support/history.ts): `historyRun` starts `loops` random loops of
+   * lookup(url) and updates (truth version + 1, then invalidate(url)) until wall-clock `until`;
+   * each operation is recorded with its invoke and complete time (wallClock()). `historyDrain`
+   * hands over (and forgets) what was recorded so far, and whether the loops have finished.
+   */
+  const history: unknown[] = [];
+  let historyLoopsRunning = 0;
+  let writer: Pool | undefined;
+  Object.assign(commands, {
+    historyRun: (config: { urls: string[]; until: number; loops: number; updateRatio: number; pauseMs?: number }) => {
+      writer ??= new Pool({ connectionString: databaseUrl, max: 2, application_name: `truth-writer-${name}` });
+      writer.on('error', () => undefined);
+      const pool = writer;
+      const loop = async () => {
+        historyLoopsRunning++;
+        try {
+          while (wallClock() < config.until && !closing) {
+            const url = config.urls[Math.floor(Math.random() * config.urls.length)];
+            const invoke = wallClock();
+            if (Math.random() < config.updateRatio) {
+              let version: number | undefined;
+              try {
+                const { rows } = await pool.query<{ version: number }>(
+                  `UPDATE truth SET version = version + 1 WHERE url = $1 RETURNING version`,
+                  [url],
+                );
+                version = rows[0].version;
+                await lookup.invalidate(url);
+                history.push({ kind: 'update', process: name, url, version, invoke, complete: wallClock(), ok: true });
+              } catch (error) {
+                const message = error instanceof Error ? error.message : String(error);
+                history.push({ kind: 'update', process: name, url, version, invoke, complete: wallClock(), ok: false, error: message });
+              }
+            } else {
+              try {
+                const entry = (await lookup.lookup(url)) as {
+                  definitions?: { value?: { version: number; depVersions: Record<string, number> } };
+                };
+                const value = entry.definitions?.value;
+                const seen = value ? { ...value.depVersions, [url]: value.version } : {};
+                history.push({ kind: 'read', process: name, url, seen, invoke, complete: wallClock(), ok: value !== undefined });
+              } catch (error) {
+                const message = error instanceof Error ? error.message : String(error);
+                history.push({ kind: 'read', process: name, url, invoke, complete: wallClock(), ok: false, error: message });
+              }
+            }
+            if (config.pauseMs) await new Promise((resolve) => setTimeout(resolve, Math.random() * config.pauseMs!));
+          }
+        } finally {
+          historyLoopsRunning--;
+        }
+      };
+      for (let i = 0; i < config.loops; i++) void loop();
+    },
+    historyDrain: () => ({ ops: history.splice(0), running: historyLoopsRunning }),
+    /**
+     * This process's wallClock() minus the kernel's realtime clock (Date.now(), whole ms: the
+     * smallest difference over a 5 ms spin is the error to within microseconds). Processes'
+     * wallClock() readings compare to within the spread of their errors.
+     */
+    clockError: () => {
+      let error = Infinity;
+      // Date.now() first: a preemption between the two readings can only make a sample larger, never smaller.
+      for (const end = performance.now() + 5; performance.now() < end;) {
+        const kernel = Date.now();
+        error = Math.min(error, wallClock() - kernel);
+      }
+      return error;
+    },
+  });
+
   let closing = false;
   const close = async (code: number) => {
     if (closing) return;
