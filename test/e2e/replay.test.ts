@@ -147,9 +147,14 @@ describe('reconnect: targeted replay of the fence log', () => {
     await waitFor(() => ofType(reader.events, 'resync').length === 1, 20_000, 'the replay');
     await waitFor(() => !reader.inMemory('w'), 10_000, "w evicted by its notification (after the replay's marker)");
 
-    // One targeted replay, of the gap's and the held invalidation's rows (y, z; not x: applied before the cut).
-    expect(ofType(reader.events, 'resync')).toEqual([
-      { type: 'resync', mode: 'targeted', from: beforeCut, to: expect.any(String), rows: 2, evicted: 4 },
+    // One targeted replay, of the gap's and the held invalidation's rows (y, z; not x: applied before
+    // the cut). w's invalidation races the replay for the fence's sequence lock once the held one
+    // commits: either the replay reads its row too (and its notification, before the marker, is
+    // covered), or it commits after the marker and is applied from its notification. Once, either way.
+    const resyncs = ofType(reader.events, 'resync');
+    const wReplayed = resyncs[0]?.mode === 'targeted' && resyncs[0].rows === 3;
+    expect(resyncs).toEqual([
+      { type: 'resync', mode: 'targeted', from: beforeCut, to: expect.any(String), rows: wReplayed ? 3 : 2, evicted: wReplayed ? 5 : 4 },
     ]);
     expect(reader.app.lookup.stats().resyncs).toEqual({ targeted: 1, full: 1 });
     // Exactly the touched entries left memory: y and its consumer c1, z and its consumer c2, and w by its own notification.
@@ -157,9 +162,9 @@ describe('reconnect: targeted replay of the fence log', () => {
     for (const name of ['x', ...FILLERS]) expect(reader.inMemory(name), name).toBe(true);
     expect(reader.memorySize()).toBe(ALL.length - 5);
     // z's notification arrived before the replay's marker: applied through the replay's row, once.
-    expect(reader.listener.stats().covered).toBe(1);
+    expect(reader.listener.stats().covered).toBe(wReplayed ? 2 : 1);
     expect(remote(reader.events, 'z')).toBe(0);
-    expect(remote(reader.events, 'w')).toBe(1);
+    expect(remote(reader.events, 'w')).toBe(wReplayed ? 0 : 1);
     expect(remote(reader.events, 'y')).toBe(0);
 
     // Nothing stale once memory is trusted again.
