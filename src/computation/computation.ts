@@ -50,13 +50,7 @@ export class Computation {
     const { local, entries, options, recorder } = deps;
     this.dependencyErrors = new DependencyErrors(local, entries, options, (url, scope, waiter) =>
       // A dependency is computed for its consumer: at the consumer's priority, for its user, storing errors as it does.
-      this.resolve(
-        local.dependencyContext(url),
-        scope,
-        performance.now(),
-        { priority: waiter.hints.priority, user: waiter.hints.user, persistErrors: waiter.hints.persistErrors },
-        waiter,
-      ),
+      this.resolve(local.dependencyContext(url), scope, performance.now(), waiter.hints, waiter),
     );
     this.persistStep = new PersistStep(local, entries, recorder);
   }
@@ -186,7 +180,7 @@ export class Computation {
       if (newer) {
         this.logger.debug(`${ctx.url} (${ctx.scope}): invalidated meanwhile, joining the newer computation`);
         // Its callers' priority and "store errors" carry over to the computation they now wait on.
-        newer.hints.join({ priority: flight.hints.priority, user: flight.hints.user, persistErrors: flight.hints.persistErrors });
+        newer.hints.join(flight.hints);
         flight.waitingOn.add(newer);
         try {
           return await newer.promise;

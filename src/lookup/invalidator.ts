@@ -105,7 +105,7 @@ export class Invalidator {
         this.drain();
       });
     } catch (error) {
-      throw this.failure(what, error, 'invalidation');
+      throw this.failure(what, error);
     } finally {
       // Again after commit: a read that raced the transaction must not repopulate memory.
       local.forgetModules(aliases);
@@ -212,7 +212,7 @@ export class Invalidator {
       this.deps.recorder.record({ type: 'notified', payloads: payloads.length });
       cleared = { count, seq };
     } catch (error) {
-      throw this.failure(`clearRealm(${realm})`, error, 'invalidation');
+      throw this.failure(`clearRealm(${realm})`, error);
     } finally {
       this.deps.local.forgetRealm(realm);
     }
@@ -234,7 +234,7 @@ export class Invalidator {
       this.deps.recorder.record({ type: 'notified', payloads: payloads.length });
       cleared = { count, seq };
     } catch (error) {
-      throw this.failure('clearAll()', error, 'invalidation');
+      throw this.failure('clearAll()', error);
     } finally {
       this.deps.local.forgetAll();
     }
@@ -285,9 +285,9 @@ export class Invalidator {
   }
 
   /** A busy fence (or a lock-order conflict that kept coming back) is E_FENCE_BUSY; anything else a broadcast failure. */
-  private failure(what: string, error: unknown, kind: 'invalidation'): ModuleCacheError {
+  private failure(what: string, error: unknown): ModuleCacheError {
     if (isFenceTimeout(error) || isLockOrderConflict(error)) {
-      this.deps.recorder.record({ type: 'fence-busy', what: kind });
+      this.deps.recorder.record({ type: 'fence-busy', what: 'invalidation' });
       const message = messages.fenceBusy(what, this.deps.options.fenceWaitMs);
       this.logger.warn(`${message}; local caches were cleared`);
       return new FenceBusyError(message, { cause: error });

@@ -12,10 +12,15 @@ const CONNECTION_SQLSTATE = /^(08|57P0[1-4]|53300)/;
  */
 export function isConnectionFailure(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
-  const driver = (error as { driverError?: unknown }).driverError;
-  const code = ((driver instanceof Error ? driver : error) as { code?: unknown }).code;
+  const code = errorCode(error);
   if (typeof code !== 'string') return true;
   return /^[0-9A-Z]{5}$/.test(code) ? CONNECTION_SQLSTATE.test(code) : code.startsWith('E');
+}
+
+/** The driver's error code (a SQLSTATE, or a Node code such as ECONNRESET), also through TypeORM's `driverError`. */
+function errorCode(error: Error): unknown {
+  const driver = (error as { driverError?: unknown }).driverError;
+  return ((driver instanceof Error ? driver : error) as { code?: unknown }).code;
 }
 
 /** A connection failure as a coded DatabaseUnavailableError (the driver's error as its cause); anything else as it is. */
@@ -29,9 +34,7 @@ export const LOCK_NOT_AVAILABLE = '55P03';
 
 /** True when the statement gave up waiting for the fence (see LOCK_NOT_AVAILABLE). */
 export function isFenceTimeout(error: unknown): boolean {
-  if (!(error instanceof Error)) return false;
-  const driver = (error as { driverError?: unknown }).driverError;
-  return ((driver instanceof Error ? driver : error) as { code?: unknown }).code === LOCK_NOT_AVAILABLE;
+  return error instanceof Error && errorCode(error) === LOCK_NOT_AVAILABLE;
 }
 
 /**
@@ -43,7 +46,6 @@ const LOCK_ORDER_CONFLICT = new Set(['40P01', 'MCRT0']);
 
 export function isLockOrderConflict(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
-  const driver = (error as { driverError?: unknown }).driverError;
-  const code = ((driver instanceof Error ? driver : error) as { code?: unknown }).code;
+  const code = errorCode(error);
   return typeof code === 'string' && LOCK_ORDER_CONFLICT.has(code);
 }

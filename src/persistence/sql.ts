@@ -6,9 +6,10 @@ import type { Statement } from './statements';
 import { describeError } from '../describe-error';
 
 /**
- * The fence lock, `pg_advisory_xact_lock(28003, 0)`: every invalidation takes it exclusively and
- * every persist shared (see the fence migration). The frozen migrations spell it out as literals;
- * TypeScript code (tests that hold the fence) names it here.
+ * The fence's global lock, `pg_advisory_xact_lock(28003, 0)`: module invalidations and persists
+ * take it shared, clears (and the previous version's invalidations) exclusively; holding it
+ * exclusively parks every fenced statement (docs/fence.md). The frozen migrations spell it out as
+ * literals; TypeScript code (tests that hold the fence) names it here.
  */
 export const FENCE_LOCK = { classId: 28003, objectId: 0 } as const;
 
