@@ -6,27 +6,13 @@ import { createTestDatabase, type TestDatabase } from '../support/database';
 import { countStatements } from '../support/pg';
 import { FakeSource } from '../support/fake-source';
 import { waitFor } from '../support/wait';
+import { seedGraph as seedModuleGraph } from '../support/graph';
 
 const REALM = 'https://example.test/realm/';
 let db: TestDatabase;
 let cache: CacheApp;
 
-/** Inserts rows and dependency edges directly: `edges` maps a module name to the names it imports. */
-async function seedGraph(edges: Record<string, string[]>, scopes = ['public']): Promise<void> {
-  const names = Object.keys(edges);
-  await db.query(
-    `INSERT INTO module_cache_entries (url, scope, alias, realm, definitions, deps)
-     SELECT $1 || n || '.gts', s, $1 || n, $1, '{}'::jsonb, '{}' FROM unnest($2::text[]) n, unnest($3::text[]) s`,
-    [REALM, names, scopes],
-  );
-  const consumers = names.flatMap((n) => edges[n].map(() => n));
-  const deps = names.flatMap((n) => edges[n]);
-  await db.query(
-    `INSERT INTO module_cache_edges (consumer_alias_hash, dep_alias_hash)
-     SELECT md5($1 || c)::uuid, md5($1 || d)::uuid FROM unnest($2::text[], $3::text[]) AS e(c, d) ON CONFLICT DO NOTHING`,
-    [REALM, consumers, deps],
-  );
-}
+const seedGraph = (edges: Record<string, string[]>, scopes?: string[]) => seedModuleGraph(db, REALM, edges, scopes);
 
 async function remaining(): Promise<string[]> {
   const rows = await db.query<{ url: string }>(`SELECT DISTINCT url FROM module_cache_entries ORDER BY url`);

@@ -5,6 +5,7 @@ import { createCacheApp, migrate, type CacheApp } from '../support/app';
 import { createTestDatabase, type TestDatabase } from '../support/database';
 import { FakeSource } from '../support/fake-source';
 import { waitFor } from '../support/wait';
+import { seedGraph as seedModuleGraph } from '../support/graph';
 
 const REALM = 'https://example.test/many/';
 const OTHER = 'https://example.test/other/';
@@ -13,20 +14,7 @@ let cache: CacheApp;
 
 const url = (n: string, realm = REALM) => `${realm}${n}.gts`;
 
-/** Rows and edges inserted directly: `edges` maps a module name to the names it imports (same realm). */
-async function seedGraph(edges: Record<string, string[]>, realm = REALM): Promise<void> {
-  const names = Object.keys(edges);
-  await db.query(
-    `INSERT INTO module_cache_entries (url, scope, alias, realm, definitions, deps)
-     SELECT $1 || n || '.gts', 'public', $1 || n, $1, '{}'::json, '{}' FROM unnest($2::text[]) n`,
-    [realm, names],
-  );
-  await db.query(
-    `INSERT INTO module_cache_edges (consumer_alias_hash, dep_alias_hash)
-     SELECT md5($1 || c)::uuid, md5($1 || d)::uuid FROM unnest($2::text[], $3::text[]) AS e(c, d) ON CONFLICT DO NOTHING`,
-    [realm, names.flatMap((n) => edges[n].map(() => n)), names.flatMap((n) => edges[n])],
-  );
-}
+const seedGraph = (edges: Record<string, string[]>, realm = REALM) => seedModuleGraph(db, realm, edges);
 
 const remaining = async () =>
   (await db.query<{ url: string }>(`SELECT url FROM module_cache_entries ORDER BY url`)).map((r) =>
