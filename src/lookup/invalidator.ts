@@ -13,7 +13,7 @@ import {
 import { messages } from '../messages';
 import type { ResolvedModuleCacheOptions } from '../config/options';
 import type { Recorder } from '../events/recorder';
-import type { InvalidatedRow, InvalidationSeed, InvalidationStore, SyncMarkerSpec } from '../persistence/invalidations';
+import type { InvalidatedRow, InvalidationSeed, InvalidationStore } from '../persistence/invalidations';
 import { isFenceTimeout, isLockOrderConflict } from '../persistence/connection-failures';
 import type { LocalState } from '../local/local-state';
 import { parseRealmURL } from '../config/urls';
@@ -167,6 +167,7 @@ export class Invalidator {
         ...(strong ? { syncOrigin: this.deps.origin } : {}),
       });
     }
+    const { signingSecret } = this.deps.options;
     let sent = 0;
     const { rows, seq } = await this.deps.invalidations.invalidateFenced({
       seeds,
@@ -176,15 +177,9 @@ export class Invalidator {
         sent = payloads.length;
         return payloads;
       },
-      ...(strong ? { sync: this.signedSync() } : {}),
+      ...(strong ? { syncMarker: (seq: string) => syncMarkerAround(seq, { origin: this.deps.origin, signingSecret }) } : {}),
     });
     return { urls: new Map([...rows].map(([group, deleted]) => [group, deleted.map((r) => r.url)])), seq, sent };
-  }
-
-  private signedSync(): SyncMarkerSpec {
-    const { origin } = this.deps;
-    const { signingSecret } = this.deps.options;
-    return { around: (seq) => syncMarkerAround(seq, { origin, signingSecret }) };
   }
 
   private async withLockOrderRetries<T>(work: () => Promise<T>): Promise<T> {

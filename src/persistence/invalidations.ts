@@ -64,9 +64,6 @@ export interface InvalidationSeed {
   variants: string[];
 }
 
-/** A sync marker sent inside the invalidation's transaction: unsigned (the database builds it), or signed halves built from the sequence. */
-export type SyncMarkerSpec = { origin: string } | { around: (seq: string) => { before: string; after: string } };
-
 /**
  * Invalidations: fan-out, fence log, delete and NOTIFY, committed together so that peers hear of
  * an invalidation exactly when it commits, and a failed NOTIFY rolls the delete back. Also the
@@ -124,17 +121,18 @@ export class InvalidationStore {
   /**
    * The same inside one explicit transaction, for payloads this process must encode (signed):
    * fan-out, delete and fence log first, then the NOTIFYs encoded from what was deleted (and the
-   * sync marker), then COMMIT. `onAffected` runs synchronously as soon as the fan-out is known,
-   * with every deleted row; the result has them per caller group too.
+   * sync marker, whose signed halves `syncMarker` builds from the sequence), then COMMIT.
+   * `onAffected` runs synchronously as soon as the fan-out is known, with every deleted row; the
+   * result has them per caller group too.
    */
   async invalidateFenced({
     seeds,
     onAffected,
-    sync,
+    syncMarker,
   }: {
     seeds: Array<{ alias: string; group: number }>;
     onAffected: PayloadBuilder<InvalidatedRow[]>;
-    sync?: SyncMarkerSpec;
+    syncMarker?: (seq: string) => { before: string; after: string };
   }): Promise<{ rows: Map<number, InvalidatedRow[]>; seq: string }> {
     const { channel, retentionMs, fenceWaitMs } = this.config;
     const syncChannel = this.controlChannel;
@@ -155,13 +153,15 @@ export class InvalidationStore {
       for (const row of result.slice(0, -1)) {
         const deleted = { url: row.url, realm: row.realm, alias: row.alias };
         const group = Number(row.grp);
-        byGroup.set(group, [...(byGroup.get(group) ?? []), deleted]);
+        const rows = byGroup.get(group);
+        if (rows) rows.push(deleted);
+        else byGroup.set(group, [deleted]);
         distinct.set(`${deleted.realm}\n${deleted.url}`, deleted);
       }
       const payloads = onAffected([...distinct.values()]);
       if (payloads.length) await query(NOTIFY_EACH, [channel, payloads]);
-      if (sync && 'around' in sync) {
-        const { before, after } = sync.around(status.seq);
+      if (syncMarker) {
+        const { before, after } = syncMarker(status.seq);
         await query(NOTIFY_SYNC, [syncChannel, before, after, status.seq]);
       }
       return { rows: byGroup, seq: status.seq };
